@@ -1,0 +1,31 @@
+# The two commands a newcomer needs: `make serve` (demo on http://127.0.0.1:8000) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PACKAGES := $(wildcard packages/*)
+STAMP := $(VENV)/.installed
+
+.PHONY: serve test lint typecheck bench clean
+
+$(STAMP): $(foreach p,$(PACKAGES),$(p)/pyproject.toml) requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet $(foreach p,$(PACKAGES),-e $(p))
+	touch $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/genro-asgi serve examples/demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check packages tests bench examples
+	$(BIN)/mypy packages/genro-asgi-core/src/genro_asgi
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

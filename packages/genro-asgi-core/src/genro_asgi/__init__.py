@@ -1,0 +1,79 @@
+"""genro-asgi: a pluggable ASGI framework for the Genro ecosystem.
+
+The public API is what this module re-exports; everything else is internal.
+"""
+
+from genro_routes import Section
+
+from .application import AsgiApplication
+from .datastructures import URL, Address, Headers, QueryParams, State
+from .envelope import Envelope
+from .exceptions import (
+    BadRequest,
+    ConfigError,
+    Forbidden,
+    GenroAsgiError,
+    HTTPException,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    PluginError,
+    ServiceUnavailable,
+    StartupError,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from .plugins import CliCommand, Plugin, hookimpl, hookspec
+from .request import Request
+from .response import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+    TytxResponse,
+)
+from .routing import route
+from .server import AsgiServer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "URL",
+    "Address",
+    "AsgiApplication",
+    "AsgiServer",
+    "BadRequest",
+    "CliCommand",
+    "ConfigError",
+    "Envelope",
+    "Forbidden",
+    "GenroAsgiError",
+    "HTMLResponse",
+    "HTTPException",
+    "Headers",
+    "JSONResponse",
+    "MethodNotAllowed",
+    "NotFound",
+    "PayloadTooLarge",
+    "PlainTextResponse",
+    "Plugin",
+    "PluginError",
+    "QueryParams",
+    "RedirectResponse",
+    "Request",
+    "Response",
+    "Section",
+    "ServiceUnavailable",
+    "StartupError",
+    "State",
+    "StreamingResponse",
+    "TytxResponse",
+    "Unauthorized",
+    "UnsupportedMediaType",
+    "__version__",
+    "hookimpl",
+    "hookspec",
+    "route",
+]

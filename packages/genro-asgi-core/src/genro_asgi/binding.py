@@ -1,0 +1,149 @@
+"""Handler parameters: bound from path segments, query string and body, coerced to annotations.
+
+The binder for each handler is built once, when the route table compiles. Coercion uses a
+pydantic TypeAdapter per annotated parameter in lax mode ("42" -> 42, "2025-01-02" -> date);
+a plain ``str`` or unannotated parameter costs nothing.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from .exceptions import BadRequest, NotFound
+from .request import Request
+
+_MULTI_ORIGINS = (list, tuple, set, frozenset, Sequence)
+
+
+class Param:
+    __slots__ = ("adapter", "default", "multi", "name", "positional", "required")
+
+    def __init__(self, parameter: inspect.Parameter, annotation: Any) -> None:
+        self.name = parameter.name
+        self.required = parameter.default is inspect.Parameter.empty
+        self.default = parameter.default
+        self.positional = parameter.kind in (
+            inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD
+        )
+        self.adapter: TypeAdapter[Any] | None = None
+        if annotation not in (inspect.Parameter.empty, str, Any):
+            self.adapter = TypeAdapter(annotation)
+        self.multi = _is_multi(annotation)
+
+    def coerce(self, value: Any) -> Any:
+        if self.adapter is None:
+            return value
+        try:
+            return self.adapter.validate_python(value)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            raise BadRequest(detail=f"parameter {self.name!r}: {first['msg']}") from None
+
+
+def _is_multi(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_multi(arg) for arg in typing.get_args(annotation) if arg is not type(None))
+    return origin in _MULTI_ORIGINS or annotation in (list, tuple, set, frozenset)
+
+
+class Binder:
+    """Turns a request into the keyword arguments of one handler."""
+
+    __slots__ = ("accepts_args", "accepts_kwargs", "by_name", "params", "positional",
+                 "request_param")
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        signature = inspect.signature(func)
+        try:
+            hints = typing.get_type_hints(func, include_extras=True)
+        except Exception:  # unresolvable forward references: fall back to no coercion
+            hints = {}
+        self.params: list[Param] = []
+        self.request_param: str | None = None
+        self.accepts_args = False
+        self.accepts_kwargs = False
+        for parameter in signature.parameters.values():
+            annotation = hints.get(parameter.name, parameter.annotation)
+            if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
+                self.accepts_args = True
+            elif parameter.kind is inspect.Parameter.VAR_KEYWORD:
+                self.accepts_kwargs = True
+            elif inspect.isclass(annotation) and issubclass(annotation, Request):
+                self.request_param = parameter.name
+            else:
+                self.params.append(Param(parameter, annotation))
+        self.by_name = {p.name: p for p in self.params}
+        self.positional = [p for p in self.params if p.positional]
+
+    @property
+    def takes_nothing(self) -> bool:
+        return not self.params and not self.accepts_kwargs and not self.accepts_args
+
+    async def bind(
+        self, request: Request, segments: list[str], with_body: bool, tytx: bool
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        extra_args: tuple[Any, ...] = ()
+        if segments:
+            if len(segments) > len(self.positional) and not self.accepts_args:
+                raise NotFound(detail=f"no route for {request.path!r}")
+            for param, segment in zip(self.positional, segments, strict=False):
+                values[param.name] = segment
+                sources[param.name] = "path"
+            extra_args = tuple(segments[len(self.positional):])
+        query = request.scope.get("query_string")
+        if query:
+            params = request.query_params
+            for name in params:
+                param = self.by_name.get(name)
+                value: Any = params.getlist(name) if param is not None and param.multi \
+                    else params[name]
+                if tytx:
+                    value = _hydrate(value)
+                self._put(values, sources, name, value, "query", param)
+        if with_body:
+            for name, value in (await request.body_params()).items():
+                self._put(values, sources, name, value, "body", self.by_name.get(name))
+        kwargs: dict[str, Any] = {}
+        for name, value in values.items():
+            param = self.by_name.get(name)
+            kwargs[name] = param.coerce(value) if param is not None else value
+        for param in self.params:
+            if param.required and param.name not in kwargs:
+                raise BadRequest(detail=f"missing required parameter {param.name!r}")
+        if self.request_param is not None:
+            kwargs[self.request_param] = request
+        if extra_args:
+            positional_names = [p.name for p in self.positional]
+            args = tuple(kwargs.pop(n) for n in positional_names) + extra_args
+            return args, kwargs
+        return (), kwargs
+
+    def _put(self, values: dict[str, Any], sources: dict[str, str], name: str, value: Any,
+             source: str, param: Param | None) -> None:
+        if param is None and not self.accepts_kwargs:
+            accepted = ", ".join(sorted(self.by_name)) or "none"
+            raise BadRequest(detail=f"unexpected parameter {name!r} (accepted: {accepted})")
+        if name in sources:
+            raise BadRequest(
+                detail=f"parameter {name!r} given twice (in the {sources[name]} and the {source})"
+            )
+        values[name] = value
+        sources[name] = source
+
+
+def _hydrate(value: Any) -> Any:
+    from .tytx import decode_text
+
+    if isinstance(value, list):
+        return [decode_text(v) for v in value]
+    return decode_text(value)
+

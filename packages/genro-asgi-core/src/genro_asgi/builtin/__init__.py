@@ -1,0 +1,1 @@
+"""Plugins that ship with the core, registered by its own entry points like any third party's."""

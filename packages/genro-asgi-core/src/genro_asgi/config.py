@@ -1,0 +1,245 @@
+"""Configuration: config.yaml loading, environment and override layering, validation, secrets.
+
+Precedence, lowest first: built-in defaults < config.yaml < environment
+(``GENRO_ASGI_<SECTION>_<KEY>``, nested keys with ``__``) < command-line flags < constructor
+arguments. Secrets written as ``{$env: VAR}`` or ``{$file: path}`` are resolved into a copy of
+the tree, and their key paths are remembered so that every dump redacts them.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError
+
+from .exceptions import ConfigError
+
+ENV_PREFIX = "GENRO_ASGI_"
+REDACTED = "***"
+KeyPath = tuple[str | int, ...]
+
+
+class ServerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1)
+    reload: bool = False
+    root_path: str = ""
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    max_body_size: ByteSize = ByteSize(1024 * 1024)
+    max_header_count: int = Field(100, ge=1)
+    max_header_size: ByteSize = ByteSize(16 * 1024)
+    shutdown_timeout: float = Field(30.0, ge=0)
+    timeout_keep_alive: int = Field(5, ge=0)
+    limit_concurrency: int | None = Field(None, ge=1)
+    proxy_headers: bool = False
+    forwarded_allow_ips: str = "127.0.0.1"
+
+
+class LoggingSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    access_log: bool = True
+    trace_hooks: bool = False
+
+
+class WatchdogSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    interval: float = Field(30.0, gt=0)
+    timeout: float = Field(60.0, gt=0)
+    critical: float = Field(300.0, gt=0)
+
+
+class AppSettings(BaseModel):
+    """One mounted application; keys other than module/prefix are the app's own parameters."""
+
+    model_config = ConfigDict(extra="allow")
+
+    module: str
+    prefix: str | None = None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    server: ServerSettings = ServerSettings()
+    logging: LoggingSettings = LoggingSettings()
+    watchdog: WatchdogSettings = WatchdogSettings()
+    plugins: dict[str, dict[str, Any] | None] = {}
+    apps: dict[str, AppSettings] = {}
+
+
+SECTIONS = tuple(Settings.model_fields)
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping; a missing file is an empty config, a broken one a ConfigError."""
+    if not path.exists():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Turn ``GENRO_ASGI_*`` variables into a nested override tree.
+
+    ``GENRO_ASGI_SERVER_PORT=9000`` sets ``server.port``; the first ``_`` splits section and key.
+    With ``__`` anywhere, ``__`` is the only separator: ``GENRO_ASGI_PLUGINS__CORS__MAX_AGE=60``
+    sets ``plugins.cors.max_age``. Values are read as YAML scalars (``9000`` is an int).
+    """
+    tree: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        parts = rest.split("__") if "__" in rest else rest.split("_", 1)
+        if len(parts) < 2 or parts[0] not in SECTIONS or not all(parts):
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw else raw
+        except yaml.YAMLError:
+            value = raw
+        node = tree
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return tree
+
+
+def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """A new dict: ``override`` on top of ``base``, merging nested mappings key by key."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and not _is_secret_ref(value) and isinstance(
+            merged.get(key), dict
+        ):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _is_secret_ref(value: Any) -> bool:
+    return isinstance(value, Mapping) and len(value) == 1 and next(iter(value)) in ("$env", "$file")
+
+
+def resolve_secrets(tree: Any, base_dir: Path, path: KeyPath = ()) -> tuple[Any, set[KeyPath]]:
+    """Resolve ``{$env: VAR}`` / ``{$file: path}`` into a copy; return it and the secret paths."""
+    if _is_secret_ref(tree):
+        kind, ref = next(iter(tree.items()))
+        where = ".".join(map(str, path)) or "<root>"
+        if kind == "$env":
+            if ref not in os.environ:
+                raise ConfigError(f"{where}: environment variable {ref!r} is not set")
+            return os.environ[ref], {path}
+        file_path = Path(ref) if Path(ref).is_absolute() else base_dir / ref
+        try:
+            return file_path.read_text(encoding="utf-8").strip(), {path}
+        except OSError as exc:
+            raise ConfigError(f"{where}: cannot read secret file {file_path}: {exc.strerror}") from None
+    secrets: set[KeyPath] = set()
+    if isinstance(tree, Mapping):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out[key], found = resolve_secrets(value, base_dir, (*path, key))
+            secrets |= found
+        return out, secrets
+    if isinstance(tree, list):
+        items = []
+        for index, value in enumerate(tree):
+            resolved, found = resolve_secrets(value, base_dir, (*path, index))
+            items.append(resolved)
+            secrets |= found
+        return items, secrets
+    return tree, secrets
+
+
+def redact(tree: Any, secret_paths: set[KeyPath], path: KeyPath = ()) -> Any:
+    """A copy of ``tree`` with every secret path replaced by ``***``."""
+    if path in secret_paths:
+        return REDACTED
+    if isinstance(tree, Mapping):
+        return {k: redact(v, secret_paths, (*path, k)) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [redact(v, secret_paths, (*path, i)) for i, v in enumerate(tree)]
+    return tree
+
+
+def format_validation_error(exc: ValidationError, source: str, prefix: KeyPath = ()) -> str:
+    """One line per problem: ``source: key.path: message (got value)``."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in (*prefix, *err["loc"])) or "<root>"
+        got = err.get("input")
+        shown = "" if err["type"] == "missing" or isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"{source}: {loc}: {err['msg']}{shown}")
+    return "\n".join(lines)
+
+
+class LoadedConfig:
+    """The effective configuration: validated settings, the raw tree and where it came from."""
+
+    def __init__(
+        self, settings: Settings, tree: dict[str, Any], secrets: set[KeyPath], source: str
+    ) -> None:
+        self.settings = settings
+        self.tree = tree
+        self.secret_paths = secrets
+        self.source = source
+
+    def dump(self) -> dict[str, Any]:
+        """The effective configuration with defaults filled in and every secret redacted."""
+        data = self.settings.model_dump(mode="json")
+        data["plugins"] = copy.deepcopy(self.tree.get("plugins") or {})
+        return redact(data, self.secret_paths)  # type: ignore[no-any-return]
+
+
+def load_config(
+    server_dir: Path,
+    config: str | Path | Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    cli: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> LoadedConfig:
+    """Layer defaults, file, environment, CLI and constructor overrides, then validate."""
+    if isinstance(config, Mapping):
+        tree, source = copy.deepcopy(dict(config)), "<config dict>"
+    else:
+        path = Path(config) if config is not None else server_dir / "config.yaml"
+        if not path.is_absolute():
+            path = server_dir / path
+        if config is not None and not path.exists():
+            raise ConfigError(f"{path}: config file not found")
+        tree, source = load_yaml(path), str(path)
+    for layer in (env_overrides(os.environ if environ is None else environ), cli, overrides):
+        if layer:
+            tree = deep_merge(tree, layer)
+    resolved, secrets = resolve_secrets(tree, server_dir)
+    try:
+        settings = Settings.model_validate(resolved)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+    return LoadedConfig(settings, resolved, secrets, source)

@@ -1,0 +1,210 @@
+"""The per-request envelope, the registry of in-flight envelopes, and the middleware that owns them.
+
+Every http and websocket scope gets an envelope before anything else runs; it is registered,
+visible to observers and the watchdog, and removed in ``finally`` whatever happens.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from .types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from .server import AsgiServer
+
+logger = logging.getLogger("genro_asgi.envelope")
+
+EnvelopeObserver = Callable[["Envelope"], Any]
+NamedObservers = tuple[tuple[str, EnvelopeObserver], ...]
+_REQUEST_ID_HEADER = b"x-request-id"
+_MAX_EXTERNAL_ID = 200
+
+
+class Envelope:
+    """What the framework knows about one request or WebSocket connection while it is in flight."""
+
+    __slots__ = (
+        "_id_prefix",
+        "client",
+        "created_at",
+        "created_wall",
+        "error",
+        "error_id",
+        "external_id",
+        "identity",
+        "method",
+        "params",
+        "path",
+        "response_size",
+        "route",
+        "scope_type",
+        "seq",
+        "status",
+        "stuck_level",
+        "tytx_mode",
+    )
+
+    def __init__(self, seq: int, id_prefix: str, scope: Scope) -> None:
+        self.seq = seq
+        self._id_prefix = id_prefix
+        self.scope_type: str = scope["type"]
+        self.method: str = scope.get("method", "WS")
+        self.path: str = scope["path"]
+        self.client: tuple[str, int] | None = scope.get("client")
+        self.created_at = time.monotonic()
+        self.created_wall = time.time()
+        self.external_id: str | None = None
+        self.tytx_mode: str | None = None
+        self.params: dict[str, Any] | None = None
+        self.route: str | None = None
+        self.status: int | None = None
+        self.response_size = 0
+        self.error: BaseException | None = None
+        self.error_id: str | None = None
+        self.identity: Any = None
+        self.stuck_level = 0
+
+    @property
+    def internal_id(self) -> str:
+        """Unique per server run: the server's boot id and a sequence number."""
+        return f"{self._id_prefix}-{self.seq:x}"
+
+    @property
+    def request_id(self) -> str:
+        """The id to show a client and to log: the external one when the client sent one."""
+        return self.external_id or self.internal_id
+
+    @property
+    def age(self) -> float:
+        return time.monotonic() - self.created_at
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return {"path": self.path, "method": self.method, "client": self.client}
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-friendly view, for inspectors and logs."""
+        return {
+            "internal_id": self.internal_id,
+            "external_id": self.external_id,
+            "type": self.scope_type,
+            "method": self.method,
+            "path": self.path,
+            "route": self.route,
+            "client": list(self.client) if self.client else None,
+            "age": round(self.age, 3),
+            "status": self.status,
+            "tytx_mode": self.tytx_mode,
+        }
+
+    def __repr__(self) -> str:
+        return f"<Envelope {self.internal_id} {self.method} {self.path}>"
+
+
+class EnvelopeRegistry:
+    """The in-flight envelopes of one server."""
+
+    def __init__(self, id_prefix: str) -> None:
+        self._id_prefix = id_prefix
+        self._counter = itertools.count(1)
+        self._live: dict[int, Envelope] = {}
+
+    def open(self, scope: Scope) -> Envelope:
+        envelope = Envelope(next(self._counter), self._id_prefix, scope)
+        self._live[envelope.seq] = envelope
+        return envelope
+
+    def close(self, envelope: Envelope) -> None:
+        self._live.pop(envelope.seq, None)
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def __iter__(self) -> Iterator[Envelope]:
+        return iter(list(self._live.values()))
+
+    def count(self, scope_type: str) -> int:
+        return sum(1 for e in self._live.values() if e.scope_type == scope_type)
+
+
+def notify_observers(observers: NamedObservers, envelope: Envelope, hook: str) -> None:
+    """Call each observer; one that fails is logged with its plugin's name and skipped."""
+    for plugin_name, observer in observers:
+        try:
+            observer(envelope)
+        except Exception:
+            logger.exception("plugin %r failed in %s for %s", plugin_name, hook, envelope.request_id)
+
+
+def _external_id(scope: Scope) -> str | None:
+    for key, value in scope.get("headers") or ():
+        if key == _REQUEST_ID_HEADER:
+            text = value.decode("latin-1")
+            if 0 < len(text) <= _MAX_EXTERNAL_ID and text.isprintable():
+                return text
+            return None
+    return None
+
+
+class EnvelopeMiddleware:
+    """Outermost layer: opens the envelope, echoes ``X-Request-ID``, closes it in ``finally``.
+
+    It is also the last-resort error boundary, so that a failing plugin middleware still
+    produces a response rendered by the error hooks.
+    """
+
+    def __init__(self, app: ASGIApp, server: AsgiServer) -> None:
+        self.app = app
+        self.registry = server.envelopes
+        self.opened = server.compiled.envelope_opened
+        self.closed = server.compiled.envelope_closed
+        self.render_error = server.render_uncaught_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        envelope = self.registry.open(scope)
+        scope["genro.envelope"] = envelope
+        external_id = envelope.external_id = _external_id(scope)
+        response_started = False
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal response_started
+            kind = message["type"]
+            if kind == "http.response.start":
+                response_started = True
+                envelope.status = message["status"]
+                if external_id is not None:
+                    message["headers"] = [
+                        *message.get("headers", ()),
+                        (_REQUEST_ID_HEADER, external_id.encode("latin-1")),
+                    ]
+            elif kind == "http.response.body":
+                envelope.response_size += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            if self.opened:
+                notify_observers(self.opened, envelope, "envelope_opened")
+            await self.app(scope, receive, send_tracked)
+        except Exception as exc:
+            envelope.error = envelope.error or exc
+            if envelope.scope_type == "http" and not response_started:
+                await self.render_error(scope, receive, send_tracked, exc)
+            elif envelope.scope_type == "http":
+                logger.error("request %s failed after its response started",
+                             envelope.request_id, exc_info=exc)
+                raise
+            else:
+                logger.error("websocket %s failed", envelope.request_id, exc_info=exc)
+                try:
+                    await send({"type": "websocket.close", "code": 1011})
+                except Exception:  # the socket may already be gone; nothing left to tell
+                    pass
+        finally:
+            self.registry.close(envelope)
+            if self.closed:
+                notify_observers(self.closed, envelope, "envelope_closed")

@@ -1,0 +1,181 @@
+"""The HTTP request: headers, query, cookies and a size-limited body, read lazily."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from http.cookies import CookieError, SimpleCookie
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+from . import tytx
+from .datastructures import URL, Address, Headers, QueryParams, State
+from .exceptions import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from .types import Receive, Scope
+
+if TYPE_CHECKING:
+    from .envelope import Envelope
+
+DEFAULT_MAX_BODY = 1024 * 1024
+
+
+class ClientDisconnect(Exception):
+    """The client went away while its request body was being read."""
+
+
+class Request:
+    """One HTTP request. Cheap to create: everything is parsed on first access."""
+
+    __slots__ = ("_body", "_cookies", "_headers", "_query", "_receive", "max_body_size", "scope")
+
+    def __init__(self, scope: Scope, receive: Receive, max_body_size: int = DEFAULT_MAX_BODY) -> None:
+        self.scope = scope
+        self._receive = receive
+        self.max_body_size = max_body_size
+        self._body: bytes | None = None
+        self._headers: Headers | None = None
+        self._query: QueryParams | None = None
+        self._cookies: dict[str, str] | None = None
+
+    @property
+    def method(self) -> str:
+        return self.scope["method"]  # type: ignore[no-any-return]
+
+    @property
+    def path(self) -> str:
+        return self.scope["path"]  # type: ignore[no-any-return]
+
+    @property
+    def url(self) -> URL:
+        return URL(scope=self.scope)
+
+    @property
+    def headers(self) -> Headers:
+        if self._headers is None:
+            self._headers = Headers(scope=self.scope)
+        return self._headers
+
+    @property
+    def query_params(self) -> QueryParams:
+        if self._query is None:
+            self._query = QueryParams(self.scope.get("query_string", b""))
+        return self._query
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        if self._cookies is None:
+            jar: SimpleCookie = SimpleCookie()
+            try:
+                jar.load(self.headers.get("cookie", ""))
+            except CookieError:
+                pass  # a malformed cookie header is ignored, as browsers do
+            self._cookies = {key: morsel.value for key, morsel in jar.items()}
+        return self._cookies
+
+    @property
+    def client(self) -> Address | None:
+        client = self.scope.get("client")
+        return Address(client[0], client[1]) if client else None
+
+    @property
+    def state(self) -> State:
+        state = self.scope.get("state")
+        if not isinstance(state, State):
+            state = self.scope["state"] = State(**(state or {}))
+        return state
+
+    @property
+    def envelope(self) -> Envelope | None:
+        return self.scope.get("genro.envelope")
+
+    @property
+    def tytx_transport(self) -> str | None:
+        """The TYTX transport the client asked for (``json``, ``msgpack``, ``xml``) or None."""
+        return tytx.transport_from_headers(self.scope.get("headers") or ())
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        """The body in chunks as they arrive, enforcing ``max_body_size`` (413)."""
+        if self._body is not None:
+            yield self._body
+            return
+        declared = self.headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise BadRequest(detail="Content-Length must be a non-negative integer")
+            if int(declared) > self.max_body_size:
+                raise PayloadTooLarge(detail=self._too_large())
+        received = 0
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect()
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.max_body_size:
+                raise PayloadTooLarge(detail=self._too_large())
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                return
+
+    def _too_large(self) -> str:
+        return f"request body is larger than the limit of {self.max_body_size} bytes"
+
+    async def body(self) -> bytes:
+        if self._body is None:
+            self._body = b"".join([chunk async for chunk in self.stream()])
+        return self._body
+
+    async def json(self) -> Any:
+        body = await self.body()
+        try:
+            return json.loads(body)
+        except UnicodeDecodeError:
+            raise BadRequest(detail="JSON body is not valid UTF-8") from None
+        except json.JSONDecodeError as exc:
+            raise BadRequest(detail=f"malformed JSON body: {exc}") from None
+        except RecursionError:
+            raise BadRequest(detail="malformed JSON body: nested too deeply") from None
+
+    async def form(self) -> QueryParams:
+        """An ``application/x-www-form-urlencoded`` body."""
+        if self.content_type == "multipart/form-data":
+            raise UnsupportedMediaType(detail="multipart/form-data bodies are not supported")
+        body = await self.body()
+        try:
+            items = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=1000)
+        except UnicodeDecodeError:
+            raise BadRequest(detail="form body is not valid UTF-8") from None
+        except ValueError as exc:
+            raise BadRequest(detail=f"malformed form body: {exc}") from None
+        return QueryParams(items)
+
+    async def tytx(self) -> Any:
+        """The body decoded as TYTX in the transport the client declared (json by default)."""
+        return tytx.decode(await self.body(), self.tytx_transport or "json")
+
+    async def body_params(self) -> dict[str, Any]:
+        """Handler parameters carried by the body: a TYTX, JSON or form object (400 otherwise)."""
+        body = await self.body()
+        if not body:
+            return {}
+        transport = self.tytx_transport
+        content_type = self.content_type
+        if transport is not None:
+            value = tytx.decode(body, transport)
+        elif content_type in ("application/json", "") or content_type.endswith("+json"):
+            value = await self.json()
+        elif content_type == "application/x-www-form-urlencoded":
+            return dict((await self.form()).items())
+        else:
+            raise UnsupportedMediaType(
+                detail=f"cannot read parameters from a {content_type!r} body; "
+                "send JSON, TYTX or a urlencoded form"
+            )
+        if not isinstance(value, dict):
+            raise BadRequest(detail="the request body must be an object of named parameters")
+        return value

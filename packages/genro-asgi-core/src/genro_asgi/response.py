@@ -1,0 +1,264 @@
+"""Responses: JSON, TYTX, HTML, text, bytes, redirect and streaming, plus handler-result rendering.
+
+A response is an ASGI callable. Headers are kept as raw byte pairs, so sending costs two
+messages and no re-encoding; HEAD requests get the same headers and no body.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import uuid
+from collections.abc import AsyncIterable, Iterable, Mapping
+from decimal import Decimal
+from enum import Enum
+from http.cookies import SimpleCookie
+from typing import Any, Literal
+from urllib.parse import quote
+
+from pydantic import BaseModel
+
+from . import tytx
+from .types import RawHeaders, Receive, Scope, Send
+
+_CONTENT_LENGTH = b"content-length"
+_CONTENT_TYPE = b"content-type"
+
+
+class Response:
+    """A complete response with a bytes body."""
+
+    media_type: str | None = None
+    charset = "utf-8"
+
+    def __init__(
+        self,
+        content: Any = None,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+    ) -> None:
+        self.status_code = status_code
+        if media_type is not None:
+            self.media_type = media_type
+        self.body = self.render(content)
+        self.raw_headers: RawHeaders = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()
+        ]
+
+    def render(self, content: Any) -> bytes:
+        if content is None:
+            return b""
+        if isinstance(content, bytes | bytearray | memoryview):
+            return bytes(content)
+        return str(content).encode(self.charset)
+
+    def _content_type(self) -> bytes | None:
+        if self.media_type is None:
+            return None
+        if self.media_type.startswith("text/") and "charset=" not in self.media_type:
+            return f"{self.media_type}; charset={self.charset}".encode("latin-1")
+        return self.media_type.encode("latin-1")
+
+    def header(self, name: str) -> str | None:
+        wanted = name.lower().encode("latin-1")
+        for key, value in self.raw_headers:
+            if key == wanted:
+                return value.decode("latin-1")
+        return None
+
+    def set_header(self, name: str, value: str) -> None:
+        """Set a header, replacing any earlier value."""
+        key = name.lower().encode("latin-1")
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != key]
+        self.raw_headers.append((key, value.encode("latin-1")))
+
+    def append_header(self, name: str, value: str) -> None:
+        self.raw_headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+
+    def set_cookie(
+        self,
+        key: str,
+        value: str = "",
+        *,
+        max_age: int | None = None,
+        path: str = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = True,
+        samesite: Literal["lax", "strict", "none"] | None = "lax",
+    ) -> None:
+        cookie: SimpleCookie = SimpleCookie()
+        cookie[key] = value
+        morsel = cookie[key]
+        if max_age is not None:
+            morsel["max-age"] = max_age
+        morsel["path"] = path
+        if domain:
+            morsel["domain"] = domain
+        if secure:
+            morsel["secure"] = True
+        if httponly:
+            morsel["httponly"] = True
+        if samesite:
+            morsel["samesite"] = samesite
+        self.append_header("set-cookie", morsel.OutputString())
+
+    def delete_cookie(self, key: str, path: str = "/", domain: str | None = None) -> None:
+        self.set_cookie(key, max_age=0, path=path, domain=domain)
+
+    def start_headers(self) -> RawHeaders:
+        headers = self.raw_headers
+        names = {k for k, _ in headers}
+        extra: RawHeaders = []
+        if _CONTENT_LENGTH not in names and self.status_code >= 200 and self.status_code not in (
+            204,
+            304,
+        ):
+            extra.append((_CONTENT_LENGTH, str(len(self.body)).encode("latin-1")))
+        content_type = self._content_type()
+        if content_type is not None and _CONTENT_TYPE not in names:
+            extra.append((_CONTENT_TYPE, content_type))
+        return extra + headers if extra else headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.start_headers()}
+        )
+        body = b"" if scope.get("method") == "HEAD" else self.body
+        await send({"type": "http.response.body", "body": body})
+
+
+class PlainTextResponse(Response):
+    media_type = "text/plain"
+
+
+class HTMLResponse(Response):
+    media_type = "text/html"
+
+
+class JSONResponse(Response):
+    """JSON without TYTX types: Decimal as a string, dates in ISO 8601, models as objects."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(
+            content, default=json_default, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        ).encode("utf-8")
+
+
+class TytxResponse(Response):
+    """A typed payload: Decimal, date, datetime and time survive the round trip."""
+
+    def __init__(
+        self,
+        content: Any = None,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        transport: str = "json",
+    ) -> None:
+        self.transport = transport
+        super().__init__(content, status_code, headers, tytx.MEDIA_TYPES[transport])
+
+    def render(self, content: Any) -> bytes:
+        return tytx.encode(_plain(content), self.transport)
+
+
+class RedirectResponse(Response):
+    def __init__(
+        self, url: str, status_code: int = 307, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(None, status_code, headers)
+        self.set_header("location", quote(str(url), safe=":/%#?=@[]!$&'()*+,;"))
+
+
+class StreamingResponse(Response):
+    """A body produced chunk by chunk from a (sync or async) iterable."""
+
+    def __init__(
+        self,
+        content: AsyncIterable[str | bytes] | Iterable[str | bytes],
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+    ) -> None:
+        super().__init__(None, status_code, headers, media_type)
+        self.body_iterator = content
+
+    def start_headers(self) -> RawHeaders:
+        content_type = self._content_type()
+        names = {k for k, _ in self.raw_headers}
+        if content_type is not None and _CONTENT_TYPE not in names:
+            return [(_CONTENT_TYPE, content_type), *self.raw_headers]
+        return self.raw_headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.start_headers()}
+        )
+        if scope.get("method") != "HEAD":
+            if isinstance(self.body_iterator, AsyncIterable):
+                async for chunk in self.body_iterator:
+                    await send({"type": "http.response.body", "body": self._bytes(chunk),
+                                "more_body": True})
+            else:
+                for chunk in self.body_iterator:
+                    await send({"type": "http.response.body", "body": self._bytes(chunk),
+                                "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    def _bytes(self, chunk: str | bytes) -> bytes:
+        return chunk if isinstance(chunk, bytes) else chunk.encode(self.charset)
+
+
+def json_default(value: Any) -> Any:
+    """How plain JSON shows the types it lacks."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _plain(value: Any) -> Any:
+    """Models and dataclasses as dicts, so that TYTX keeps their typed fields."""
+    if isinstance(value, BaseModel):
+        return value.model_dump()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value
+
+
+def render_result(value: Any, tytx_transport: str | None, media_type: str | None) -> Response:
+    """Turn what a handler returned into a Response.
+
+    A Response passes through; with TYTX the value goes out typed; a declared ``media_type``
+    wins; otherwise str is text, bytes are octet-stream and everything else is JSON.
+    """
+    if isinstance(value, Response):
+        return value
+    if tytx_transport is not None and not isinstance(value, bytes):
+        return TytxResponse(value, transport=tytx_transport)
+    if media_type is not None:
+        if media_type == "application/json" or media_type.endswith("+json"):
+            return JSONResponse(value, media_type=media_type)
+        return Response(value, media_type=media_type)
+    if isinstance(value, str):
+        return PlainTextResponse(value)
+    if isinstance(value, bytes):
+        return Response(value, media_type="application/octet-stream")
+    return JSONResponse(value)

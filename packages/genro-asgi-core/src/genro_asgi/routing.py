@@ -1,0 +1,217 @@
+"""Routing: the ``route`` decorator, the compiled route table and the request dispatcher.
+
+genro-routes owns the tree (apps are branches of the server's router). At startup the tree is
+flattened into a dict from URL path to CompiledRoute, so a request costs one dict lookup and a
+direct call of the bound handler. Entries that carry genro-routes plugins (auth, pydantic, ...)
+are called through their RouterNode so those plugins still run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import genro_routes
+from genro_routes import NotAuthenticated, NotAuthorized, NotAvailable, RoutingClass
+from genro_routes import NotFound as RouteNotFound
+from genro_toolbox import smartasync
+
+from .binding import Binder
+from .exceptions import (
+    BadRequest,
+    Forbidden,
+    HTTPException,
+    MethodNotAllowed,
+    NotFound,
+    RequestHeaderFieldsTooLarge,
+    ServiceUnavailable,
+    Unauthorized,
+)
+from .request import ClientDisconnect, Request
+from .response import render_result
+from .tytx import transport_from_headers
+from .types import ASGIApp, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from .server import AsgiServer
+
+DEFAULT_METHODS = ("GET", "POST")
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+MAX_PATH_SEGMENTS = 32
+
+
+def route(
+    name: str | None = None,
+    *,
+    methods: Iterable[str] | None = None,
+    media_type: str | None = None,
+    **options: Any,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Expose a method of an application as a route.
+
+    ``methods`` defaults to GET and POST (HEAD follows GET); ``media_type`` sets the response
+    type for str/bytes results; other keywords go to genro-routes (``auth=``, ``meta_*=``, ...).
+    """
+    allowed = tuple(m.upper() for m in (methods or DEFAULT_METHODS))
+    if media_type is not None:
+        options["media_type"] = media_type
+    return genro_routes.route(name=name, meta_methods=allowed, **options)  # type: ignore[no-any-return]
+
+
+class CompiledRoute:
+    """One routable entry with everything a request needs, computed once."""
+
+    __slots__ = ("allow", "binder", "call", "is_async", "media_type", "methods", "path",
+                 "takes_nothing")
+
+    def __init__(self, path: str, entry: dict[str, Any],
+                 node_call: Callable[..., Any] | None) -> None:
+        func = entry["callable"]
+        meta = entry.get("metadata", {}).get("meta", {})
+        self.path = "/" + path if path else "/"
+        methods = set(meta.get("methods") or DEFAULT_METHODS)
+        if "GET" in methods:
+            methods.add("HEAD")
+        self.methods = frozenset(methods)
+        self.allow = sorted(self.methods)
+        self.media_type: str | None = meta.get("media_type")
+        self.binder = Binder(func)
+        self.takes_nothing = self.binder.takes_nothing
+        self.is_async = asyncio.iscoroutinefunction(func)
+        target = node_call if node_call is not None else func
+        self.call = target if self.is_async else smartasync(target)
+
+
+def compile_routes(tree: dict[str, Any], prefix: str, table: dict[str, CompiledRoute],
+                   router: Any, node_prefix: str = "") -> None:
+    """Flatten a genro-routes ``nodes(_eager=True)`` tree into ``table``."""
+    entries = tree.get("entries") or {}
+    for name, entry in entries.items():
+        url_path = f"{prefix}/{name}" if prefix else name
+        node_path = f"{node_prefix}/{name}" if node_prefix else name
+        node_call = None
+        if entry.get("plugins"):
+            node_call = router.node(node_path)
+        compiled = CompiledRoute(url_path, entry, node_call)
+        table.setdefault(url_path, compiled)
+        if name == "index":
+            table.setdefault(prefix, compiled)
+    for child, subtree in (tree.get("routers") or {}).items():
+        if "alias" in subtree:
+            continue
+        compile_routes(subtree, f"{prefix}/{child}" if prefix else child, table, router,
+                       f"{node_prefix}/{child}" if node_prefix else child)
+
+
+class Dispatcher:
+    """The innermost ASGI app: mounted ASGI apps by prefix, then the route table."""
+
+    def __init__(self, server: AsgiServer, table: dict[str, CompiledRoute],
+                 mounts: list[tuple[str, ASGIApp]]) -> None:
+        self.server = server
+        self.table = table
+        self.mounts = sorted(mounts, key=lambda m: len(m[0]), reverse=True)
+        settings = server.settings.server
+        self.max_body_size = int(settings.max_body_size)
+        self.max_header_count = settings.max_header_count
+        self.render_error = server.render_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        if self.mounts:
+            for prefix, app in self.mounts:
+                if path == prefix or path.startswith(prefix + "/") or prefix == "/":
+                    await self._call_mounted(prefix, app, scope, receive, send)
+                    return
+        if scope["type"] != "http":
+            await send({"type": "websocket.close", "code": 1008, "reason": "no route"})
+            return
+        request = Request(scope, receive, self.max_body_size)
+        try:
+            response = await self._handle(request, scope, path)
+        except ClientDisconnect:
+            return
+        except Exception as exc:
+            response = await self.render_error(request, exc)
+        await response(scope, receive, send)
+
+    async def _handle(self, request: Request, scope: Scope, path: str) -> Any:
+        server = self.server
+        if server.draining:
+            raise ServiceUnavailable(detail="the server is shutting down", retry_after=5)
+        raw_headers = scope["headers"]
+        if len(raw_headers) > self.max_header_count:
+            raise RequestHeaderFieldsTooLarge(
+                detail=f"more than {self.max_header_count} request headers"
+            )
+        key = path.strip("/")
+        route = self.table.get(key)
+        segments: list[str] = []
+        if route is None:
+            route, segments = self._resolve_partial(key)
+            if route is None:
+                raise NotFound(detail=f"no route for {path!r}")
+        envelope = scope.get("genro.envelope")
+        if envelope is not None:
+            envelope.route = route.path
+        method = scope["method"]
+        if method not in route.methods:
+            raise MethodNotAllowed(route.allow, detail=f"{method} is not allowed on {route.path}")
+        transport = None
+        if raw_headers:
+            transport = transport_from_headers(raw_headers)
+            if transport is not None and envelope is not None:
+                envelope.tytx_mode = transport
+        if route.takes_nothing and not segments and not scope.get("query_string") and (
+            method not in BODY_METHODS
+        ):
+            args: tuple[Any, ...] = ()
+            kwargs: dict[str, Any] = {}
+        else:
+            args, kwargs = await route.binder.bind(
+                request, segments, method in BODY_METHODS, transport is not None
+            )
+            if envelope is not None:
+                envelope.params = kwargs
+        try:
+            result = await route.call(*args, **kwargs)
+        except (RouteNotFound, NotAuthenticated, NotAuthorized, NotAvailable) as exc:
+            raise _map_route_error(exc) from exc
+        return render_result(result, transport, route.media_type)
+
+    def _resolve_partial(self, key: str) -> tuple[CompiledRoute | None, list[str]]:
+        if key.count("/") >= MAX_PATH_SEGMENTS:
+            return None, []
+        head, segments = key, []
+        while "/" in head:
+            head, segment = head.rsplit("/", 1)
+            segments.insert(0, segment)
+            found = self.table.get(head)
+            if found is not None:
+                return found, segments
+        return None, []
+
+    async def _call_mounted(self, prefix: str, app: ASGIApp, scope: Scope, receive: Receive,
+                            send: Send) -> None:
+        if prefix != "/":
+            scope = dict(scope)
+            scope["root_path"] = scope.get("root_path", "") + prefix
+            scope["path"] = scope["path"][len(prefix):] or "/"
+            raw_path = scope.get("raw_path")
+            if raw_path is not None and raw_path.startswith(prefix.encode()):
+                scope["raw_path"] = raw_path[len(prefix):] or b"/"
+        await app(scope, receive, send)
+
+
+def _map_route_error(exc: Exception) -> HTTPException:
+    """genro-routes refusals (from a plugin-carrying entry) as HTTP errors."""
+    if isinstance(exc, NotAuthenticated):
+        return Unauthorized(detail="authentication required")
+    if isinstance(exc, NotAuthorized):
+        return Forbidden(detail="not authorized for this route")
+    return NotFound(detail="route not available")
+
+
+def is_routing_class(obj: Any) -> bool:
+    return isinstance(obj, RoutingClass)

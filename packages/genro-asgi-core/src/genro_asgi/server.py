@@ -1,0 +1,366 @@
+"""AsgiServer: one instance owns its config, plugins, apps, envelopes and compiled request path.
+
+Nothing here is module-level state: two servers in one process never see each other, and
+dropping a server frees everything it built. Construction loads config and plugins and mounts
+the apps (so configuration errors surface at once); the lifespan runs startup and shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from genro_routes import RoutingClass, Section
+from genro_toolbox import get_uuid
+
+from .application import AsgiApplication
+from .config import SECTIONS, AppSettings, LoadedConfig, ServerSettings, Settings, load_config
+from .datastructures import State
+from .envelope import EnvelopeMiddleware, EnvelopeRegistry, NamedObservers
+from .exceptions import ConfigError, StartupError
+from .lifespan import run_lifespan
+from .plugins.manager import PluginManager, import_object
+from .request import Request
+from .response import PlainTextResponse, Response
+from .routing import CompiledRoute, Dispatcher, compile_routes
+from .types import ASGIApp, Receive, Scope, Send
+from .watchdog import Watchdog
+
+logger = logging.getLogger("genro_asgi.server")
+
+FACTORY_ENV = "_GENRO_ASGI_FACTORY"
+
+
+class ServerRouter(RoutingClass):
+    """The root of the routing tree: every mounted application is a branch."""
+
+    def __init__(self) -> None:
+        self.sections: dict[tuple[str, ...], RoutingClass] = {(): self}
+
+    def attach(self, segments: tuple[str, ...], app: RoutingClass) -> None:
+        parent: RoutingClass = self
+        for depth in range(1, len(segments)):
+            key = segments[:depth]
+            if key not in self.sections:
+                section = Section()
+                parent.add_branches({"name": key[-1], "instance": section})
+                self.sections[key] = section
+            parent = self.sections[key]
+        parent.add_branches({"name": segments[-1], "instance": app})
+
+
+class CompiledHooks:
+    """Per-request plugin work, flattened into plain tuples once."""
+
+    def __init__(self, plugins: PluginManager, server: AsgiServer) -> None:
+        self.envelope_opened: NamedObservers = plugins.observers(
+            "genro_asgi_envelope_opened", server=server)
+        self.envelope_closed: NamedObservers = plugins.observers(
+            "genro_asgi_envelope_closed", server=server)
+
+
+class AsgiServer:
+    """The ASGI application: ``server = AsgiServer(".")`` then ``server.run()``.
+
+    ``config`` is a path (default ``<server_dir>/config.yaml``) or a mapping; ``overrides``
+    win over everything: section names (``plugins={...}``) or server keys (``port=9000``).
+    """
+
+    def __init__(
+        self,
+        server_dir: str | Path = ".",
+        config: str | Path | Mapping[str, Any] | None = None,
+        *,
+        cli: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> None:
+        self.server_dir = Path(server_dir).resolve()
+        self._factory_args = {"server_dir": str(self.server_dir),
+                              "config": config if not isinstance(config, Mapping) else None,
+                              "cli": dict(cli or {})}
+        self.config: LoadedConfig = load_config(
+            self.server_dir, config, environ=environ, cli=cli, overrides=_shape(overrides)
+        )
+        self.settings: Settings = self.config.settings
+        self.boot_id = get_uuid()[-8:]
+        self.state = State()
+        self.envelopes = EnvelopeRegistry(self.boot_id)
+        self.draining = False
+        self.started = False
+        self.router = ServerRouter()
+        self.root_app: RoutingClass | None = None
+        self.apps: dict[str, Any] = {}
+        self._prefixes: set[str] = set()
+        self._asgi_mounts: list[tuple[str, ASGIApp]] = []
+        self._dispatcher: Dispatcher | None = None
+        self._app: ASGIApp | None = None
+        self.plugins = PluginManager(self, self.settings.plugins,
+                                     trace=self.settings.logging.trace_hooks)
+        for name, spec in self.settings.apps.items():
+            self._mount_from_config(name, spec)
+        self.plugins.call_sync("genro_asgi_configure", server=self)
+        for mapping in self.plugins.call_sync("genro_asgi_mount", server=self):
+            for prefix, app in mapping.items():
+                self.mount(prefix, app)
+        self.compiled = CompiledHooks(self.plugins, self)
+        self.watchdog = Watchdog(self.envelopes, self.settings.watchdog, self.plugins, self)
+
+    # -- mounting ----------------------------------------------------------------------------
+
+    def mount(self, prefix: str, app: Any, *, name: str | None = None) -> None:
+        """Mount a routing class (its routes join the table) or an ASGI app under ``prefix``.
+
+        ``prefix`` "/" makes a routing class the root app. Apps that define
+        ``bind_server(server, name, prefix)`` are told where they live.
+        """
+        prefix = "/" + prefix.strip("/") if prefix.strip("/") else "/"
+        if prefix in self._prefixes:
+            raise ConfigError(f"prefix {prefix!r} is already mounted")
+        name = name or prefix.strip("/") or "root"
+        if isinstance(app, RoutingClass):
+            if prefix == "/":
+                self.root_app = app
+            else:
+                try:
+                    self.router.attach(tuple(prefix.strip("/").split("/")), app)
+                except ValueError as exc:
+                    raise ConfigError(f"cannot mount {name!r} at {prefix!r}: {exc}") from None
+        elif callable(app):
+            self._asgi_mounts.append((prefix, app))
+        else:
+            raise TypeError(f"cannot mount {app!r}: not a routing class nor an ASGI callable")
+        self._prefixes.add(prefix)
+        self.apps[name] = app
+        bind = getattr(app, "bind_server", None)
+        if callable(bind):
+            bind(self, name, prefix)
+        if self._dispatcher is not None:
+            self._refresh_routes(self._dispatcher)
+
+    def mount_wsgi(self, prefix: str, wsgi_app: Any, *, name: str | None = None) -> None:
+        """Mount a WSGI application through asgiref (``pip install genro-asgi-core[wsgi]``)."""
+        try:
+            from asgiref.wsgi import WsgiToAsgi
+        except ImportError:
+            raise ConfigError(
+                "mounting a WSGI app needs asgiref: pip install 'genro-asgi-core[wsgi]'"
+            ) from None
+        self.mount(prefix, WsgiToAsgi(wsgi_app), name=name)
+
+    def _mount_from_config(self, name: str, spec: AppSettings) -> None:
+        where = f"{self.config.source}: apps.{name}"
+        try:
+            target = import_object(spec.module)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"{where}.module: cannot import {spec.module!r}: {exc}") from None
+        params = spec.params
+        wsgi = bool(params.pop("wsgi", False))
+        if inspect.isclass(target):
+            params = self._resolve_paths(target, params)
+            try:
+                app = target(**params)
+            except TypeError as exc:
+                raise ConfigError(f"{where}: {target.__name__} rejected its params: {exc}") from None
+        elif params:
+            raise ConfigError(f"{where}: params {sorted(params)} given, but {spec.module!r} "
+                              "is an object, not a class")
+        else:
+            app = target
+        prefix = spec.prefix if spec.prefix is not None else f"/{name}"
+        if wsgi:
+            self.mount_wsgi(prefix, app, name=name)
+        else:
+            self.mount(prefix, app, name=name)
+
+    def _resolve_paths(self, target: type, params: dict[str, Any]) -> dict[str, Any]:
+        """Relative paths named in a class's ``path_params`` are relative to server_dir."""
+        for key in getattr(target, "path_params", ()):
+            value = params.get(key)
+            if isinstance(value, str) and not os.path.isabs(value):
+                params[key] = str(self.server_dir / value)
+        return params
+
+    # -- compiled request path ---------------------------------------------------------------
+
+    def _refresh_routes(self, dispatcher: Dispatcher) -> None:
+        dispatcher.table = self.compile_route_table()
+        dispatcher.mounts = sorted(self._asgi_mounts, key=lambda m: len(m[0]), reverse=True)
+
+    def compile_route_table(self) -> dict[str, CompiledRoute]:
+        table: dict[str, CompiledRoute] = {}
+        compile_routes(self.router.route.nodes(_eager=True), "", table, self.router.route)
+        if self.root_app is not None:
+            compile_routes(self.root_app.route.nodes(_eager=True), "", table,
+                           self.root_app.route)
+        return table
+
+    def build(self) -> ASGIApp:
+        """Compile the middleware chain and the route table (once; done lazily on first use)."""
+        if self._app is None:
+            dispatcher = Dispatcher(self, {}, [])
+            self._refresh_routes(dispatcher)
+            self._dispatcher = dispatcher
+            app: ASGIApp = dispatcher
+            for factory in reversed(self.plugins.call_sync("genro_asgi_middleware", server=self)):
+                app = factory(app)
+            self._app = EnvelopeMiddleware(app, self)
+        return self._app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await run_lifespan(self, scope, receive, send)
+            return
+        app = self._app or self.build()
+        await app(scope, receive, send)
+
+    # -- errors ------------------------------------------------------------------------------
+
+    async def render_error(self, request: Request, exc: Exception) -> Response:
+        """The response for an exception: the first plugin to answer wins (errors is last)."""
+        envelope = request.envelope
+        if envelope is not None:
+            envelope.error = exc
+        response = await self.plugins.call_first(
+            "genro_asgi_exception_response", server=self, request=request, exc=exc
+        )
+        if isinstance(response, Response):
+            return response
+        logger.error("no plugin rendered %r; answering a bare 500", exc, exc_info=exc)
+        return PlainTextResponse("Internal Server Error", status_code=500)
+
+    async def render_uncaught_error(self, scope: Scope, receive: Receive, send: Send,
+                                    exc: Exception) -> None:
+        request = Request(scope, receive, int(self.settings.server.max_body_size))
+        response = await self.render_error(request, exc)
+        await response(scope, receive, send)
+
+    # -- lifespan ----------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        """Plugins' startup hooks in order, then apps' on_startup; a failure rolls back."""
+        self.build()
+        started: list[str] = []
+        for plugin_name, call in self.plugins.bound_impls("genro_asgi_startup", server=self):
+            try:
+                await _maybe_await(call())
+            except Exception as exc:
+                await self._stop(started, [])
+                raise StartupError(f"startup failed in plugin {plugin_name!r}: {exc!r}") from exc
+            started.append(plugin_name)
+        started_apps: list[str] = []
+        for name, app in self.apps.items():
+            hook = getattr(app, "on_startup", None)
+            try:
+                if callable(hook):
+                    await _maybe_await(hook())
+            except Exception as exc:
+                await self._stop(started, started_apps)
+                raise StartupError(f"startup failed in application {name!r}: {exc!r}") from exc
+            started_apps.append(name)
+        self.watchdog.start()
+        self.draining = False
+        self.started = True
+
+    async def shutdown(self) -> None:
+        """Stop accepting (503), drain in-flight requests, then apps and plugins in reverse."""
+        self.draining = True
+        await self._drain(self.settings.server.shutdown_timeout)
+        await self.watchdog.stop()
+        await self._stop([name for name in self.plugins.names()], list(self.apps))
+        self.started = False
+
+    async def _drain(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.envelopes.count("http") and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        left = self.envelopes.count("http")
+        if left:
+            logger.warning("shutdown: %d request(s) still in flight after %.1fs", left, timeout)
+
+    async def _stop(self, plugin_names: list[str], app_names: list[str]) -> None:
+        for name in reversed(app_names):
+            hook = getattr(self.apps[name], "on_shutdown", None)
+            if callable(hook):
+                try:
+                    await _maybe_await(hook())
+                except Exception:
+                    logger.exception("application %r failed in on_shutdown", name)
+        wanted = set(plugin_names)
+        for plugin_name, call in reversed(self.plugins.bound_impls("genro_asgi_shutdown",
+                                                                    server=self)):
+            if plugin_name in wanted:
+                try:
+                    await _maybe_await(call())
+                except Exception:
+                    logger.exception("plugin %r failed in genro_asgi_shutdown", plugin_name)
+
+    # -- running -----------------------------------------------------------------------------
+
+    def uvicorn_options(self) -> dict[str, Any]:
+        s: ServerSettings = self.settings.server
+        options: dict[str, Any] = {
+            "host": s.host, "port": s.port, "workers": s.workers, "reload": s.reload,
+            "root_path": s.root_path, "timeout_keep_alive": s.timeout_keep_alive,
+            "timeout_graceful_shutdown": int(s.shutdown_timeout),
+            "limit_concurrency": s.limit_concurrency,
+            "h11_max_incomplete_event_size": int(s.max_header_size),
+            "proxy_headers": s.proxy_headers, "forwarded_allow_ips": s.forwarded_allow_ips,
+            "log_level": self.settings.logging.level.lower(),
+            "access_log": self.settings.logging.access_log, "lifespan": "on",
+        }
+        if s.ssl_certfile:
+            options["ssl_certfile"] = s.ssl_certfile
+            options["ssl_keyfile"] = s.ssl_keyfile
+        return options
+
+    def run(self, **uvicorn_overrides: Any) -> None:
+        """Serve with uvicorn; several workers or reload re-create the server in each process."""
+        import uvicorn
+
+        options = {**self.uvicorn_options(), **uvicorn_overrides}
+        logging.basicConfig(level=self.settings.logging.level,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if options["workers"] > 1 or options["reload"]:
+            os.environ[FACTORY_ENV] = json.dumps(self._factory_args)
+            if options["reload"]:
+                options.setdefault("reload_dirs", [str(self.server_dir)])
+            uvicorn.run("genro_asgi.server:server_from_environment", factory=True, **options)
+        else:
+            options.pop("workers")
+            options.pop("reload")
+            uvicorn.run(self, **options)
+
+    def __repr__(self) -> str:
+        return f"<AsgiServer {self.server_dir} plugins={list(self.plugins.names())}>"
+
+
+def server_from_environment() -> AsgiServer:
+    """The factory each uvicorn worker calls when ``workers > 1`` or ``reload`` is on."""
+    args = json.loads(os.environ[FACTORY_ENV])
+    return AsgiServer(args["server_dir"], args["config"], cli=args["cli"])
+
+
+def _shape(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    shaped: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key in SECTIONS:
+            shaped[key] = value
+        elif key in ServerSettings.model_fields:
+            shaped.setdefault("server", {})[key] = value
+        else:
+            raise TypeError(f"AsgiServer() got an unexpected keyword argument {key!r}")
+    return shaped
+
+
+async def _maybe_await(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value

@@ -1,0 +1,13 @@
+"""Testing helpers: an in-process client (HTTP, WebSocket, lifespan) and a live uvicorn server."""
+
+from .client import AsyncTestClient, TestClient, WebSocketDisconnect, WebSocketSession
+from .live import LiveServer, free_port
+
+__all__ = [
+    "AsyncTestClient",
+    "LiveServer",
+    "TestClient",
+    "WebSocketDisconnect",
+    "WebSocketSession",
+    "free_port",
+]

@@ -1,0 +1,71 @@
+"""A real uvicorn serving an app on a free loopback port, in a background thread, for e2e tests."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from typing import Any
+
+import uvicorn
+
+from ..types import ASGIApp
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class _ThreadedServer(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # signals belong to the main thread
+        pass
+
+
+class LiveServer:
+    """``with LiveServer(app) as live: httpx.get(live.url + "/")``."""
+
+    def __init__(self, app: ASGIApp, *, host: str = "127.0.0.1", port: int | None = None,
+                 startup_timeout: float = 15.0, **uvicorn_options: Any) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        options = {"log_level": "warning", "lifespan": "on", "loop": "asyncio", **uvicorn_options}
+        self.server = _ThreadedServer(uvicorn.Config(app, host=host, port=self.port, **options))
+        self.startup_timeout = startup_timeout
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    def start(self) -> LiveServer:
+        self._thread = threading.Thread(target=lambda: asyncio.run(self.server.serve()),
+                                        name=f"uvicorn-{self.port}", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + self.startup_timeout
+        while not self.server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError("uvicorn exited during startup (see its log)")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"uvicorn did not start within {self.startup_timeout}s")
+            time.sleep(0.02)
+        return self
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def __enter__(self) -> LiveServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()

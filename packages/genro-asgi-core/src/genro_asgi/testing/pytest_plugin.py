@@ -1,0 +1,57 @@
+"""pytest fixtures for genro-asgi apps and plugins (registered through the ``pytest11`` entry point).
+
+``make_server(config)`` builds an AsgiServer in a temporary directory; ``make_client(app)``
+returns an entered TestClient; ``live_server(app)`` serves an app with a real uvicorn on a free
+loopback port. Everything is closed at teardown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Callable[..., Any]:
+    from genro_asgi import AsgiServer
+
+    def factory(config: Mapping[str, Any] | None = None, **overrides: Any) -> AsgiServer:
+        return AsgiServer(tmp_path, config=dict(config or {}), environ={}, **overrides)
+
+    return factory
+
+
+@pytest.fixture
+def make_client() -> Iterator[Callable[..., Any]]:
+    from genro_asgi.testing import TestClient
+
+    clients: list[TestClient] = []
+
+    def factory(app: Any, **options: Any) -> TestClient:
+        client = TestClient(app, **options)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield factory
+    for client in reversed(clients):
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def live_server() -> Iterator[Callable[..., Any]]:
+    from genro_asgi.testing import LiveServer
+
+    servers: list[LiveServer] = []
+
+    def factory(app: Any, **options: Any) -> LiveServer:
+        server = LiveServer(app, **options).start()
+        servers.append(server)
+        return server
+
+    yield factory
+    for server in reversed(servers):
+        server.stop()

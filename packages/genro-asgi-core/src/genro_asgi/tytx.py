@@ -1,0 +1,80 @@
+"""TYTX over HTTP: transport negotiation and safe decoding of typed payloads.
+
+genro-tytx 0.16 has no HTTP helpers, so the conventions live here: a client asks for TYTX with
+the ``X-TYTX-Transport: json|msgpack|xml`` header or a ``application/vnd.tytx+<transport>``
+content type, and gets typed params and a typed response in the same transport.
+"""
+
+from __future__ import annotations
+
+from decimal import InvalidOperation
+from typing import Any
+
+from genro_tytx import from_tytx, to_tytx
+
+from .exceptions import BadRequest, UnsupportedMediaType
+
+TRANSPORTS = ("json", "msgpack", "xml")
+MEDIA_TYPES = {t: f"application/vnd.tytx+{t}" for t in TRANSPORTS}
+TRANSPORT_HEADER = b"x-tytx-transport"
+
+
+def transport_from_headers(raw_headers: Any) -> str | None:
+    """The TYTX transport a request asks for, or None for a plain request."""
+    content_type = b""
+    for key, value in raw_headers:
+        if key == TRANSPORT_HEADER:
+            name = value.decode("latin-1").strip().lower()
+            if name not in TRANSPORTS:
+                raise BadRequest(
+                    detail=f"X-TYTX-Transport must be one of {', '.join(TRANSPORTS)}, got {name!r}"
+                )
+            return name
+        if key == b"content-type":
+            content_type = value
+    if b"vnd.tytx+" in content_type:
+        for name in TRANSPORTS:
+            if f"vnd.tytx+{name}".encode() in content_type:
+                return name
+    return None
+
+
+def decode(body: bytes, transport: str) -> Any:
+    """Decode a TYTX body; malformed input is a 400 naming the problem, never a 500."""
+    try:
+        if transport == "msgpack":
+            return from_tytx(body, "msgpack")
+        text = body.decode("utf-8")
+        value = from_tytx(text, transport)
+    except ImportError as exc:
+        raise UnsupportedMediaType(detail=f"TYTX {transport} is not available here: {exc}") from None
+    except UnicodeDecodeError:
+        raise BadRequest(detail="TYTX body is not valid UTF-8") from None
+    except (ValueError, TypeError, InvalidOperation, ArithmeticError) as exc:
+        raise BadRequest(detail=f"malformed TYTX {transport} body: {_describe(exc)}") from None
+    except Exception as exc:  # the xml and msgpack decoders raise their own error types
+        raise BadRequest(detail=f"malformed TYTX {transport} body: {_describe(exc)}") from None
+    if isinstance(value, str) and text.strip()[:1] in ("{", "["):
+        raise BadRequest(detail=f"malformed TYTX {transport} body: not valid JSON")
+    return value
+
+
+def decode_text(text: str) -> Any:
+    """Hydrate one typed scalar (query values in TYTX mode): ``'2025-01-02::D'`` -> date."""
+    if "::" not in text:
+        return text
+    try:
+        return from_tytx(text)
+    except (ValueError, TypeError, InvalidOperation, ArithmeticError) as exc:
+        raise BadRequest(detail=f"malformed TYTX value {text[:40]!r}: {_describe(exc)}") from None
+
+
+def encode(value: Any, transport: str) -> bytes:
+    data = to_tytx(value, transport)
+    return data if isinstance(data, bytes) else data.encode("utf-8")
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, InvalidOperation):
+        return "invalid decimal value"
+    return str(exc)[:200] or type(exc).__name__
