@@ -36,6 +36,7 @@ from .response import (
 )
 from .routing import route
 from .server import AsgiServer
+from .staticfiles import FileResponse, StaticRouter
 
 __version__ = "0.1.0"
 
@@ -48,6 +49,7 @@ __all__ = [
     "CliCommand",
     "ConfigError",
     "Envelope",
+    "FileResponse",
     "Forbidden",
     "GenroAsgiError",
     "HTMLResponse",
@@ -68,6 +70,7 @@ __all__ = [
     "ServiceUnavailable",
     "StartupError",
     "State",
+    "StaticRouter",
     "StreamingResponse",
     "TytxResponse",
     "Unauthorized",

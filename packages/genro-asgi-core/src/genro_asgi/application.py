@@ -1,4 +1,4 @@
-"""AsgiApplication: a genro-routes RoutingClass mounted on a server, with its own config and hooks."""
+"""AsgiApplication: a genro-routes RoutingClass mounted on a server, with config and hooks."""
 
 from __future__ import annotations
 

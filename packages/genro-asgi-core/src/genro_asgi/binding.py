@@ -84,7 +84,8 @@ class Binder:
 
     @property
     def takes_nothing(self) -> bool:
-        return not self.params and not self.accepts_kwargs and not self.accepts_args
+        return (not self.params and not self.accepts_kwargs and not self.accepts_args
+                and self.request_param is None)
 
     async def bind(
         self, request: Request, segments: list[str], with_body: bool, tytx: bool
@@ -101,21 +102,22 @@ class Binder:
             extra_args = tuple(segments[len(self.positional):])
         query = request.scope.get("query_string")
         if query:
-            params = request.query_params
-            for name in params:
-                param = self.by_name.get(name)
-                value: Any = params.getlist(name) if param is not None and param.multi \
-                    else params[name]
+            query_params = request.query_params
+            for name in query_params:
+                spec = self.by_name.get(name)
+                value: Any = query_params.getlist(name) if spec is not None and spec.multi \
+                    else query_params[name]
                 if tytx:
                     value = _hydrate(value)
-                self._put(values, sources, name, value, "query", param)
-        if with_body:
+                self._put(values, sources, name, value, "query", spec)
+        # a handler whose only parameter is the Request reads the body itself (raw uploads)
+        if with_body and (self.params or self.accepts_kwargs or self.request_param is None):
             for name, value in (await request.body_params()).items():
                 self._put(values, sources, name, value, "body", self.by_name.get(name))
         kwargs: dict[str, Any] = {}
         for name, value in values.items():
-            param = self.by_name.get(name)
-            kwargs[name] = param.coerce(value) if param is not None else value
+            spec = self.by_name.get(name)
+            kwargs[name] = spec.coerce(value) if spec is not None else value
         for param in self.params:
             if param.required and param.name not in kwargs:
                 raise BadRequest(detail=f"missing required parameter {param.name!r}")

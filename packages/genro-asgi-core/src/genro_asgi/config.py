@@ -158,7 +158,9 @@ def resolve_secrets(tree: Any, base_dir: Path, path: KeyPath = ()) -> tuple[Any,
         try:
             return file_path.read_text(encoding="utf-8").strip(), {path}
         except OSError as exc:
-            raise ConfigError(f"{where}: cannot read secret file {file_path}: {exc.strerror}") from None
+            raise ConfigError(
+                f"{where}: cannot read secret file {file_path}: {exc.strerror}"
+            ) from None
     secrets: set[KeyPath] = set()
     if isinstance(tree, Mapping):
         out: dict[str, Any] = {}

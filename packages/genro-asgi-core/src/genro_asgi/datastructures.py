@@ -114,7 +114,8 @@ class URL:
         else:
             parts = urlsplit(url)
             self.scheme, self.path, self.query = parts.scheme, parts.path, parts.query
-            self.fragment, self.hostname, self.port = parts.fragment, parts.hostname or "", parts.port
+            self.fragment, self.port = parts.fragment, parts.port
+            self.hostname = parts.hostname or ""
 
     @property
     def netloc(self) -> str:

@@ -6,6 +6,7 @@ visible to observers and the watchdog, and removed in ``finally`` whatever happe
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import time
@@ -13,8 +14,10 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .types import ASGIApp, Message, Receive, Scope, Send
+from .tytx import transport_from_content_type
 
 if TYPE_CHECKING:
+    from .response import Response
     from .server import AsgiServer
 
 logger = logging.getLogger("genro_asgi.envelope")
@@ -22,32 +25,32 @@ logger = logging.getLogger("genro_asgi.envelope")
 EnvelopeObserver = Callable[["Envelope"], Any]
 NamedObservers = tuple[tuple[str, EnvelopeObserver], ...]
 _REQUEST_ID_HEADER = b"x-request-id"
+_TYTX_HEADER = b"x-tytx-transport"
+_CONTENT_TYPE = b"content-type"
 _MAX_EXTERNAL_ID = 200
 
 
-class Envelope:
-    """What the framework knows about one request or WebSocket connection while it is in flight."""
+class _EnvelopeDefaults:
+    """Fields most requests never set: class-level defaults cost nothing until written."""
 
-    __slots__ = (
-        "_id_prefix",
-        "client",
-        "created_at",
-        "created_wall",
-        "error",
-        "error_id",
-        "external_id",
-        "identity",
-        "method",
-        "params",
-        "path",
-        "response_size",
-        "route",
-        "scope_type",
-        "seq",
-        "status",
-        "stuck_level",
-        "tytx_mode",
-    )
+    external_id: str | None = None
+    tytx_mode: str | None = None
+    params: dict[str, Any] | None = None
+    error: BaseException | None = None
+    error_id: str | None = None
+    identity: Any = None
+    stuck_level = 0
+
+
+class Envelope(_EnvelopeDefaults):
+    """What the framework knows about one request or WebSocket connection while it is in flight.
+
+    ``tytx_mode`` is the TYTX transport the client asked for (validated by the dispatcher);
+    ``route`` the matched route template; ``status`` and ``response_size`` what was sent.
+    """
+
+    __slots__ = ("_id_prefix", "client", "created_at", "method", "path", "response_size",
+                 "route", "scope_type", "seq", "status")
 
     def __init__(self, seq: int, id_prefix: str, scope: Scope) -> None:
         self.seq = seq
@@ -57,17 +60,9 @@ class Envelope:
         self.path: str = scope["path"]
         self.client: tuple[str, int] | None = scope.get("client")
         self.created_at = time.monotonic()
-        self.created_wall = time.time()
-        self.external_id: str | None = None
-        self.tytx_mode: str | None = None
-        self.params: dict[str, Any] | None = None
         self.route: str | None = None
         self.status: int | None = None
         self.response_size = 0
-        self.error: BaseException | None = None
-        self.error_id: str | None = None
-        self.identity: Any = None
-        self.stuck_level = 0
 
     @property
     def internal_id(self) -> str:
@@ -82,6 +77,11 @@ class Envelope:
     @property
     def age(self) -> float:
         return time.monotonic() - self.created_at
+
+    @property
+    def created_wall(self) -> float:
+        """When the envelope was opened, as a Unix timestamp."""
+        return time.time() - self.age
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -138,17 +138,49 @@ def notify_observers(observers: NamedObservers, envelope: Envelope, hook: str) -
         try:
             observer(envelope)
         except Exception:
-            logger.exception("plugin %r failed in %s for %s", plugin_name, hook, envelope.request_id)
+            logger.exception("plugin %r failed in %s for %s", plugin_name, hook,
+                             envelope.request_id)
 
 
-def _external_id(scope: Scope) -> str | None:
+def tracking_send(envelope: Envelope, send: Send) -> Send:
+    """Wrap ``send`` to record status and size on the envelope and echo X-Request-ID."""
+    external_id = envelope.external_id
+
+    async def send_tracked(message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            envelope.status = message["status"]
+            if external_id is not None:
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (_REQUEST_ID_HEADER, external_id.encode("latin-1")),
+                ]
+        elif kind == "http.response.body":
+            envelope.response_size += len(message.get("body", b""))
+        await send(message)
+
+    return send_tracked
+
+
+def record_response(envelope: Envelope, response: Response) -> None:
+    """What tracking_send would record, for a response the framework itself sends."""
+    envelope.status = response.status_code
+    envelope.response_size = len(response.body)
+    if envelope.external_id is not None:
+        response.append_header("x-request-id", envelope.external_id)
+
+
+def read_headers(envelope: Envelope, scope: Scope) -> None:
+    """One pass over the headers for what the envelope records: request id and TYTX request."""
     for key, value in scope.get("headers") or ():
         if key == _REQUEST_ID_HEADER:
-            text = value.decode("latin-1")
+            text: str = value.decode("latin-1")
             if 0 < len(text) <= _MAX_EXTERNAL_ID and text.isprintable():
-                return text
-            return None
-    return None
+                envelope.external_id = text
+        elif key == _TYTX_HEADER:
+            envelope.tytx_mode = value.decode("latin-1").strip().lower()
+        elif key == _CONTENT_TYPE and envelope.tytx_mode is None and b"vnd.tytx+" in value:
+            envelope.tytx_mode = transport_from_content_type(value)
 
 
 class EnvelopeMiddleware:
@@ -158,52 +190,42 @@ class EnvelopeMiddleware:
     produces a response rendered by the error hooks.
     """
 
-    def __init__(self, app: ASGIApp, server: AsgiServer) -> None:
+    def __init__(self, app: ASGIApp, server: AsgiServer, *, track_sends: bool = True) -> None:
         self.app = app
         self.registry = server.envelopes
         self.opened = server.compiled.envelope_opened
         self.closed = server.compiled.envelope_closed
         self.render_error = server.render_uncaught_error
+        # With plugin middleware in between, only the outermost send sees what the client
+        # gets; without it the dispatcher records its own responses and no wrapper is needed.
+        self.track_sends = track_sends
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         envelope = self.registry.open(scope)
         scope["genro.envelope"] = envelope
-        external_id = envelope.external_id = _external_id(scope)
-        response_started = False
-
-        async def send_tracked(message: Message) -> None:
-            nonlocal response_started
-            kind = message["type"]
-            if kind == "http.response.start":
-                response_started = True
-                envelope.status = message["status"]
-                if external_id is not None:
-                    message["headers"] = [
-                        *message.get("headers", ()),
-                        (_REQUEST_ID_HEADER, external_id.encode("latin-1")),
-                    ]
-            elif kind == "http.response.body":
-                envelope.response_size += len(message.get("body", b""))
-            await send(message)
-
+        if scope.get("headers"):
+            read_headers(envelope, scope)
+        if self.track_sends:
+            send = tracking_send(envelope, send)
         try:
             if self.opened:
                 notify_observers(self.opened, envelope, "envelope_opened")
-            await self.app(scope, receive, send_tracked)
+            await self.app(scope, receive, send)
         except Exception as exc:
             envelope.error = envelope.error or exc
-            if envelope.scope_type == "http" and not response_started:
-                await self.render_error(scope, receive, send_tracked, exc)
+            if envelope.scope_type == "http" and envelope.status is None:
+                if not self.track_sends:
+                    send = tracking_send(envelope, send)
+                await self.render_error(scope, receive, send, exc)
             elif envelope.scope_type == "http":
                 logger.error("request %s failed after its response started",
                              envelope.request_id, exc_info=exc)
                 raise
             else:
                 logger.error("websocket %s failed", envelope.request_id, exc_info=exc)
-                try:
+                # the socket may already be gone; then there is nothing left to tell
+                with contextlib.suppress(Exception):
                     await send({"type": "websocket.close", "code": 1011})
-                except Exception:  # the socket may already be gone; nothing left to tell
-                    pass
         finally:
             self.registry.close(envelope)
             if self.closed:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from http.cookies import CookieError, SimpleCookie
@@ -28,7 +29,9 @@ class Request:
 
     __slots__ = ("_body", "_cookies", "_headers", "_query", "_receive", "max_body_size", "scope")
 
-    def __init__(self, scope: Scope, receive: Receive, max_body_size: int = DEFAULT_MAX_BODY) -> None:
+    def __init__(
+        self, scope: Scope, receive: Receive, max_body_size: int = DEFAULT_MAX_BODY
+    ) -> None:
         self.scope = scope
         self._receive = receive
         self.max_body_size = max_body_size
@@ -58,17 +61,18 @@ class Request:
     @property
     def query_params(self) -> QueryParams:
         if self._query is None:
-            self._query = QueryParams(self.scope.get("query_string", b""))
+            try:
+                self._query = QueryParams(self.scope.get("query_string", b""))
+            except ValueError as exc:  # parse_qsl: more than max_num_fields fields
+                raise BadRequest(detail=f"malformed query string: {exc}") from None
         return self._query
 
     @property
     def cookies(self) -> dict[str, str]:
         if self._cookies is None:
             jar: SimpleCookie = SimpleCookie()
-            try:
+            with contextlib.suppress(CookieError):  # a malformed header is ignored, as browsers do
                 jar.load(self.headers.get("cookie", ""))
-            except CookieError:
-                pass  # a malformed cookie header is ignored, as browsers do
             self._cookies = {key: morsel.value for key, morsel in jar.items()}
         return self._cookies
 
@@ -89,7 +93,7 @@ class Request:
         return self.scope.get("genro.envelope")
 
     @property
-    def tytx_transport(self) -> str | None:
+    def tytx_transport(self) -> tytx.Transport | None:
         """The TYTX transport the client asked for (``json``, ``msgpack``, ``xml``) or None."""
         return tytx.transport_from_headers(self.scope.get("headers") or ())
 
@@ -138,6 +142,8 @@ class Request:
             raise BadRequest(detail="JSON body is not valid UTF-8") from None
         except json.JSONDecodeError as exc:
             raise BadRequest(detail=f"malformed JSON body: {exc}") from None
+        except ValueError as exc:  # e.g. an integer over sys.get_int_max_str_digits()
+            raise BadRequest(detail=f"malformed JSON body: {str(exc)[:120]}") from None
         except RecursionError:
             raise BadRequest(detail="malformed JSON body: nested too deeply") from None
 

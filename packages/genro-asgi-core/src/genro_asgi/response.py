@@ -26,11 +26,26 @@ _CONTENT_LENGTH = b"content-length"
 _CONTENT_TYPE = b"content-type"
 
 
+def content_type_header(media_type: str | None, charset: str) -> bytes | None:
+    """The Content-Type value: text types get the charset."""
+    if media_type is None:
+        return None
+    if media_type.startswith("text/") and "charset=" not in media_type:
+        return f"{media_type}; charset={charset}".encode("latin-1")
+    return media_type.encode("latin-1")
+
+
 class Response:
     """A complete response with a bytes body."""
 
     media_type: str | None = None
     charset = "utf-8"
+    # Computed once per class (and per instance only when media_type is passed in).
+    content_type: bytes | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.content_type = content_type_header(cls.media_type, cls.charset)
 
     def __init__(
         self,
@@ -42,24 +57,20 @@ class Response:
         self.status_code = status_code
         if media_type is not None:
             self.media_type = media_type
+            self.content_type = content_type_header(media_type, self.charset)
         self.body = self.render(content)
         self.raw_headers: RawHeaders = [
-            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()
-        ]
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
+        ] if headers else []
 
     def render(self, content: Any) -> bytes:
+        if type(content) is str:
+            return content.encode(self.charset)
         if content is None:
             return b""
         if isinstance(content, bytes | bytearray | memoryview):
             return bytes(content)
         return str(content).encode(self.charset)
-
-    def _content_type(self) -> bytes | None:
-        if self.media_type is None:
-            return None
-        if self.media_type.startswith("text/") and "charset=" not in self.media_type:
-            return f"{self.media_type}; charset={self.charset}".encode("latin-1")
-        return self.media_type.encode("latin-1")
 
     def header(self, name: str) -> str | None:
         wanted = name.lower().encode("latin-1")
@@ -109,23 +120,20 @@ class Response:
         self.set_cookie(key, max_age=0, path=path, domain=domain)
 
     def start_headers(self) -> RawHeaders:
+        """Content-Length and Content-Type first (unless set explicitly), then the rest."""
         headers = self.raw_headers
-        names = {k for k, _ in headers}
+        content_type = self.content_type
+        names = {k for k, _ in headers} if headers else ()
         extra: RawHeaders = []
-        if _CONTENT_LENGTH not in names and self.status_code >= 200 and self.status_code not in (
-            204,
-            304,
-        ):
-            extra.append((_CONTENT_LENGTH, str(len(self.body)).encode("latin-1")))
-        content_type = self._content_type()
+        if _CONTENT_LENGTH not in names and self.status_code not in (204, 304):
+            extra.append((_CONTENT_LENGTH, b"%d" % len(self.body)))
         if content_type is not None and _CONTENT_TYPE not in names:
             extra.append((_CONTENT_TYPE, content_type))
-        return extra + headers if extra else headers
+        return extra + headers if headers else extra
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send(
-            {"type": "http.response.start", "status": self.status_code, "headers": self.start_headers()}
-        )
+        await send({"type": "http.response.start", "status": self.status_code,
+                    "headers": self.start_headers()})
         body = b"" if scope.get("method") == "HEAD" else self.body
         await send({"type": "http.response.body", "body": body})
 
@@ -145,7 +153,8 @@ class JSONResponse(Response):
 
     def render(self, content: Any) -> bytes:
         return json.dumps(
-            content, default=json_default, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+            content, default=json_default, ensure_ascii=False, separators=(",", ":"),
+            allow_nan=False,
         ).encode("utf-8")
 
 
@@ -157,7 +166,7 @@ class TytxResponse(Response):
         content: Any = None,
         status_code: int = 200,
         headers: Mapping[str, str] | None = None,
-        transport: str = "json",
+        transport: tytx.Transport = "json",
     ) -> None:
         self.transport = transport
         super().__init__(content, status_code, headers, tytx.MEDIA_TYPES[transport])
@@ -188,16 +197,15 @@ class StreamingResponse(Response):
         self.body_iterator = content
 
     def start_headers(self) -> RawHeaders:
-        content_type = self._content_type()
+        content_type = self.content_type
         names = {k for k, _ in self.raw_headers}
         if content_type is not None and _CONTENT_TYPE not in names:
             return [(_CONTENT_TYPE, content_type), *self.raw_headers]
         return self.raw_headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send(
-            {"type": "http.response.start", "status": self.status_code, "headers": self.start_headers()}
-        )
+        await send({"type": "http.response.start", "status": self.status_code,
+                    "headers": self.start_headers()})
         if scope.get("method") != "HEAD":
             if isinstance(self.body_iterator, AsyncIterable):
                 async for chunk in self.body_iterator:
@@ -235,15 +243,21 @@ def json_default(value: Any) -> Any:
 
 
 def _plain(value: Any) -> Any:
-    """Models and dataclasses as dicts, so that TYTX keeps their typed fields."""
+    """Models and dataclasses as dicts (also inside lists and dicts), so TYTX keeps their types."""
     if isinstance(value, BaseModel):
         return value.model_dump()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
     return value
 
 
-def render_result(value: Any, tytx_transport: str | None, media_type: str | None) -> Response:
+def render_result(
+    value: Any, tytx_transport: tytx.Transport | None, media_type: str | None
+) -> Response:
     """Turn what a handler returned into a Response.
 
     A Response passes through; with TYTX the value goes out typed; a declared ``media_type``

@@ -18,8 +18,8 @@ from genro_routes import NotFound as RouteNotFound
 from genro_toolbox import smartasync
 
 from .binding import Binder
+from .envelope import Envelope, record_response, tracking_send
 from .exceptions import (
-    BadRequest,
     Forbidden,
     HTTPException,
     MethodNotAllowed,
@@ -29,9 +29,9 @@ from .exceptions import (
     Unauthorized,
 )
 from .request import ClientDisconnect, Request
-from .response import render_result
-from .tytx import transport_from_headers
+from .response import Response, render_result
 from .types import ASGIApp, Receive, Scope, Send
+from .tytx import check_transport, transport_from_headers
 
 if TYPE_CHECKING:
     from .server import AsgiServer
@@ -56,7 +56,10 @@ def route(
     allowed = tuple(m.upper() for m in (methods or DEFAULT_METHODS))
     if media_type is not None:
         options["media_type"] = media_type
-    return genro_routes.route(name=name, meta_methods=allowed, **options)  # type: ignore[no-any-return]
+    decorator: Callable[[Callable[..., Any]], Callable[..., Any]] = genro_routes.route(
+        name=name, meta_methods=allowed, **options
+    )
+    return decorator
 
 
 class CompiledRoute:
@@ -69,7 +72,7 @@ class CompiledRoute:
                  node_call: Callable[..., Any] | None) -> None:
         func = entry["callable"]
         meta = entry.get("metadata", {}).get("meta", {})
-        self.path = "/" + path if path else "/"
+        self.path = path or "/"
         methods = set(meta.get("methods") or DEFAULT_METHODS)
         if "GET" in methods:
             methods.add("HEAD")
@@ -80,15 +83,19 @@ class CompiledRoute:
         self.takes_nothing = self.binder.takes_nothing
         self.is_async = asyncio.iscoroutinefunction(func)
         target = node_call if node_call is not None else func
-        self.call = target if self.is_async else smartasync(target)
+        self.call = target if self.is_async else smartasync(target)  # type: ignore[no-untyped-call]
 
 
 def compile_routes(tree: dict[str, Any], prefix: str, table: dict[str, CompiledRoute],
                    router: Any, node_prefix: str = "") -> None:
-    """Flatten a genro-routes ``nodes(_eager=True)`` tree into ``table``."""
+    """Flatten a genro-routes ``nodes(_eager=True)`` tree into ``table``.
+
+    Keys are URL paths with a leading slash and none trailing (``/shop/products``), so the
+    common request is answered by one dict lookup of ``scope["path"]`` as it arrives.
+    """
     entries = tree.get("entries") or {}
     for name, entry in entries.items():
-        url_path = f"{prefix}/{name}" if prefix else name
+        url_path = f"{prefix}/{name}"
         node_path = f"{node_prefix}/{name}" if node_prefix else name
         node_call = None
         if entry.get("plugins"):
@@ -96,11 +103,11 @@ def compile_routes(tree: dict[str, Any], prefix: str, table: dict[str, CompiledR
         compiled = CompiledRoute(url_path, entry, node_call)
         table.setdefault(url_path, compiled)
         if name == "index":
-            table.setdefault(prefix, compiled)
+            table.setdefault(prefix or "/", compiled)
     for child, subtree in (tree.get("routers") or {}).items():
         if "alias" in subtree:
             continue
-        compile_routes(subtree, f"{prefix}/{child}" if prefix else child, table, router,
+        compile_routes(subtree, f"{prefix}/{child}", table, router,
                        f"{node_prefix}/{child}" if node_prefix else child)
 
 
@@ -116,59 +123,70 @@ class Dispatcher:
         self.max_body_size = int(settings.max_body_size)
         self.max_header_count = settings.max_header_count
         self.render_error = server.render_error
+        # True when no plugin middleware sits between the envelope and this dispatcher: then
+        # the dispatcher records status and echoes X-Request-ID itself, and the envelope
+        # need not wrap every send (see EnvelopeMiddleware).
+        self.records_responses = True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
+        envelope: Envelope | None = scope.get("genro.envelope")
         if self.mounts:
             for prefix, app in self.mounts:
-                if path == prefix or path.startswith(prefix + "/") or prefix == "/":
+                if path == prefix or path.startswith(prefix + "/") or (
+                    prefix == "/" and not self._routable(path)
+                ):
+                    if self.records_responses and envelope is not None:
+                        send = tracking_send(envelope, send)
                     await self._call_mounted(prefix, app, scope, receive, send)
                     return
         if scope["type"] != "http":
             await send({"type": "websocket.close", "code": 1008, "reason": "no route"})
             return
-        request = Request(scope, receive, self.max_body_size)
         try:
-            response = await self._handle(request, scope, path)
+            response = await self._handle(scope, receive, path, envelope)
         except ClientDisconnect:
             return
         except Exception as exc:
-            response = await self.render_error(request, exc)
+            response = await self.render_error(Request(scope, receive, self.max_body_size), exc)
+        if self.records_responses and envelope is not None:
+            if type(response).__call__ is Response.__call__:
+                record_response(envelope, response)
+            else:  # streaming and file responses may still fail before they start
+                send = tracking_send(envelope, send)
         await response(scope, receive, send)
 
-    async def _handle(self, request: Request, scope: Scope, path: str) -> Any:
-        server = self.server
-        if server.draining:
+    async def _handle(self, scope: Scope, receive: Receive, path: str,
+                      envelope: Envelope | None) -> Any:
+        if self.server.draining:
             raise ServiceUnavailable(detail="the server is shutting down", retry_after=5)
         raw_headers = scope["headers"]
         if len(raw_headers) > self.max_header_count:
             raise RequestHeaderFieldsTooLarge(
                 detail=f"more than {self.max_header_count} request headers"
             )
-        key = path.strip("/")
-        route = self.table.get(key)
+        route = self.table.get(path)
         segments: list[str] = []
         if route is None:
-            route, segments = self._resolve_partial(key)
+            route, segments = self._resolve(path)
             if route is None:
                 raise NotFound(detail=f"no route for {path!r}")
-        envelope = scope.get("genro.envelope")
+        method = scope["method"]
         if envelope is not None:
             envelope.route = route.path
-        method = scope["method"]
+            mode = envelope.tytx_mode
+            transport = None if mode is None else check_transport(mode)
+        else:
+            transport = transport_from_headers(raw_headers)
         if method not in route.methods:
             raise MethodNotAllowed(route.allow, detail=f"{method} is not allowed on {route.path}")
-        transport = None
-        if raw_headers:
-            transport = transport_from_headers(raw_headers)
-            if transport is not None and envelope is not None:
-                envelope.tytx_mode = transport
         if route.takes_nothing and not segments and not scope.get("query_string") and (
             method not in BODY_METHODS
         ):
             args: tuple[Any, ...] = ()
             kwargs: dict[str, Any] = {}
         else:
+            request = Request(scope, receive, self.max_body_size)
             args, kwargs = await route.binder.bind(
                 request, segments, method in BODY_METHODS, transport is not None
             )
@@ -180,17 +198,28 @@ class Dispatcher:
             raise _map_route_error(exc) from exc
         return render_result(result, transport, route.media_type)
 
-    def _resolve_partial(self, key: str) -> tuple[CompiledRoute | None, list[str]]:
-        if key.count("/") >= MAX_PATH_SEGMENTS:
+    def _routable(self, path: str) -> bool:
+        """Whether the route table answers ``path`` (an ASGI app at "/" is only a fallback)."""
+        return path in self.table or self._resolve(path)[0] is not None
+
+    def _resolve(self, path: str) -> tuple[CompiledRoute | None, list[str]]:
+        """A path that is not a key: trailing slashes dropped, then trailing segments peeled
+        off one at a time as positional arguments (``/shop/get/42`` -> ``/shop/get``, [42])."""
+        key = "/" + path.strip("/")
+        found = self.table.get(key)
+        if found is not None:
+            return found, []
+        if key.count("/") > MAX_PATH_SEGMENTS:
             return None, []
-        head, segments = key, []
-        while "/" in head:
+        head, segments = key, list[str]()
+        while True:
             head, segment = head.rsplit("/", 1)
+            if not head:
+                return None, []
             segments.insert(0, segment)
             found = self.table.get(head)
             if found is not None:
                 return found, segments
-        return None, []
 
     async def _call_mounted(self, prefix: str, app: ASGIApp, scope: Scope, receive: Receive,
                             send: Send) -> None:

@@ -12,6 +12,7 @@ import inspect
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,7 +21,6 @@ from typing import Any
 from genro_routes import RoutingClass, Section
 from genro_toolbox import get_uuid
 
-from .application import AsgiApplication
 from .config import SECTIONS, AppSettings, LoadedConfig, ServerSettings, Settings, load_config
 from .datastructures import State
 from .envelope import EnvelopeMiddleware, EnvelopeRegistry, NamedObservers
@@ -126,6 +126,10 @@ class AsgiServer:
             raise ConfigError(f"prefix {prefix!r} is already mounted")
         name = name or prefix.strip("/") or "root"
         if isinstance(app, RoutingClass):
+            if any(mounted is app for mounted in self.apps.values()):
+                # genro-routes accepts a second branch under the same parent silently
+                raise ConfigError(f"cannot mount {name!r} at {prefix!r}: the same application "
+                                  "instance is already mounted; create another one")
             if prefix == "/":
                 self.root_app = app
             else:
@@ -153,7 +157,7 @@ class AsgiServer:
             raise ConfigError(
                 "mounting a WSGI app needs asgiref: pip install 'genro-asgi-core[wsgi]'"
             ) from None
-        self.mount(prefix, WsgiToAsgi(wsgi_app), name=name)
+        self.mount(prefix, WsgiToAsgi(wsgi_app), name=name)  # type: ignore[no-untyped-call]
 
     def _mount_from_config(self, name: str, spec: AppSettings) -> None:
         where = f"{self.config.source}: apps.{name}"
@@ -168,7 +172,9 @@ class AsgiServer:
             try:
                 app = target(**params)
             except TypeError as exc:
-                raise ConfigError(f"{where}: {target.__name__} rejected its params: {exc}") from None
+                raise ConfigError(
+                    f"{where}: {target.__name__} rejected its params: {exc}"
+                ) from None
         elif params:
             raise ConfigError(f"{where}: params {sorted(params)} given, but {spec.module!r} "
                               "is an object, not a class")
@@ -209,9 +215,11 @@ class AsgiServer:
             self._refresh_routes(dispatcher)
             self._dispatcher = dispatcher
             app: ASGIApp = dispatcher
-            for factory in reversed(self.plugins.call_sync("genro_asgi_middleware", server=self)):
+            factories = self.plugins.call_sync("genro_asgi_middleware", server=self)
+            for factory in reversed(factories):
                 app = factory(app)
-            self._app = EnvelopeMiddleware(app, self)
+            dispatcher.records_responses = not factories
+            self._app = EnvelopeMiddleware(app, self, track_sends=bool(factories))
         return self._app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -250,7 +258,7 @@ class AsgiServer:
         started: list[str] = []
         for plugin_name, call in self.plugins.bound_impls("genro_asgi_startup", server=self):
             try:
-                await _maybe_await(call())
+                await self.plugins._run("genro_asgi_startup", plugin_name, call)
             except Exception as exc:
                 await self._stop(started, [])
                 raise StartupError(f"startup failed in plugin {plugin_name!r}: {exc!r}") from exc
@@ -298,7 +306,7 @@ class AsgiServer:
                                                                     server=self)):
             if plugin_name in wanted:
                 try:
-                    await _maybe_await(call())
+                    await self.plugins._run("genro_asgi_shutdown", plugin_name, call)
                 except Exception:
                     logger.exception("plugin %r failed in genro_asgi_shutdown", plugin_name)
 
@@ -345,6 +353,8 @@ class AsgiServer:
 def server_from_environment() -> AsgiServer:
     """The factory each uvicorn worker calls when ``workers > 1`` or ``reload`` is on."""
     args = json.loads(os.environ[FACTORY_ENV])
+    if args["server_dir"] not in sys.path:
+        sys.path.insert(0, args["server_dir"])
     return AsgiServer(args["server_dir"], args["config"], cli=args["cli"])
 
 

@@ -7,19 +7,21 @@ content type, and gets typed params and a typed response in the same transport.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import InvalidOperation
-from typing import Any
+from typing import Any, Literal
 
 from genro_tytx import from_tytx, to_tytx
 
 from .exceptions import BadRequest, UnsupportedMediaType
 
-TRANSPORTS = ("json", "msgpack", "xml")
+Transport = Literal["json", "msgpack", "xml"]
+TRANSPORTS: tuple[Transport, ...] = ("json", "msgpack", "xml")
 MEDIA_TYPES = {t: f"application/vnd.tytx+{t}" for t in TRANSPORTS}
 TRANSPORT_HEADER = b"x-tytx-transport"
 
 
-def transport_from_headers(raw_headers: Any) -> str | None:
+def transport_from_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> Transport | None:
     """The TYTX transport a request asks for, or None for a plain request."""
     content_type = b""
     for key, value in raw_headers:
@@ -29,17 +31,50 @@ def transport_from_headers(raw_headers: Any) -> str | None:
                 raise BadRequest(
                     detail=f"X-TYTX-Transport must be one of {', '.join(TRANSPORTS)}, got {name!r}"
                 )
+            _require_codec(name)
             return name
         if key == b"content-type":
             content_type = value
     if b"vnd.tytx+" in content_type:
-        for name in TRANSPORTS:
-            if f"vnd.tytx+{name}".encode() in content_type:
-                return name
+        found = transport_from_content_type(content_type)
+        if found is not None:
+            _require_codec(found)
+        return found
     return None
 
 
-def decode(body: bytes, transport: str) -> Any:
+def transport_from_content_type(content_type: bytes) -> Transport | None:
+    """``application/vnd.tytx+json; charset=utf-8`` -> ``json``."""
+    for transport in TRANSPORTS:
+        if f"vnd.tytx+{transport}".encode() in content_type:
+            return transport
+    return None
+
+
+def check_transport(requested: str | None) -> Transport | None:
+    """Validate the transport recorded on the envelope (raw header text): 400 when unknown."""
+    if requested is None:
+        return None
+    for transport in TRANSPORTS:
+        if requested == transport:
+            _require_codec(transport)
+            return transport
+    raise BadRequest(
+        detail=f"X-TYTX-Transport must be one of {', '.join(TRANSPORTS)}, got {requested!r}"
+    )
+
+
+def _require_codec(transport: str) -> None:
+    """Refuse (415) a transport whose codec is not installed, before any handler runs."""
+    from importlib.util import find_spec
+
+    if transport == "msgpack" and find_spec("msgpack") is None:
+        raise UnsupportedMediaType(
+            detail="TYTX msgpack is not available here: install genro-tytx[msgpack]"
+        )
+
+
+def decode(body: bytes, transport: Transport) -> Any:
     """Decode a TYTX body; malformed input is a 400 naming the problem, never a 500."""
     try:
         if transport == "msgpack":
@@ -47,7 +82,9 @@ def decode(body: bytes, transport: str) -> Any:
         text = body.decode("utf-8")
         value = from_tytx(text, transport)
     except ImportError as exc:
-        raise UnsupportedMediaType(detail=f"TYTX {transport} is not available here: {exc}") from None
+        raise UnsupportedMediaType(
+            detail=f"TYTX {transport} is not available here: {exc}"
+        ) from None
     except UnicodeDecodeError:
         raise BadRequest(detail="TYTX body is not valid UTF-8") from None
     except (ValueError, TypeError, InvalidOperation, ArithmeticError) as exc:
@@ -69,7 +106,7 @@ def decode_text(text: str) -> Any:
         raise BadRequest(detail=f"malformed TYTX value {text[:40]!r}: {_describe(exc)}") from None
 
 
-def encode(value: Any, transport: str) -> bytes:
+def encode(value: Any, transport: Transport) -> bytes:
     data = to_tytx(value, transport)
     return data if isinstance(data, bytes) else data.encode("utf-8")
 

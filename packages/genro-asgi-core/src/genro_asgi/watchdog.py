@@ -1,4 +1,4 @@
-"""The watchdog: reports envelopes in flight for longer than ``timeout`` and ``critical`` seconds."""
+"""The watchdog: reports envelopes in flight longer than ``timeout`` and ``critical`` seconds."""
 
 from __future__ import annotations
 

@@ -43,7 +43,7 @@ async def genro_asgi_startup(server: AsgiServer) -> None:
 
 @hookspec
 async def genro_asgi_shutdown(server: AsgiServer) -> None:
-    """Lifespan shutdown, in reverse plugin order, after in-flight requests drained. May be async."""
+    """Lifespan shutdown, in reverse plugin order, after in-flight requests. May be async."""
 
 
 @hookspec

@@ -9,6 +9,7 @@ and the registry; nothing here runs per request.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import logging
@@ -16,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -107,7 +108,7 @@ class PluginManager:
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
-            raise PluginError(f"plugin {exc.plugin_name(self.pm)!r}: {exc}") from None
+            raise PluginError(f"plugin {self.pm.get_name(exc.plugin)!r}: {exc}") from None
 
     # -- loading -----------------------------------------------------------------------------
 
@@ -123,7 +124,7 @@ class PluginManager:
         config = self._validate(name, target, options)
         if inspect.isclass(target):
             try:
-                obj = target(server, config)
+                obj = cast(Any, target)(server, config)
             except Exception as exc:
                 raise PluginError(f"plugin {name!r} failed to initialise: {exc!r}") from exc
         else:
@@ -176,7 +177,9 @@ class PluginManager:
         try:
             spec = SpecifierSet(wanted)
         except InvalidSpecifier:
-            raise PluginError(f"plugin {name!r} declares an invalid requires_core {wanted!r}") from None
+            raise PluginError(
+                f"plugin {name!r} declares an invalid requires_core {wanted!r}"
+            ) from None
         current = core_version()
         if Version(current) not in spec:
             raise PluginError(
@@ -226,8 +229,7 @@ class PluginManager:
         bound: list[tuple[str, Callable[[], Any]]] = []
         for impl in self.ordered_impls(hook):
             args = [kwargs[n] for n in impl.argnames]
-            function = impl.function
-            bound.append((impl.plugin_name, lambda f=function, a=args: f(*a)))
+            bound.append((impl.plugin_name, _bind(impl.function, args)))
         return bound
 
     def observers(self, hook: str, **fixed: Any) -> tuple[tuple[str, Callable[..., Any]], ...]:
@@ -355,11 +357,14 @@ class PluginManager:
         return self.loaded.keys()
 
 
+def _bind(fn: Callable[..., Any], args: list[Any]) -> Callable[[], Any]:
+    return lambda: fn(*args)
+
+
 def _partial(fn: Callable[..., Any], fixed_args: list[Any]) -> Callable[..., Any]:
-    if len(fixed_args) == 1:
-        first = fixed_args[0]
-        return lambda value: fn(first, value)
-    return lambda *rest: fn(*fixed_args, *rest)
+    # functools.partial passes on however many per-call arguments the hook has (envelope_stuck
+    # has two) and is as fast as a one-argument lambda
+    return functools.partial(fn, *fixed_args)
 
 
 def _traced(hook: str, plugin_name: str, fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -1,4 +1,4 @@
-"""pluggy markers for the ``genro_asgi`` project: decorate specs with hookspec, impls with hookimpl."""
+"""pluggy markers of the ``genro_asgi`` project: hookspec for specs, hookimpl for impls."""
 
 import pluggy
 

@@ -41,7 +41,7 @@ class _AsgiTransport(httpx.AsyncBaseTransport):
         scope = {
             "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
             "method": request.method, "scheme": url.scheme,
-            "path": unquote(url.path), "raw_path": url.raw_path.split(b"?", 1)[0],
+            "path": url.path, "raw_path": url.raw_path.split(b"?", 1)[0],  # httpx decoded it
             "query_string": url.query, "root_path": "",
             "headers": [(k.lower(), v) for k, v in request.headers.raw],
             "client": self.client, "server": (url.host, url.port or 80),
@@ -74,7 +74,9 @@ class _AsgiTransport(httpx.AsyncBaseTransport):
             await self.app(scope, receive, send)
         finally:
             response_done.set()
-        return httpx.Response(status, headers=headers, content=b"".join(chunks), request=request)
+        # As a real server does, a HEAD response carries no body whatever the app sent.
+        content = b"" if request.method == "HEAD" else b"".join(chunks)
+        return httpx.Response(status, headers=headers, content=content, request=request)
 
 
 class WebSocketSession:
@@ -85,7 +87,7 @@ class WebSocketSession:
         parts = urlsplit(path)
         self.scope = {
             "type": "websocket", "asgi": {"version": "3.0"}, "scheme": "ws",
-            "path": parts.path or "/", "raw_path": (parts.path or "/").encode(),
+            "path": unquote(parts.path) or "/", "raw_path": (parts.path or "/").encode(),
             "query_string": parts.query.encode(), "root_path": "",
             "headers": [(b"host", b"testserver"),
                         *[(k.lower().encode(), v.encode()) for k, v in headers]],
@@ -177,8 +179,10 @@ class AsyncTestClient(httpx.AsyncClient):
 
     async def startup(self) -> None:
         scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
-        self._lifespan_task = asyncio.create_task(
-            self.app(scope, self._lifespan_in.get, self._lifespan_out.put))
+        async def lifespan() -> None:
+            await self.app(scope, self._lifespan_in.get, self._lifespan_out.put)
+
+        self._lifespan_task = asyncio.create_task(lifespan())
         await self._lifespan_in.put({"type": "lifespan.startup"})
         message = await self._lifespan_out.get()
         if message["type"] == "lifespan.startup.failed":

@@ -1,4 +1,4 @@
-"""pytest fixtures for genro-asgi apps and plugins (registered through the ``pytest11`` entry point).
+"""pytest fixtures for genro-asgi apps and plugins (registered by the ``pytest11`` entry point).
 
 ``make_server(config)`` builds an AsgiServer in a temporary directory; ``make_client(app)``
 returns an entered TestClient; ``live_server(app)`` serves an app with a real uvicorn on a free
