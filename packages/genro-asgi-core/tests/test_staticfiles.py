@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from genro_asgi import AsgiApplication, AsgiServer, ConfigError, route
 from genro_asgi.staticfiles import (
     FileResponse,

@@ -22,7 +22,7 @@ _MULTI_ORIGINS = (list, tuple, set, frozenset, Sequence)
 
 
 class Param:
-    __slots__ = ("adapter", "default", "multi", "name", "positional", "required")
+    __slots__ = ("adapter", "default", "expects_str", "multi", "name", "positional", "required")
 
     def __init__(self, parameter: inspect.Parameter, annotation: Any) -> None:
         self.name = parameter.name
@@ -32,18 +32,25 @@ class Param:
             inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD
         )
         self.adapter: TypeAdapter[Any] | None = None
+        # str needs no adapter for path and query text, only a type check for body values
+        self.expects_str = annotation is str
         if annotation not in (inspect.Parameter.empty, str, Any):
             self.adapter = TypeAdapter(annotation)
         self.multi = _is_multi(annotation)
 
     def coerce(self, value: Any) -> Any:
         if self.adapter is None:
+            if self.expects_str and not isinstance(value, str):
+                raise BadRequest(
+                    detail=f"parameter {self.name!r}: Input should be a valid string"
+                )
             return value
         try:
             return self.adapter.validate_python(value)
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
-            raise BadRequest(detail=f"parameter {self.name!r}: {first['msg']}") from None
+            where = ".".join([self.name, *(str(part) for part in first["loc"])])
+            raise BadRequest(detail=f"parameter {where!r}: {first['msg']}") from None
 
 
 def _is_multi(annotation: Any) -> bool:

@@ -124,6 +124,8 @@ def _print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None
 def run_plugin_command(argv: list[str]) -> int:
     """``genro-asgi NAME [DIR] ...``: a subcommand from an enabled plugin's hook."""
     name, rest = argv[0], argv[1:]
+    if rest and not rest[0].startswith("-"):  # DIR given positionally, as for built-in commands
+        rest = ["--dir", rest[0], *rest[1:]]
     locator = argparse.ArgumentParser(add_help=False)
     locator.add_argument("--dir", default=".")
     locator.add_argument("--config")
@@ -166,6 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GenroAsgiError as exc:
         print(f"genro-asgi: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and friends
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,12 +62,13 @@ class WatchdogSettings(BaseModel):
 
 
 class AppSettings(BaseModel):
-    """One mounted application; keys other than module/prefix are the app's own parameters."""
+    """One mounted application; keys other than module/prefix/wsgi are the app's parameters."""
 
     model_config = ConfigDict(extra="allow")
 
     module: str
     prefix: str | None = None
+    wsgi: bool = False
 
     @property
     def params(self) -> dict[str, Any]:
@@ -145,15 +146,21 @@ def _is_secret_ref(value: Any) -> bool:
     return isinstance(value, Mapping) and len(value) == 1 and next(iter(value)) in ("$env", "$file")
 
 
-def resolve_secrets(tree: Any, base_dir: Path, path: KeyPath = ()) -> tuple[Any, set[KeyPath]]:
-    """Resolve ``{$env: VAR}`` / ``{$file: path}`` into a copy; return it and the secret paths."""
+def resolve_secrets(
+    tree: Any, base_dir: Path, path: KeyPath = (), environ: Mapping[str, str] | None = None
+) -> tuple[Any, set[KeyPath]]:
+    """Resolve ``{$env: VAR}`` / ``{$file: path}`` into a copy; return it and the secret paths.
+
+    ``environ`` defaults to ``os.environ``; a server given its own environment reads it here too.
+    """
+    environ = os.environ if environ is None else environ
     if _is_secret_ref(tree):
         kind, ref = next(iter(tree.items()))
         where = ".".join(map(str, path)) or "<root>"
         if kind == "$env":
-            if ref not in os.environ:
+            if ref not in environ:
                 raise ConfigError(f"{where}: environment variable {ref!r} is not set")
-            return os.environ[ref], {path}
+            return environ[ref], {path}
         file_path = Path(ref) if Path(ref).is_absolute() else base_dir / ref
         try:
             return file_path.read_text(encoding="utf-8").strip(), {path}
@@ -165,13 +172,13 @@ def resolve_secrets(tree: Any, base_dir: Path, path: KeyPath = ()) -> tuple[Any,
     if isinstance(tree, Mapping):
         out: dict[str, Any] = {}
         for key, value in tree.items():
-            out[key], found = resolve_secrets(value, base_dir, (*path, key))
+            out[key], found = resolve_secrets(value, base_dir, (*path, key), environ)
             secrets |= found
         return out, secrets
     if isinstance(tree, list):
         items = []
         for index, value in enumerate(tree):
-            resolved, found = resolve_secrets(value, base_dir, (*path, index))
+            resolved, found = resolve_secrets(value, base_dir, (*path, index), environ)
             items.append(resolved)
             secrets |= found
         return items, secrets
@@ -189,15 +196,51 @@ def redact(tree: Any, secret_paths: set[KeyPath], path: KeyPath = ()) -> Any:
     return tree
 
 
-def format_validation_error(exc: ValidationError, source: str, prefix: KeyPath = ()) -> str:
-    """One line per problem: ``source: key.path: message (got value)``."""
+def format_validation_error(
+    exc: ValidationError, source: str | Callable[[KeyPath], str], prefix: KeyPath = ()
+) -> str:
+    """One line per problem: ``source: key.path: message (got value)``.
+
+    ``source`` names where the values came from, or tells it per key path when the config was
+    layered from several places.
+    """
     lines = []
     for err in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in (*prefix, *err["loc"])) or "<root>"
+        path = (*prefix, *err["loc"])
+        loc = ".".join(str(p) for p in path) or "<root>"
         got = err.get("input")
         shown = "" if err["type"] == "missing" or isinstance(got, dict) else f" (got {got!r})"
-        lines.append(f"{source}: {loc}: {err['msg']}{shown}")
+        where = source(path) if callable(source) else source
+        lines.append(f"{where}: {loc}: {err['msg']}{shown}")
     return "\n".join(lines)
+
+
+def _has_path(tree: Any, path: KeyPath) -> bool:
+    for part in path:
+        if not isinstance(tree, Mapping) or part not in tree:
+            return False
+        tree = tree[part]
+    return True
+
+
+Layers = list[tuple[str, Mapping[str, Any] | None]]
+
+
+def layered_source(layers: Layers) -> Callable[[KeyPath], str]:
+    """Which layer set a key path: the last one that has it (later layers win)."""
+
+    def source_of(path: KeyPath) -> str:
+        label: str
+        for label, tree in reversed(layers):
+            if tree and _has_path(tree, path):
+                if label == "environment":
+                    names = [str(p).upper() for p in path]
+                    joined = "_".join(names) if len(names) == 2 else "__".join(names)
+                    return f"environment variable {ENV_PREFIX}{joined}"
+                return label
+        return layers[0][0]
+
+    return source_of
 
 
 class LoadedConfig:
@@ -236,12 +279,21 @@ def load_config(
         if config is not None and not path.exists():
             raise ConfigError(f"{path}: config file not found")
         tree, source = load_yaml(path), str(path)
-    for layer in (env_overrides(os.environ if environ is None else environ), cli, overrides):
+    layers: Layers = [
+        (source, tree),
+        ("environment", env_overrides(os.environ if environ is None else environ)),
+        ("command line", cli),
+        ("constructor arguments", overrides),
+    ]
+    for _, layer in layers[1:]:
         if layer:
             tree = deep_merge(tree, layer)
-    resolved, secrets = resolve_secrets(tree, server_dir)
+    try:
+        resolved, secrets = resolve_secrets(tree, server_dir, environ=environ)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     try:
         settings = Settings.model_validate(resolved)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source)) from None
+        raise ConfigError(format_validation_error(exc, layered_source(layers))) from None
     return LoadedConfig(settings, resolved, secrets, source)

@@ -13,7 +13,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .types import ASGIApp, Message, Receive, Scope, Send
+from .exceptions import HTTPException, RequestHeaderFieldsTooLarge
+from .types import ASGIApp, Message, RawHeaders, Receive, Scope, Send
 from .tytx import transport_from_content_type
 
 if TYPE_CHECKING:
@@ -170,9 +171,11 @@ def record_response(envelope: Envelope, response: Response) -> None:
         response.append_header("x-request-id", envelope.external_id)
 
 
-def read_headers(envelope: Envelope, scope: Scope) -> None:
-    """One pass over the headers for what the envelope records: request id and TYTX request."""
-    for key, value in scope.get("headers") or ():
+def read_headers(envelope: Envelope, headers: RawHeaders) -> int:
+    """One pass over the headers: record request id and TYTX request; return their size."""
+    size = 0
+    for key, value in headers:
+        size += len(key) + len(value)
         if key == _REQUEST_ID_HEADER:
             text: str = value.decode("latin-1")
             if 0 < len(text) <= _MAX_EXTERNAL_ID and text.isprintable():
@@ -181,6 +184,7 @@ def read_headers(envelope: Envelope, scope: Scope) -> None:
             envelope.tytx_mode = value.decode("latin-1").strip().lower()
         elif key == _CONTENT_TYPE and envelope.tytx_mode is None and b"vnd.tytx+" in value:
             envelope.tytx_mode = transport_from_content_type(value)
+    return size
 
 
 class EnvelopeMiddleware:
@@ -199,15 +203,26 @@ class EnvelopeMiddleware:
         # With plugin middleware in between, only the outermost send sees what the client
         # gets; without it the dispatcher records its own responses and no wrapper is needed.
         self.track_sends = track_sends
+        # httptools (uvicorn's fast parser) enforces no header limits, so they live here.
+        settings = server.settings.server
+        self.max_header_count = settings.max_header_count
+        self.max_header_size = int(settings.max_header_size)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         envelope = self.registry.open(scope)
         scope["genro.envelope"] = envelope
-        if scope.get("headers"):
-            read_headers(envelope, scope)
+        headers = scope.get("headers")
         if self.track_sends:
             send = tracking_send(envelope, send)
         try:
+            if headers:
+                size = read_headers(envelope, headers)
+                if len(headers) > self.max_header_count:
+                    raise RequestHeaderFieldsTooLarge(
+                        detail=f"more than {self.max_header_count} request headers")
+                if size > self.max_header_size:
+                    raise RequestHeaderFieldsTooLarge(
+                        detail=f"request headers are larger than {self.max_header_size} bytes")
             if self.opened:
                 notify_observers(self.opened, envelope, "envelope_opened")
             await self.app(scope, receive, send)
@@ -217,6 +232,9 @@ class EnvelopeMiddleware:
                 if not self.track_sends:
                     send = tracking_send(envelope, send)
                 await self.render_error(scope, receive, send, exc)
+            elif envelope.scope_type != "http" and isinstance(exc, HTTPException):
+                # refused before accept: the client sees HTTP 403
+                await send({"type": "websocket.close", "code": 1008})
             elif envelope.scope_type == "http":
                 logger.error("request %s failed after its response started",
                              envelope.request_id, exc_info=exc)

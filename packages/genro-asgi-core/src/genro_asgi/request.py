@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 DEFAULT_MAX_BODY = 1024 * 1024
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
 class ClientDisconnect(Exception):
     """The client went away while its request body was being read."""
 
@@ -137,7 +141,7 @@ class Request:
     async def json(self) -> Any:
         body = await self.body()
         try:
-            return json.loads(body)
+            return json.loads(body, parse_constant=_reject_constant)
         except UnicodeDecodeError:
             raise BadRequest(detail="JSON body is not valid UTF-8") from None
         except json.JSONDecodeError as exc:

@@ -6,11 +6,12 @@ messages and no re-encoding; HEAD requests get the same headers and no body.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 import json
 import uuid
-from collections.abc import AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncIterable, Iterable, Iterator, Mapping
 from decimal import Decimal
 from enum import Enum
 from http.cookies import SimpleCookie
@@ -204,21 +205,54 @@ class StreamingResponse(Response):
         return self.raw_headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Stream until the iterator ends or the client disconnects, whichever comes first.
+
+        Servers silently drop what is sent to a closed connection, so without watching for
+        ``http.disconnect`` an endless stream (events, logs) would run forever.
+        """
         await send({"type": "http.response.start", "status": self.status_code,
                     "headers": self.start_headers()})
-        if scope.get("method") != "HEAD":
-            if isinstance(self.body_iterator, AsyncIterable):
-                async for chunk in self.body_iterator:
-                    await send({"type": "http.response.body", "body": self._bytes(chunk),
-                                "more_body": True})
-            else:
-                for chunk in self.body_iterator:
-                    await send({"type": "http.response.body", "body": self._bytes(chunk),
-                                "more_body": True})
+        if scope.get("method") == "HEAD":
+            await send({"type": "http.response.body", "body": b""})
+            return
+        streaming = asyncio.ensure_future(self._stream(send))
+        watching = asyncio.ensure_future(_wait_for_disconnect(receive))
+        try:
+            await asyncio.wait({streaming, watching}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (streaming, watching):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(streaming, watching, return_exceptions=True)
+        if not streaming.cancelled() and streaming.exception() is not None:
+            raise streaming.exception()  # type: ignore[misc]
+
+    async def _stream(self, send: Send) -> None:
+        if isinstance(self.body_iterator, AsyncIterable):
+            async for chunk in self.body_iterator:
+                await send({"type": "http.response.body", "body": self._bytes(chunk),
+                            "more_body": True})
+        else:  # a sync iterator may block: each step runs in a worker thread
+            iterator = iter(self.body_iterator)
+            while (chunk := await asyncio.to_thread(_next_or_end, iterator)) is not _END:
+                await send({"type": "http.response.body", "body": self._bytes(chunk),
+                            "more_body": True})
         await send({"type": "http.response.body", "body": b""})
 
-    def _bytes(self, chunk: str | bytes) -> bytes:
-        return chunk if isinstance(chunk, bytes) else chunk.encode(self.charset)
+    def _bytes(self, chunk: Any) -> bytes:
+        return chunk if isinstance(chunk, bytes) else str(chunk).encode(self.charset)
+
+
+_END = object()
+
+
+def _next_or_end(iterator: Iterator[Any]) -> Any:
+    return next(iterator, _END)
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def json_default(value: Any) -> Any:

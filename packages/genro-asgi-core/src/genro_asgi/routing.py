@@ -24,7 +24,6 @@ from .exceptions import (
     HTTPException,
     MethodNotAllowed,
     NotFound,
-    RequestHeaderFieldsTooLarge,
     ServiceUnavailable,
     Unauthorized,
 )
@@ -121,7 +120,6 @@ class Dispatcher:
         self.mounts = sorted(mounts, key=lambda m: len(m[0]), reverse=True)
         settings = server.settings.server
         self.max_body_size = int(settings.max_body_size)
-        self.max_header_count = settings.max_header_count
         self.render_error = server.render_error
         # True when no plugin middleware sits between the envelope and this dispatcher: then
         # the dispatcher records status and echoes X-Request-ID itself, and the envelope
@@ -160,11 +158,6 @@ class Dispatcher:
                       envelope: Envelope | None) -> Any:
         if self.server.draining:
             raise ServiceUnavailable(detail="the server is shutting down", retry_after=5)
-        raw_headers = scope["headers"]
-        if len(raw_headers) > self.max_header_count:
-            raise RequestHeaderFieldsTooLarge(
-                detail=f"more than {self.max_header_count} request headers"
-            )
         route = self.table.get(path)
         segments: list[str] = []
         if route is None:
@@ -177,7 +170,7 @@ class Dispatcher:
             mode = envelope.tytx_mode
             transport = None if mode is None else check_transport(mode)
         else:
-            transport = transport_from_headers(raw_headers)
+            transport = transport_from_headers(scope["headers"])
         if method not in route.methods:
             raise MethodNotAllowed(route.allow, detail=f"{method} is not allowed on {route.path}")
         if route.takes_nothing and not segments and not scope.get("query_string") and (

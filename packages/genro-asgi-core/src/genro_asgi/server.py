@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -24,7 +25,7 @@ from genro_toolbox import get_uuid
 from .config import SECTIONS, AppSettings, LoadedConfig, ServerSettings, Settings, load_config
 from .datastructures import State
 from .envelope import EnvelopeMiddleware, EnvelopeRegistry, NamedObservers
-from .exceptions import ConfigError, StartupError
+from .exceptions import ConfigError, PluginError, StartupError
 from .lifespan import run_lifespan
 from .plugins.manager import PluginManager, import_object
 from .request import Request
@@ -102,16 +103,20 @@ class AsgiServer:
         self._asgi_mounts: list[tuple[str, ASGIApp]] = []
         self._dispatcher: Dispatcher | None = None
         self._app: ASGIApp | None = None
-        self.plugins = PluginManager(self, self.settings.plugins,
+        self._reproducible = not isinstance(config, Mapping) and not overrides
+        self.plugins = PluginManager(self, self.settings.plugins, source=self.config.source,
                                      trace=self.settings.logging.trace_hooks)
+        self._mounting_from_setup = True
         for name, spec in self.settings.apps.items():
             self._mount_from_config(name, spec)
         self.plugins.call_sync("genro_asgi_configure", server=self)
         for mapping in self.plugins.call_sync("genro_asgi_mount", server=self):
             for prefix, app in mapping.items():
                 self.mount(prefix, app)
+        self._mounting_from_setup = False
         self.compiled = CompiledHooks(self.plugins, self)
         self.watchdog = Watchdog(self.envelopes, self.settings.watchdog, self.plugins, self)
+        self.build()
 
     # -- mounting ----------------------------------------------------------------------------
 
@@ -122,9 +127,13 @@ class AsgiServer:
         ``bind_server(server, name, prefix)`` are told where they live.
         """
         prefix = "/" + prefix.strip("/") if prefix.strip("/") else "/"
-        if prefix in self._prefixes:
-            raise ConfigError(f"prefix {prefix!r} is already mounted")
         name = name or prefix.strip("/") or "root"
+        if prefix in self._prefixes:
+            raise ConfigError(f"cannot mount {name!r}: prefix {prefix!r} is already mounted")
+        if name in self.apps:
+            raise ConfigError(f"cannot mount at {prefix!r}: the name {name!r} is already used")
+        if not self._mounting_from_setup:
+            self._reproducible = False
         if isinstance(app, RoutingClass):
             if any(mounted is app for mounted in self.apps.values()):
                 # genro-routes accepts a second branch under the same parent silently
@@ -166,7 +175,6 @@ class AsgiServer:
         except (ImportError, AttributeError) as exc:
             raise ConfigError(f"{where}.module: cannot import {spec.module!r}: {exc}") from None
         params = spec.params
-        wsgi = bool(params.pop("wsgi", False))
         if inspect.isclass(target):
             params = self._resolve_paths(target, params)
             try:
@@ -181,7 +189,7 @@ class AsgiServer:
         else:
             app = target
         prefix = spec.prefix if spec.prefix is not None else f"/{name}"
-        if wsgi:
+        if spec.wsgi:
             self.mount_wsgi(prefix, app, name=name)
         else:
             self.mount(prefix, app, name=name)
@@ -202,9 +210,12 @@ class AsgiServer:
 
     def compile_route_table(self) -> dict[str, CompiledRoute]:
         table: dict[str, CompiledRoute] = {}
-        compile_routes(self.router.route.nodes(_eager=True), "", table, self.router.route)
+        # forbidden=True keeps entries that genro-routes' auth plugin would hide from an
+        # anonymous listing: they must answer 401/403, not 404.
+        compile_routes(self.router.route.nodes(_eager=True, forbidden=True), "", table,
+                       self.router.route)
         if self.root_app is not None:
-            compile_routes(self.root_app.route.nodes(_eager=True), "", table,
+            compile_routes(self.root_app.route.nodes(_eager=True, forbidden=True), "", table,
                            self.root_app.route)
         return table
 
@@ -215,9 +226,14 @@ class AsgiServer:
             self._refresh_routes(dispatcher)
             self._dispatcher = dispatcher
             app: ASGIApp = dispatcher
-            factories = self.plugins.call_sync("genro_asgi_middleware", server=self)
-            for factory in reversed(factories):
-                app = factory(app)
+            factories = self.plugins.call_sync_named("genro_asgi_middleware", server=self)
+            for plugin_name, factory in reversed(factories):
+                try:
+                    app = factory(app)
+                except Exception as exc:
+                    raise PluginError(
+                        f"plugin {plugin_name!r}: its middleware factory failed: {exc!r}"
+                    ) from exc
             dispatcher.records_responses = not factories
             self._app = EnvelopeMiddleware(app, self, track_sends=bool(factories))
         return self._app
@@ -237,7 +253,8 @@ class AsgiServer:
         if envelope is not None:
             envelope.error = exc
         response = await self.plugins.call_first(
-            "genro_asgi_exception_response", server=self, request=request, exc=exc
+            "genro_asgi_exception_response", accept=Response, server=self, request=request,
+            exc=exc,
         )
         if isinstance(response, Response):
             return response
@@ -317,7 +334,7 @@ class AsgiServer:
         options: dict[str, Any] = {
             "host": s.host, "port": s.port, "workers": s.workers, "reload": s.reload,
             "root_path": s.root_path, "timeout_keep_alive": s.timeout_keep_alive,
-            "timeout_graceful_shutdown": int(s.shutdown_timeout),
+            "timeout_graceful_shutdown": math.ceil(s.shutdown_timeout),
             "limit_concurrency": s.limit_concurrency,
             "h11_max_incomplete_event_size": int(s.max_header_size),
             "proxy_headers": s.proxy_headers, "forwarded_allow_ips": s.forwarded_allow_ips,
@@ -329,17 +346,34 @@ class AsgiServer:
             options["ssl_keyfile"] = s.ssl_keyfile
         return options
 
-    def run(self, **uvicorn_overrides: Any) -> None:
-        """Serve with uvicorn; several workers or reload re-create the server in each process."""
+    def run(self, factory: str | None = None, **uvicorn_overrides: Any) -> None:
+        """Serve with uvicorn.
+
+        With several workers or reload each process builds its own server: from server_dir
+        and its config file (and CLI flags), or by calling ``factory`` ("pkg.mod:make_server")
+        when the server is set up in code (a config mapping, overrides or ``mount`` calls),
+        which a worker could not otherwise rebuild.
+        """
         import uvicorn
 
         options = {**self.uvicorn_options(), **uvicorn_overrides}
         logging.basicConfig(level=self.settings.logging.level,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         if options["workers"] > 1 or options["reload"]:
-            os.environ[FACTORY_ENV] = json.dumps(self._factory_args)
             if options["reload"]:
                 options.setdefault("reload_dirs", [str(self.server_dir)])
+            if factory is not None:
+                uvicorn.run(factory, factory=True, **options)
+                return
+            if not self._reproducible:
+                raise ConfigError(
+                    "workers > 1 and reload build the server anew in each process from "
+                    "server_dir and its config file; this one was set up in code (a config "
+                    "mapping, constructor overrides or mount() calls) that would be lost. "
+                    "Move that setup into config.yaml, or pass run(factory='pkg.mod:func') "
+                    "naming a function that returns the server"
+                )
+            os.environ[FACTORY_ENV] = json.dumps(self._factory_args)
             uvicorn.run("genro_asgi.server:server_from_environment", factory=True, **options)
         else:
             options.pop("workers")

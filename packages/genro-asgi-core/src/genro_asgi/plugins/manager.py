@@ -96,8 +96,11 @@ class PluginManager:
         configured: Mapping[str, Mapping[str, Any] | None],
         *,
         trace: bool = False,
+        source: str = "config",
     ) -> None:
         self.trace = trace
+        self.source = source
+        self._ordered: dict[str, list[pluggy.HookImpl]] = {}
         self.pm = pluggy.PluginManager(PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.installed = installed_plugins()
@@ -115,13 +118,15 @@ class PluginManager:
     def _load(self, server: AsgiServer, name: str, options: dict[str, Any]) -> None:
         order = options.pop("order", None)
         if order is not None and (isinstance(order, bool) or not isinstance(order, int)):
-            raise PluginError(f"plugins.{name}.order: must be an integer, got {order!r}")
+            raise PluginError(
+                f"{self.source}: plugins.{name}.order: must be an integer, got {order!r}"
+            )
         target, source, installed = self._locate(name, options.pop("module", None))
         self._check_compatible(name, target)
         extra_specs = getattr(target, "hookspecs", None)
         if extra_specs is not None:
             self.pm.add_hookspecs(extra_specs)
-        config = self._validate(name, target, options)
+        config = self._validate(name, target, options, self.source)
         if inspect.isclass(target):
             try:
                 obj = cast(Any, target)(server, config)
@@ -188,7 +193,7 @@ class PluginManager:
             )
 
     @staticmethod
-    def _validate(name: str, target: Any, options: dict[str, Any]) -> Any:
+    def _validate(name: str, target: Any, options: dict[str, Any], source: str) -> Any:
         model = getattr(target, "config_model", None)
         if model is None:
             return options
@@ -198,7 +203,7 @@ class PluginManager:
             return model.model_validate(options)
         except ValidationError as exc:
             raise PluginError(
-                format_validation_error(exc, "config", ("plugins", name))
+                format_validation_error(exc, source, ("plugins", name))
             ) from None
 
     def _impls_of(self, obj: Any) -> list[pluggy.HookImpl]:
@@ -212,6 +217,10 @@ class PluginManager:
     # -- ordering and calling ----------------------------------------------------------------
 
     def ordered_impls(self, hook: str) -> list[pluggy.HookImpl]:
+        """The impls of ``hook`` in call order; computed once (plugins load only at startup)."""
+        cached = self._ordered.get(hook)
+        if cached is not None:
+            return cached
         caller = getattr(self.pm.hook, hook, None)
         if caller is None:
             return []
@@ -222,7 +231,8 @@ class PluginManager:
             rank = 0 if impl.tryfirst else 2 if impl.trylast else 1
             return (0 if order is not None else 1, order or 0, rank, impl.plugin_name)
 
-        return sorted(caller.get_hookimpls(), key=key)
+        ordered = self._ordered[hook] = sorted(caller.get_hookimpls(), key=key)
+        return ordered
 
     def bound_impls(self, hook: str, **kwargs: Any) -> list[tuple[str, Callable[[], Any]]]:
         """Each impl with the spec arguments it declares bound: ``(plugin name, call)``."""
@@ -239,17 +249,22 @@ class PluginManager:
         ones it declares, so an impl taking just ``envelope`` is called with no wrapper at all.
         """
         compiled = []
+        caller = getattr(self.pm.hook, hook, None)
+        spec = caller.spec if caller is not None else None
+        per_call = [n for n in (spec.argnames if spec else ()) if n not in fixed]
         for impl in self.ordered_impls(hook):
             names = impl.argnames
             fn = impl.function
             if inspect.iscoroutinefunction(fn):
                 raise PluginError(f"plugin {impl.plugin_name!r}: {hook} must not be async")
             fixed_args = [fixed[n] for n in names if n in fixed]
-            if fixed_args and names[: len(fixed_args)] != tuple(n for n in names if n in fixed):
-                raise PluginError(
-                    f"plugin {impl.plugin_name!r}: in {hook}, put {', '.join(fixed)} first"
-                )
-            call = fn if not fixed_args else _partial(fn, fixed_args)
+            if list(names) == [*(n for n in names if n in fixed), *per_call] and (
+                names[: len(fixed_args)] == tuple(n for n in names if n in fixed)
+            ):
+                # the common shape: fixed arguments first, then every per-call one in order
+                call = fn if not fixed_args else _partial(fn, fixed_args)
+            else:
+                call = _adapter(fn, names, fixed, per_call)
             if self.trace:
                 call = _traced(hook, impl.plugin_name, call)
             compiled.append((impl.plugin_name, call))
@@ -278,6 +293,10 @@ class PluginManager:
 
     def call_sync(self, hook: str, **kwargs: Any) -> list[Any]:
         """Call a sync-only hook at construction time; a failure raises naming the plugin."""
+        return [result for _, result in self.call_sync_named(hook, **kwargs)]
+
+    def call_sync_named(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Like call_sync, with each non-None result paired with its plugin's name."""
         results = []
         for plugin_name, call in self.bound_impls(hook, **kwargs):
             started = time.perf_counter()
@@ -291,19 +310,28 @@ class PluginManager:
                 raise PluginError(f"plugin {plugin_name!r}: {hook} must not be async")
             self._log_trace(hook, plugin_name, started)
             if result is not None:
-                results.append(result)
+                results.append((plugin_name, result))
         return results
 
-    async def call_first(self, hook: str, **kwargs: Any) -> Any:
-        """First non-None result; a failing impl is logged with its name and skipped."""
+    async def call_first(self, hook: str, *, accept: type | None = None, **kwargs: Any) -> Any:
+        """First non-None result; a failing impl is logged with its name and skipped.
+
+        With ``accept``, a result of another type is logged as a plugin bug and skipped too,
+        so one broken plugin cannot take the hook away from the ones after it.
+        """
         for plugin_name, call in self.bound_impls(hook, **kwargs):
             try:
                 result = await self._run(hook, plugin_name, call)
             except Exception:
                 logger.exception("plugin %r failed in %s", plugin_name, hook)
                 continue
-            if result is not None:
-                return result
+            if result is None:
+                continue
+            if accept is not None and not isinstance(result, accept):
+                logger.error("plugin %r returned %s from %s, expected %s; ignored", plugin_name,
+                             type(result).__name__, hook, accept.__name__)
+                continue
+            return result
         return None
 
     async def _run(self, hook: str, plugin_name: str, call: Callable[[], Any]) -> Any:
@@ -359,6 +387,17 @@ class PluginManager:
 
 def _bind(fn: Callable[..., Any], args: list[Any]) -> Callable[[], Any]:
     return lambda: fn(*args)
+
+
+def _adapter(fn: Callable[..., Any], names: tuple[str, ...], fixed: dict[str, Any],
+             per_call: list[str]) -> Callable[..., Any]:
+    """Call ``fn`` with the subset of fixed and per-call arguments it declares, by name."""
+
+    def call(*values: Any) -> Any:
+        given = {**fixed, **dict(zip(per_call, values, strict=False))}
+        return fn(*[given[name] for name in names])
+
+    return call
 
 
 def _partial(fn: Callable[..., Any], fixed_args: list[Any]) -> Callable[..., Any]:

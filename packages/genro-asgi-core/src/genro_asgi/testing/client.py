@@ -245,7 +245,11 @@ class TestClient(httpx.Client):
     def __enter__(self) -> TestClient:
         super().__enter__()
         if self.run_lifespan:
-            self._run(self._async.startup())
+            try:
+                self._run(self._async.startup())
+            except BaseException:
+                self.__exit__(None, None, None)  # close the loop and the client: no leak
+                raise
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
