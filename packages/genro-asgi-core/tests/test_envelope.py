@@ -176,8 +176,9 @@ def test_envelope_removed_when_a_streaming_client_goes_away(
     with httpx.Client(base_url=live.url) as client, \
             client.stream("GET", "/api/forever") as response:
         assert response.status_code == 200
-        first = next(response.iter_bytes())
-        assert first
+        # keep the iterator referenced: a discarded httpx iterator closes the stream at once
+        chunks = response.iter_bytes()
+        assert next(chunks)
         assert len(server.envelopes) == 1
     # the client closed the connection: the server must stop streaming and forget the request
     deadline = time.monotonic() + SAFETY

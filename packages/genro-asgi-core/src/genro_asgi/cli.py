@@ -124,8 +124,8 @@ def _print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None
 def run_plugin_command(argv: list[str]) -> int:
     """``genro-asgi NAME [DIR] ...``: a subcommand from an enabled plugin's hook."""
     name, rest = argv[0], argv[1:]
-    if rest and not rest[0].startswith("-"):  # DIR given positionally, as for built-in commands
-        rest = ["--dir", rest[0], *rest[1:]]
+    if rest and not rest[0].startswith("-") and Path(rest[0]).is_dir():
+        rest = ["--dir", rest[0], *rest[1:]]  # DIR given positionally, as for built-ins
     locator = argparse.ArgumentParser(add_help=False)
     locator.add_argument("--dir", default=".")
     locator.add_argument("--config")

@@ -146,6 +146,15 @@ def _is_secret_ref(value: Any) -> bool:
     return isinstance(value, Mapping) and len(value) == 1 and next(iter(value)) in ("$env", "$file")
 
 
+class SecretError(ConfigError):
+    """A secret reference that cannot be resolved, with the key path that holds it."""
+
+    def __init__(self, path: KeyPath, message: str) -> None:
+        self.path = path
+        self.message = message
+        super().__init__(f"{'.'.join(map(str, path)) or '<root>'}: {message}")
+
+
 def resolve_secrets(
     tree: Any, base_dir: Path, path: KeyPath = (), environ: Mapping[str, str] | None = None
 ) -> tuple[Any, set[KeyPath]]:
@@ -156,17 +165,16 @@ def resolve_secrets(
     environ = os.environ if environ is None else environ
     if _is_secret_ref(tree):
         kind, ref = next(iter(tree.items()))
-        where = ".".join(map(str, path)) or "<root>"
         if kind == "$env":
             if ref not in environ:
-                raise ConfigError(f"{where}: environment variable {ref!r} is not set")
+                raise SecretError(path, f"environment variable {ref!r} is not set")
             return environ[ref], {path}
         file_path = Path(ref) if Path(ref).is_absolute() else base_dir / ref
         try:
             return file_path.read_text(encoding="utf-8").strip(), {path}
         except OSError as exc:
-            raise ConfigError(
-                f"{where}: cannot read secret file {file_path}: {exc.strerror}"
+            raise SecretError(
+                path, f"cannot read secret file {file_path}: {exc.strerror}"
             ) from None
     secrets: set[KeyPath] = set()
     if isinstance(tree, Mapping):
@@ -247,12 +255,14 @@ class LoadedConfig:
     """The effective configuration: validated settings, the raw tree and where it came from."""
 
     def __init__(
-        self, settings: Settings, tree: dict[str, Any], secrets: set[KeyPath], source: str
+        self, settings: Settings, tree: dict[str, Any], secrets: set[KeyPath], source: str,
+        source_of: Callable[[KeyPath], str] | None = None,
     ) -> None:
         self.settings = settings
         self.tree = tree
         self.secret_paths = secrets
         self.source = source
+        self.source_of: Callable[[KeyPath], str] = source_of or (lambda path: source)
 
     def dump(self) -> dict[str, Any]:
         """The effective configuration with defaults filled in and every secret redacted."""
@@ -288,12 +298,13 @@ def load_config(
     for _, layer in layers[1:]:
         if layer:
             tree = deep_merge(tree, layer)
+    source_of = layered_source(layers)
     try:
         resolved, secrets = resolve_secrets(tree, server_dir, environ=environ)
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+    except SecretError as exc:
+        raise ConfigError(f"{source_of(exc.path)}: {exc}") from None
     try:
         settings = Settings.model_validate(resolved)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, layered_source(layers))) from None
-    return LoadedConfig(settings, resolved, secrets, source)
+        raise ConfigError(format_validation_error(exc, source_of)) from None
+    return LoadedConfig(settings, resolved, secrets, source, source_of)

@@ -214,17 +214,16 @@ class EnvelopeMiddleware:
         headers = scope.get("headers")
         if self.track_sends:
             send = tracking_send(envelope, send)
+        size = read_headers(envelope, headers) if headers else 0
         try:
-            if headers:
-                size = read_headers(envelope, headers)
-                if len(headers) > self.max_header_count:
-                    raise RequestHeaderFieldsTooLarge(
-                        detail=f"more than {self.max_header_count} request headers")
-                if size > self.max_header_size:
-                    raise RequestHeaderFieldsTooLarge(
-                        detail=f"request headers are larger than {self.max_header_size} bytes")
             if self.opened:
                 notify_observers(self.opened, envelope, "envelope_opened")
+            if size > self.max_header_size:
+                raise RequestHeaderFieldsTooLarge(
+                    detail=f"request headers are larger than {self.max_header_size} bytes")
+            if headers and len(headers) > self.max_header_count:
+                raise RequestHeaderFieldsTooLarge(
+                    detail=f"more than {self.max_header_count} request headers")
             await self.app(scope, receive, send)
         except Exception as exc:
             envelope.error = envelope.error or exc

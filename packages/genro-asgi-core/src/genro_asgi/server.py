@@ -84,6 +84,8 @@ class AsgiServer:
         **overrides: Any,
     ) -> None:
         self.server_dir = Path(server_dir).resolve()
+        if not self.server_dir.is_dir():
+            raise ConfigError(f"server directory {self.server_dir} does not exist")
         self._factory_args = {"server_dir": str(self.server_dir),
                               "config": config if not isinstance(config, Mapping) else None,
                               "cli": dict(cli or {})}
@@ -103,8 +105,10 @@ class AsgiServer:
         self._asgi_mounts: list[tuple[str, ASGIApp]] = []
         self._dispatcher: Dispatcher | None = None
         self._app: ASGIApp | None = None
-        self._reproducible = not isinstance(config, Mapping) and not overrides
-        self.plugins = PluginManager(self, self.settings.plugins, source=self.config.source,
+        # what a worker process could rebuild from server_dir, the config file and CLI flags
+        self._reproducible = (not isinstance(config, Mapping) and not overrides
+                              and environ is None)
+        self.plugins = PluginManager(self, self.settings.plugins, source=self.config.source_of,
                                      trace=self.settings.logging.trace_hooks)
         self._mounting_from_setup = True
         for name, spec in self.settings.apps.items():

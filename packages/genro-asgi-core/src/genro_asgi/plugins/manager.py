@@ -96,7 +96,7 @@ class PluginManager:
         configured: Mapping[str, Mapping[str, Any] | None],
         *,
         trace: bool = False,
-        source: str = "config",
+        source: str | Callable[[tuple[str | int, ...]], str] = "config",
     ) -> None:
         self.trace = trace
         self.source = source
@@ -118,9 +118,9 @@ class PluginManager:
     def _load(self, server: AsgiServer, name: str, options: dict[str, Any]) -> None:
         order = options.pop("order", None)
         if order is not None and (isinstance(order, bool) or not isinstance(order, int)):
-            raise PluginError(
-                f"{self.source}: plugins.{name}.order: must be an integer, got {order!r}"
-            )
+            where = self.source(("plugins", name, "order")) if callable(self.source) \
+                else self.source
+            raise PluginError(f"{where}: plugins.{name}.order: must be an integer, got {order!r}")
         target, source, installed = self._locate(name, options.pop("module", None))
         self._check_compatible(name, target)
         extra_specs = getattr(target, "hookspecs", None)
@@ -193,7 +193,8 @@ class PluginManager:
             )
 
     @staticmethod
-    def _validate(name: str, target: Any, options: dict[str, Any], source: str) -> Any:
+    def _validate(name: str, target: Any, options: dict[str, Any],
+                  source: str | Callable[[tuple[str | int, ...]], str]) -> Any:
         model = getattr(target, "config_model", None)
         if model is None:
             return options

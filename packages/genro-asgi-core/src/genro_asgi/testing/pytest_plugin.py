@@ -18,8 +18,11 @@ import pytest
 def make_server(tmp_path: Path) -> Callable[..., Any]:
     from genro_asgi import AsgiServer
 
-    def factory(config: Mapping[str, Any] | None = None, **overrides: Any) -> AsgiServer:
-        return AsgiServer(tmp_path, config=dict(config or {}), environ={}, **overrides)
+    def factory(config: Mapping[str, Any] | None = None, *,
+                environ: Mapping[str, str] | None = None, **overrides: Any) -> AsgiServer:
+        """A server in tmp_path; its environment is ``environ`` (empty unless given)."""
+        return AsgiServer(tmp_path, config=dict(config or {}), environ=dict(environ or {}),
+                          **overrides)
 
     return factory
 
