@@ -37,6 +37,7 @@ from .response import (
 from .routing import route
 from .server import AsgiServer
 from .staticfiles import FileResponse, StaticRouter
+from .websocket import WebSocket, WebSocketDisconnect, WebSocketState
 
 __version__ = "0.1.0"
 
@@ -75,6 +76,9 @@ __all__ = [
     "TytxResponse",
     "Unauthorized",
     "UnsupportedMediaType",
+    "WebSocket",
+    "WebSocketDisconnect",
+    "WebSocketState",
     "__version__",
     "hookimpl",
     "hookspec",

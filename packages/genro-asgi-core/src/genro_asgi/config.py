@@ -40,6 +40,9 @@ class ServerSettings(BaseModel):
     shutdown_timeout: float = Field(30.0, ge=0)
     timeout_keep_alive: int = Field(5, ge=0)
     limit_concurrency: int | None = Field(None, ge=1)
+    ws_max_size: ByteSize = ByteSize(16 * 1024 * 1024)
+    ws_ping_interval: float | None = Field(20.0, gt=0)
+    ws_ping_timeout: float | None = Field(20.0, gt=0)
     proxy_headers: bool = False
     forwarded_allow_ips: str = "127.0.0.1"
 

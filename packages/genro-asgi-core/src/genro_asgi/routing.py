@@ -141,55 +141,59 @@ class Dispatcher:
         if scope["type"] != "http":
             await send({"type": "websocket.close", "code": 1008, "reason": "no route"})
             return
+        # One frame for the whole request: this is the hot path, every call saved counts.
+        method: str = scope["method"]
         try:
-            response = await self._handle(scope, receive, path, envelope)
+            if self.server.draining:
+                raise ServiceUnavailable(detail="the server is shutting down", retry_after=5)
+            route = self.table.get(path)
+            segments: list[str] = []
+            if route is None:
+                route, segments = self._resolve(path)
+                if route is None:
+                    raise NotFound(detail=f"no route for {path!r}")
+            if envelope is not None:
+                envelope.route = route.path
+                mode = envelope.tytx_mode
+                transport = None if mode is None else check_transport(mode)
+            else:
+                transport = transport_from_headers(scope["headers"])
+            if method not in route.methods:
+                raise MethodNotAllowed(route.allow,
+                                       detail=f"{method} is not allowed on {route.path}")
+            if route.takes_nothing and not segments and not scope.get("query_string") and (
+                method not in BODY_METHODS
+            ):
+                result = await route.call()
+            else:
+                request = Request(scope, receive, self.max_body_size)
+                args, kwargs = await route.binder.bind(
+                    request, segments, method in BODY_METHODS, transport is not None
+                )
+                if envelope is not None:
+                    envelope.params = kwargs
+                result = await route.call(*args, **kwargs)
+            response = render_result(result, transport, route.media_type)
         except ClientDisconnect:
             return
+        except (RouteNotFound, NotAuthenticated, NotAuthorized, NotAvailable) as exc:
+            response = await self.render_error(Request(scope, receive, self.max_body_size),
+                                               _map_route_error(exc))
         except Exception as exc:
             response = await self.render_error(Request(scope, receive, self.max_body_size), exc)
-        if self.records_responses and envelope is not None:
-            if type(response).__call__ is Response.__call__:
-                record_response(envelope, response)
-            else:  # streaming and file responses may still fail before they start
+        if type(response).__call__ is not _PLAIN_CALL:
+            # streaming and file responses may still fail before they start: track their sends
+            if self.records_responses and envelope is not None:
                 send = tracking_send(envelope, send)
-        await response(scope, receive, send)
-
-    async def _handle(self, scope: Scope, receive: Receive, path: str,
-                      envelope: Envelope | None) -> Any:
-        if self.server.draining:
-            raise ServiceUnavailable(detail="the server is shutting down", retry_after=5)
-        route = self.table.get(path)
-        segments: list[str] = []
-        if route is None:
-            route, segments = self._resolve(path)
-            if route is None:
-                raise NotFound(detail=f"no route for {path!r}")
-        method = scope["method"]
-        if envelope is not None:
-            envelope.route = route.path
-            mode = envelope.tytx_mode
-            transport = None if mode is None else check_transport(mode)
-        else:
-            transport = transport_from_headers(scope["headers"])
-        if method not in route.methods:
-            raise MethodNotAllowed(route.allow, detail=f"{method} is not allowed on {route.path}")
-        if route.takes_nothing and not segments and not scope.get("query_string") and (
-            method not in BODY_METHODS
-        ):
-            args: tuple[Any, ...] = ()
-            kwargs: dict[str, Any] = {}
-        else:
-            request = Request(scope, receive, self.max_body_size)
-            args, kwargs = await route.binder.bind(
-                request, segments, method in BODY_METHODS, transport is not None
-            )
-            if envelope is not None:
-                envelope.params = kwargs
-        try:
-            result = await route.call(*args, **kwargs)
-        except (RouteNotFound, NotAuthenticated, NotAuthorized, NotAvailable) as exc:
-            raise _map_route_error(exc) from exc
-        return render_result(result, transport, route.media_type)
+            await response(scope, receive, send)
+            return
+        if self.records_responses and envelope is not None:
+            record_response(envelope, response)
+        # what Response.__call__ does, inline: a complete body in two messages
+        await send({"type": "http.response.start", "status": response.status_code,
+                    "headers": response.start_headers()})
+        await send({"type": "http.response.body",
+                    "body": b"" if method == "HEAD" else response.body})
 
     def _routable(self, path: str) -> bool:
         """Whether the route table answers ``path`` (an ASGI app at "/" is only a fallback)."""
@@ -224,6 +228,9 @@ class Dispatcher:
             if raw_path is not None and raw_path.startswith(prefix.encode()):
                 scope["raw_path"] = raw_path[len(prefix):] or b"/"
         await app(scope, receive, send)
+
+
+_PLAIN_CALL = Response.__call__
 
 
 def _map_route_error(exc: Exception) -> HTTPException:

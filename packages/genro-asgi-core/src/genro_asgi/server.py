@@ -245,9 +245,8 @@ class AsgiServer:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await run_lifespan(self, scope, receive, send)
-            return
-        app = self._app or self.build()
-        await app(scope, receive, send)
+        else:
+            await self._app(scope, receive, send)  # type: ignore[misc]
 
     # -- errors ------------------------------------------------------------------------------
 
@@ -342,6 +341,8 @@ class AsgiServer:
             "limit_concurrency": s.limit_concurrency,
             "h11_max_incomplete_event_size": int(s.max_header_size),
             "proxy_headers": s.proxy_headers, "forwarded_allow_ips": s.forwarded_allow_ips,
+            "ws_max_size": int(s.ws_max_size), "ws_ping_interval": s.ws_ping_interval,
+            "ws_ping_timeout": s.ws_ping_timeout,
             "log_level": self.settings.logging.level.lower(),
             "access_log": self.settings.logging.access_log, "lifespan": "on",
         }

@@ -1,6 +1,7 @@
 """Testing helpers: an in-process client (HTTP, WebSocket, lifespan) and a live uvicorn server."""
 
-from .client import AsyncTestClient, TestClient, WebSocketDisconnect, WebSocketSession
+from ..websocket import WebSocketDisconnect
+from .client import AsyncTestClient, TestClient, WebSocketSession
 from .live import LiveServer, free_port
 
 __all__ = [

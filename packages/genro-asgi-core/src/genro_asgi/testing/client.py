@@ -16,16 +16,10 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from ..types import ASGIApp, Message
+from ..websocket import WebSocketDisconnect
 
 T = TypeVar("T")
 BASE_URL = "http://testserver"
-
-
-class WebSocketDisconnect(Exception):
-    def __init__(self, code: int = 1000, reason: str = "") -> None:
-        super().__init__(code, reason)
-        self.code = code
-        self.reason = reason
 
 
 class _AsgiTransport(httpx.AsyncBaseTransport):
