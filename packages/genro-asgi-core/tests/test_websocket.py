@@ -93,7 +93,7 @@ async def test_state_checks_and_errors() -> None:
     with pytest.raises(ValueError, match="not offered"):
         await ws.accept(subprotocol="b")
     await ws.accept()
-    assert ws.state is WebSocketState.CONNECTED
+    assert ws.connection_state is WebSocketState.CONNECTED
     with pytest.raises(TypeError, match="binary"):
         await ws.receive_text()
     with pytest.raises(ValueError):
@@ -101,7 +101,7 @@ async def test_state_checks_and_errors() -> None:
     with pytest.raises(WebSocketDisconnect) as info:
         await ws.receive()
     assert info.value.code == 1001
-    assert ws.state is WebSocketState.CLOSED
+    assert ws.connection_state is WebSocketState.CLOSED
     with pytest.raises(RuntimeError, match="CLOSED"):
         await ws.send_text("too late")
     await ws.close()  # closing twice is harmless

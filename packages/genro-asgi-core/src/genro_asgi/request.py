@@ -6,16 +6,14 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from http.cookies import CookieError, SimpleCookie
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl
 
 from . import tytx
-from .datastructures import URL, Address, Headers, QueryParams, State
+from .connection import Connection
+from .datastructures import QueryParams
 from .exceptions import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from .types import Receive, Scope
-
-if TYPE_CHECKING:
-    from .envelope import Envelope
 
 DEFAULT_MAX_BODY = 1024 * 1024
 
@@ -28,48 +26,23 @@ class ClientDisconnect(Exception):
     """The client went away while its request body was being read."""
 
 
-class Request:
+class Request(Connection):
     """One HTTP request. Cheap to create: everything is parsed on first access."""
 
-    __slots__ = ("_body", "_cookies", "_headers", "_query", "_receive", "max_body_size", "scope")
+    __slots__ = ("_body", "_cookies", "_receive", "max_body_size")
 
     def __init__(
         self, scope: Scope, receive: Receive, max_body_size: int = DEFAULT_MAX_BODY
     ) -> None:
-        self.scope = scope
+        super().__init__(scope)
         self._receive = receive
         self.max_body_size = max_body_size
         self._body: bytes | None = None
-        self._headers: Headers | None = None
-        self._query: QueryParams | None = None
         self._cookies: dict[str, str] | None = None
 
     @property
     def method(self) -> str:
         return self.scope["method"]  # type: ignore[no-any-return]
-
-    @property
-    def path(self) -> str:
-        return self.scope["path"]  # type: ignore[no-any-return]
-
-    @property
-    def url(self) -> URL:
-        return URL(scope=self.scope)
-
-    @property
-    def headers(self) -> Headers:
-        if self._headers is None:
-            self._headers = Headers(scope=self.scope)
-        return self._headers
-
-    @property
-    def query_params(self) -> QueryParams:
-        if self._query is None:
-            try:
-                self._query = QueryParams(self.scope.get("query_string", b""))
-            except ValueError as exc:  # parse_qsl: more than max_num_fields fields
-                raise BadRequest(detail=f"malformed query string: {exc}") from None
-        return self._query
 
     @property
     def cookies(self) -> dict[str, str]:
@@ -79,22 +52,6 @@ class Request:
                 jar.load(self.headers.get("cookie", ""))
             self._cookies = {key: morsel.value for key, morsel in jar.items()}
         return self._cookies
-
-    @property
-    def client(self) -> Address | None:
-        client = self.scope.get("client")
-        return Address(client[0], client[1]) if client else None
-
-    @property
-    def state(self) -> State:
-        state = self.scope.get("state")
-        if not isinstance(state, State):
-            state = self.scope["state"] = State(**(state or {}))
-        return state
-
-    @property
-    def envelope(self) -> Envelope | None:
-        return self.scope.get("genro.envelope")
 
     @property
     def tytx_transport(self) -> tytx.Transport | None:

@@ -10,13 +10,10 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterable
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .datastructures import URL, Address, Headers, QueryParams, State
+from .connection import Connection
 from .types import Message, Receive, Scope, Send
-
-if TYPE_CHECKING:
-    from .envelope import Envelope
 
 
 class WebSocketState(Enum):
@@ -34,94 +31,64 @@ class WebSocketDisconnect(Exception):
         self.reason = reason
 
 
-class WebSocket:
-    """One WebSocket connection. Methods raise RuntimeError when used in the wrong state."""
+class WebSocket(Connection):
+    """One WebSocket connection. Methods raise RuntimeError when used in the wrong state.
+
+    ``connection_state`` is where the connection is in its life; ``state`` (as on a Request)
+    is the attribute bag shared with middleware.
+    """
+
+    __slots__ = ("_receive", "_send", "connection_state")
 
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
             raise ValueError(f"a WebSocket needs a websocket scope, not {scope['type']!r}")
-        self.scope = scope
+        super().__init__(scope)
         self._receive = receive
         self._send = send
-        self.state = WebSocketState.CONNECTING
-        self._headers: Headers | None = None
-
-    # -- the handshake request ---------------------------------------------------------------
-
-    @property
-    def headers(self) -> Headers:
-        if self._headers is None:
-            self._headers = Headers(scope=self.scope)
-        return self._headers
-
-    @property
-    def query_params(self) -> QueryParams:
-        return QueryParams(self.scope.get("query_string", b""))
-
-    @property
-    def url(self) -> URL:
-        return URL(scope=self.scope)
-
-    @property
-    def path(self) -> str:
-        return self.scope["path"]  # type: ignore[no-any-return]
-
-    @property
-    def client(self) -> Address | None:
-        client = self.scope.get("client")
-        return Address(client[0], client[1]) if client else None
+        self.connection_state = WebSocketState.CONNECTING
 
     @property
     def subprotocols(self) -> list[str]:
         """The subprotocols the client offered, in its order of preference."""
         return list(self.scope.get("subprotocols") or [])
 
-    @property
-    def envelope(self) -> Envelope | None:
-        return self.scope.get("genro.envelope")
-
-    @property
-    def state_bag(self) -> State:
-        state = self.scope.get("state")
-        if not isinstance(state, State):
-            state = self.scope["state"] = State(**(state or {}))
-        return state
-
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def accept(self, subprotocol: str | None = None,
                      headers: Iterable[tuple[str, str]] = ()) -> None:
         """Complete the handshake, choosing one of the offered subprotocols (or none)."""
-        if self.state is not WebSocketState.CONNECTING:
-            raise RuntimeError(f"cannot accept a WebSocket that is {self.state.name}")
+        if self.connection_state is not WebSocketState.CONNECTING:
+            raise RuntimeError(f"cannot accept a WebSocket that is {self.connection_state.name}")
         if subprotocol is not None and subprotocol not in self.subprotocols:
             raise ValueError(f"subprotocol {subprotocol!r} was not offered by the client")
         message = await self._receive()
         if message["type"] == "websocket.disconnect":
-            self.state = WebSocketState.CLOSED
+            self.connection_state = WebSocketState.CLOSED
             raise WebSocketDisconnect(message.get("code", 1006))
         await self._send({
             "type": "websocket.accept", "subprotocol": subprotocol,
             "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers],
         })
-        self.state = WebSocketState.CONNECTED
+        self.connection_state = WebSocketState.CONNECTED
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection; before accept this refuses the handshake (HTTP 403)."""
-        if self.state is WebSocketState.CLOSED:
+        if self.connection_state is WebSocketState.CLOSED:
             return
-        self.state = WebSocketState.CLOSED
+        self.connection_state = WebSocketState.CLOSED
         await self._send({"type": "websocket.close", "code": code, "reason": reason[:120]})
 
     # -- messages ------------------------------------------------------------------------------
 
     async def receive(self) -> Message:
         """The next data message (with ``text`` or ``bytes``); disconnect raises."""
-        if self.state is not WebSocketState.CONNECTED:
-            raise RuntimeError(f"cannot receive on a WebSocket that is {self.state.name}")
+        if self.connection_state is not WebSocketState.CONNECTED:
+            raise RuntimeError(
+                f"cannot receive on a WebSocket that is {self.connection_state.name}")
         message = await self._receive()
         if message["type"] == "websocket.disconnect":
-            self.state = WebSocketState.CLOSED
+            self.connection_state = WebSocketState.CLOSED
             raise WebSocketDisconnect(message.get("code", 1000), message.get("reason") or "")
         return message
 
@@ -157,8 +124,8 @@ class WebSocket:
         await self.send_text(json.dumps(data, separators=(",", ":"), ensure_ascii=False))
 
     async def _send_message(self, message: Message) -> None:
-        if self.state is not WebSocketState.CONNECTED:
-            raise RuntimeError(f"cannot send on a WebSocket that is {self.state.name}")
+        if self.connection_state is not WebSocketState.CONNECTED:
+            raise RuntimeError(f"cannot send on a WebSocket that is {self.connection_state.name}")
         await self._send(message)
 
     async def iter_text(self) -> AsyncIterator[str]:
