@@ -302,3 +302,13 @@ async def test_envelope_ids_while_many_requests_run_together(server: AsgiServer)
     envelopes = closed(server)
     assert len({e.internal_id for e in envelopes}) == 30
     assert len(server.envelopes) == 0
+
+
+async def test_request_size_counts_the_body_read(server: AsgiServer) -> None:
+    async with AsyncTestClient(server) as client:
+        response = await client.post("/api/upload", json={"data": "x" * 100})
+        assert response.json() == {"size": 100}
+        response = await client.get("/api/hello")
+        assert response.status_code == 200
+    seen = [e.request_size for e in closed(server)]
+    assert seen == [len(b'{"data":"' + b"x" * 100 + b'"}'), 0]

@@ -41,6 +41,7 @@ class _EnvelopeDefaults:
     error_id: str | None = None
     identity: Any = None
     stuck_level = 0
+    request_size = 0  # body bytes read so far (set only when a body is read)
 
 
 class Envelope(_EnvelopeDefaults):

@@ -82,6 +82,9 @@ class Request(Connection):
             received += len(chunk)
             if received > self.max_body_size:
                 raise PayloadTooLarge(detail=self._too_large())
+            envelope = self.envelope
+            if envelope is not None:
+                envelope.request_size = received
             if chunk:
                 yield chunk
             if not message.get("more_body", False):
