@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import HTTPException, RequestHeaderFieldsTooLarge
-from .types import ASGIApp, Message, RawHeaders, Receive, Scope, Send
+from .types import ASGIApp, Message, Receive, Scope, Send
 from .tytx import transport_from_content_type
 
 if TYPE_CHECKING:
@@ -49,22 +49,36 @@ class Envelope(_EnvelopeDefaults):
 
     ``tytx_mode`` is the TYTX transport the client asked for (validated by the dispatcher);
     ``route`` the matched route template; ``status`` and ``response_size`` what was sent.
+    Opening one is on every request's path, so it stores only the scope and derives the rest.
     """
 
-    __slots__ = ("_id_prefix", "client", "created_at", "method", "path", "response_size",
-                 "route", "scope_type", "seq", "status")
+    # route, status and response_size are written on every request: slots, not the dict
+    __slots__ = ("_id_prefix", "created_at", "response_size", "route", "scope", "seq", "status")
 
     def __init__(self, seq: int, id_prefix: str, scope: Scope) -> None:
         self.seq = seq
         self._id_prefix = id_prefix
-        self.scope_type: str = scope["type"]
-        self.method: str = scope.get("method", "WS")
-        self.path: str = scope["path"]
-        self.client: tuple[str, int] | None = scope.get("client")
+        self.scope = scope
         self.created_at = time.monotonic()
         self.route: str | None = None
         self.status: int | None = None
         self.response_size = 0
+
+    @property
+    def scope_type(self) -> str:
+        return self.scope["type"]  # type: ignore[no-any-return]
+
+    @property
+    def method(self) -> str:
+        return self.scope.get("method", "WS")  # type: ignore[no-any-return]
+
+    @property
+    def path(self) -> str:
+        return self.scope["path"]  # type: ignore[no-any-return]
+
+    @property
+    def client(self) -> tuple[str, int] | None:
+        return self.scope.get("client")
 
     @property
     def internal_id(self) -> str:
@@ -172,22 +186,6 @@ def record_response(envelope: Envelope, response: Response) -> None:
         response.append_header("x-request-id", envelope.external_id)
 
 
-def read_headers(envelope: Envelope, headers: RawHeaders) -> int:
-    """One pass over the headers: record request id and TYTX request; return their size."""
-    size = 0
-    for key, value in headers:
-        size += len(key) + len(value)
-        if key == _REQUEST_ID_HEADER:
-            text: str = value.decode("latin-1")
-            if 0 < len(text) <= _MAX_EXTERNAL_ID and text.isprintable():
-                envelope.external_id = text
-        elif key == _TYTX_HEADER:
-            envelope.tytx_mode = value.decode("latin-1").strip().lower()
-        elif key == _CONTENT_TYPE and envelope.tytx_mode is None and b"vnd.tytx+" in value:
-            envelope.tytx_mode = transport_from_content_type(value)
-    return size
-
-
 class EnvelopeMiddleware:
     """Outermost layer: opens the envelope, echoes ``X-Request-ID``, closes it in ``finally``.
 
@@ -215,7 +213,19 @@ class EnvelopeMiddleware:
         headers = scope.get("headers")
         if self.track_sends:
             send = tracking_send(envelope, send)
-        size = read_headers(envelope, headers) if headers else 0
+        # One pass over the headers (inline: this runs for every request): their size for the
+        # limits, the request id and the TYTX transport the client asks for.
+        size = 0
+        for key, value in headers or ():
+            size += len(key) + len(value)
+            if key == _REQUEST_ID_HEADER:
+                text: str = value.decode("latin-1")
+                if 0 < len(text) <= _MAX_EXTERNAL_ID and text.isprintable():
+                    envelope.external_id = text
+            elif key == _TYTX_HEADER:
+                envelope.tytx_mode = value.decode("latin-1").strip().lower()
+            elif key == _CONTENT_TYPE and envelope.tytx_mode is None and b"vnd.tytx+" in value:
+                envelope.tytx_mode = transport_from_content_type(value)
         try:
             if self.opened:
                 notify_observers(self.opened, envelope, "envelope_opened")
@@ -248,3 +258,5 @@ class EnvelopeMiddleware:
             self.registry.close(envelope)
             if self.closed:
                 notify_observers(self.closed, envelope, "envelope_closed")
+            # the envelope keeps the scope; dropping the way back leaves no reference cycle
+            scope.pop("genro.envelope", None)

@@ -153,10 +153,7 @@ class JSONResponse(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(
-            content, default=json_default, ensure_ascii=False, separators=(",", ":"),
-            allow_nan=False,
-        ).encode("utf-8")
+        return json_encode(content)
 
 
 class TytxResponse(Response):
@@ -276,6 +273,32 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+# Built once: json.dumps with options builds a new encoder on every call.
+_JSON_ENCODER = json.JSONEncoder(default=json_default, ensure_ascii=False,
+                                 separators=(",", ":"), allow_nan=False)
+
+
+def json_encode(value: Any) -> bytes:
+    """Compact UTF-8 JSON with json_default for the types JSON lacks."""
+    return _JSON_ENCODER.encode(value).encode("utf-8")
+
+
+def encode_plain(value: Any) -> tuple[bytes, bytes] | None:
+    """Body and Content-Type for the results that need no Response object, else None.
+
+    The dispatcher's fast path: exactly what render_result would send for a str, bytes,
+    dict or list when no TYTX transport and no media type apply.
+    """
+    kind = type(value)
+    if kind is str:
+        return value.encode("utf-8"), _TEXT_PLAIN
+    if kind is dict or kind is list:
+        return json_encode(value), _APPLICATION_JSON
+    if kind is bytes:
+        return value, _OCTET_STREAM
+    return None
+
+
 def _plain(value: Any) -> Any:
     """Models and dataclasses as dicts (also inside lists and dicts), so TYTX keeps their types."""
     if isinstance(value, BaseModel):
@@ -310,3 +333,8 @@ def render_result(
     if isinstance(value, bytes):
         return Response(value, media_type="application/octet-stream")
     return JSONResponse(value)
+
+
+_TEXT_PLAIN = PlainTextResponse.content_type or b""
+_APPLICATION_JSON = JSONResponse.content_type or b""
+_OCTET_STREAM = content_type_header("application/octet-stream", "utf-8") or b""

@@ -28,7 +28,7 @@ from .exceptions import (
     Unauthorized,
 )
 from .request import ClientDisconnect, Request
-from .response import Response, render_result
+from .response import Response, encode_plain, render_result
 from .types import ASGIApp, Receive, Scope, Send
 from .tytx import check_transport, transport_from_headers
 
@@ -173,6 +173,23 @@ class Dispatcher:
                 if envelope is not None:
                     envelope.params = kwargs
                 result = await route.call(*args, **kwargs)
+            if transport is None and route.media_type is None:
+                plain = encode_plain(result)
+                if plain is not None:  # a 200 with a complete body, no Response object needed
+                    body, content_type = plain
+                    headers = [(b"content-length", b"%d" % len(body)),
+                               (b"content-type", content_type)]
+                    if self.records_responses and envelope is not None:
+                        envelope.status = 200
+                        envelope.response_size = len(body)
+                        if envelope.external_id is not None:
+                            headers.append((b"x-request-id",
+                                            envelope.external_id.encode("latin-1")))
+                    await send({"type": "http.response.start", "status": 200,
+                                "headers": headers})
+                    await send({"type": "http.response.body",
+                                "body": b"" if method == "HEAD" else body})
+                    return
             response = render_result(result, transport, route.media_type)
         except ClientDisconnect:
             return

@@ -1,7 +1,11 @@
-"""genro-asgi-metrics: Prometheus metrics."""
+"""genro-asgi-metrics: Prometheus metrics for genro-asgi, one registry per server."""
 
-from .plugin import MetricsConfig, MetricsPlugin
+from .config import MetricsConfig
+from .hookspecs import MetricsHookSpecs
+from .metrics import UNMATCHED, ServerMetrics
+from .plugin import MetricsPlugin
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-__all__ = ["MetricsConfig", "MetricsPlugin", "__version__"]
+__all__ = ["UNMATCHED", "MetricsConfig", "MetricsHookSpecs", "MetricsPlugin", "ServerMetrics",
+           "__version__"]
