@@ -1,7 +1,7 @@
 """Cost of the metrics plugin: the same hello-world served with metrics off and on.
 
-Two measures, each in interleaved rounds (off, on, on with the WebSocket message middleware, then again)
-reporting medians and the on/off ratio (the goal is a cost under 5%):
+Two measures, each in interleaved rounds (off, on, on with the WebSocket message middleware,
+then again) reporting medians and the on/off ratio (the goal is a cost under 5%):
 
 - in-process: the ASGI callable driven directly (no socket), microseconds per GET;
 - through uvicorn: one uvicorn process per variant, loaded by ``wrk`` over loopback, requests/s

@@ -310,8 +310,9 @@ def test_websocket_gauges_and_counters(tmp_path) -> None:
     assert "/ws" not in label_values(after, "http_requests_total", "route")
 
 
-def test_websocket_messages_are_opt_in(tmp_path) -> None:
-    server = build(tmp_path)
+def test_websocket_message_counting_can_be_switched_off(tmp_path) -> None:
+    assert build(tmp_path).plugins.get("metrics").config.websocket is True  # the default
+    server = build(tmp_path, websocket=False)
     server.mount("/ws", echo)
     assert server.plugins.get("metrics").config.websocket is False
     with TestClient(server) as client:
@@ -327,8 +328,12 @@ def test_websocket_messages_are_opt_in(tmp_path) -> None:
 
 def test_http_passes_the_websocket_middleware_untouched(tmp_path) -> None:
     server = build(tmp_path, websocket=True)
+    # the middleware declares scope_types=("websocket",): the HTTP chain stays unwrapped
+    assert server._dispatcher is not None and server._dispatcher.records_responses
     with TestClient(server) as client:
-        assert client.get("/shop/products").json() == {"items": ["cup", "pot"]}
+        answer = client.get("/shop/products", headers={"X-Request-ID": "trace-7"})
+        assert answer.json() == {"items": ["cup", "pot"]}
+        assert answer.headers["x-request-id"] == "trace-7"
         text = scrape(client).text
     assert value(text, "http_requests_total", method="GET", route="/shop/products",
                  status="200") == 1
@@ -351,3 +356,12 @@ def test_stuck_requests_are_counted(tmp_path) -> None:
 
 def test_plugin_type(tmp_path) -> None:
     assert isinstance(build(tmp_path).plugins.get("metrics"), MetricsPlugin)
+
+
+def test_scrapes_are_not_counted_without_a_lifespan(tmp_path) -> None:
+    server = build(tmp_path)
+    with TestClient(server, lifespan=False) as client:
+        client.get("/shop/products")
+        scrape(client)
+        text = scrape(client).text
+    assert label_values(text, "http_requests_total", "route") == {"/shop/products"}

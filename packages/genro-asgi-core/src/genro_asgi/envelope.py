@@ -193,8 +193,10 @@ class EnvelopeMiddleware:
     produces a response rendered by the error hooks.
     """
 
-    def __init__(self, app: ASGIApp, server: AsgiServer, *, track_sends: bool = True) -> None:
+    def __init__(self, app: ASGIApp, server: AsgiServer, *, track_sends: bool = True,
+                 websocket_app: ASGIApp | None = None) -> None:
         self.app = app
+        self.websocket_app = websocket_app or app
         self.registry = server.envelopes
         self.opened = server.compiled.envelope_opened
         self.closed = server.compiled.envelope_closed
@@ -211,8 +213,6 @@ class EnvelopeMiddleware:
         envelope = self.registry.open(scope)
         scope["genro.envelope"] = envelope
         headers = scope.get("headers")
-        if self.track_sends:
-            send = tracking_send(envelope, send)
         # One pass over the headers (inline: this runs for every request): their size for the
         # limits, the request id and the TYTX transport the client asks for.
         size = 0
@@ -226,6 +226,8 @@ class EnvelopeMiddleware:
                 envelope.tytx_mode = value.decode("latin-1").strip().lower()
             elif key == _CONTENT_TYPE and envelope.tytx_mode is None and b"vnd.tytx+" in value:
                 envelope.tytx_mode = transport_from_content_type(value)
+        if self.track_sends:  # after the header pass: the wrapper echoes the request id
+            send = tracking_send(envelope, send)
         try:
             if self.opened:
                 notify_observers(self.opened, envelope, "envelope_opened")
@@ -235,7 +237,10 @@ class EnvelopeMiddleware:
             if headers and len(headers) > self.max_header_count:
                 raise RequestHeaderFieldsTooLarge(
                     detail=f"more than {self.max_header_count} request headers")
-            await self.app(scope, receive, send)
+            if envelope.scope_type == "http":
+                await self.app(scope, receive, send)
+            else:
+                await self.websocket_app(scope, receive, send)
         except Exception as exc:
             envelope.error = envelope.error or exc
             if envelope.scope_type == "http" and envelope.status is None:

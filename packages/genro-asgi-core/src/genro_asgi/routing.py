@@ -134,8 +134,10 @@ class Dispatcher:
                 if path == prefix or path.startswith(prefix + "/") or (
                     prefix == "/" and not self._routable(path)
                 ):
-                    if self.records_responses and envelope is not None:
-                        send = tracking_send(envelope, send)
+                    if envelope is not None:
+                        envelope.route = prefix  # the template of a mounted app is its prefix
+                        if self.records_responses:
+                            send = tracking_send(envelope, send)
                     await self._call_mounted(prefix, app, scope, receive, send)
                     return
         if scope["type"] != "http":

@@ -162,6 +162,11 @@ class AsgiServer:
         if self._dispatcher is not None:
             self._refresh_routes(self._dispatcher)
 
+    @property
+    def asgi_mounts(self) -> list[tuple[str, ASGIApp]]:
+        """The ASGI (and WSGI) apps mounted by prefix, longest prefix first."""
+        return sorted(self._asgi_mounts, key=lambda m: len(m[0]), reverse=True)
+
     def mount_wsgi(self, prefix: str, wsgi_app: Any, *, name: str | None = None) -> None:
         """Mount a WSGI application through asgiref (``pip install genro-asgi-core[wsgi]``)."""
         try:
@@ -210,7 +215,7 @@ class AsgiServer:
 
     def _refresh_routes(self, dispatcher: Dispatcher) -> None:
         dispatcher.table = self.compile_route_table()
-        dispatcher.mounts = sorted(self._asgi_mounts, key=lambda m: len(m[0]), reverse=True)
+        dispatcher.mounts = self.asgi_mounts
 
     def compile_route_table(self) -> dict[str, CompiledRoute]:
         table: dict[str, CompiledRoute] = {}
@@ -229,17 +234,26 @@ class AsgiServer:
             dispatcher = Dispatcher(self, {}, [])
             self._refresh_routes(dispatcher)
             self._dispatcher = dispatcher
-            app: ASGIApp = dispatcher
+            # Two chains, so that a WebSocket-only middleware costs HTTP requests nothing: a
+            # factory joins the chains named by its ``scope_types`` (default: both).
+            chains: dict[str, ASGIApp] = {"http": dispatcher, "websocket": dispatcher}
             factories = self.plugins.call_sync_named("genro_asgi_middleware", server=self)
             for plugin_name, factory in reversed(factories):
-                try:
-                    app = factory(app)
-                except Exception as exc:
-                    raise PluginError(
-                        f"plugin {plugin_name!r}: its middleware factory failed: {exc!r}"
-                    ) from exc
-            dispatcher.records_responses = not factories
-            self._app = EnvelopeMiddleware(app, self, track_sends=bool(factories))
+                kinds = set(getattr(factory, "scope_types", chains))
+                if not kinds or not kinds <= set(chains):
+                    raise PluginError(f"plugin {plugin_name!r}: middleware scope_types must be "
+                                      f"among 'http', 'websocket', got {sorted(kinds)}")
+                for kind in kinds:
+                    try:
+                        chains[kind] = factory(chains[kind])
+                    except Exception as exc:
+                        raise PluginError(
+                            f"plugin {plugin_name!r}: its middleware factory failed: {exc!r}"
+                        ) from exc
+            http_wrapped = chains["http"] is not dispatcher
+            dispatcher.records_responses = not http_wrapped
+            self._app = EnvelopeMiddleware(chains["http"], self, track_sends=http_wrapped,
+                                           websocket_app=chains["websocket"])
         return self._app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

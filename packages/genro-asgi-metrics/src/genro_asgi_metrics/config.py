@@ -41,9 +41,9 @@ class MetricsConfig(BaseModel):
     """Bounds of ``http_request_duration_seconds`` (prometheus_client's defaults when unset)."""
     size_buckets: list[float] | None = None
     """Bounds of the request/response size histograms, in bytes."""
-    websocket: bool = False
-    """Count WebSocket messages (adds a pure-ASGI middleware; open connections are always
-    counted, from the envelope registry)."""
+    websocket: bool = True
+    """Count WebSocket messages (a pure-ASGI middleware in the WebSocket chain only, so HTTP
+    requests do not pay for it; open connections are always counted, from the registry)."""
     multiprocess_dir: str | None = None
     """Directory for multiprocess mode; a fresh temporary one when unset."""
 

@@ -55,24 +55,6 @@ def finite(bounds: Sequence[float]) -> tuple[float, ...]:
     return tuple(float(b) for b in bounds if b != float("inf"))
 
 
-class RouteLabeler:
-    """``route`` of a request the route table did not match: its ASGI mount, or UNMATCHED."""
-
-    def __init__(self, mounts: Iterable[str] = ()) -> None:
-        self.set(mounts)
-
-    def set(self, mounts: Iterable[str]) -> None:
-        prefixes = sorted(set(mounts), key=len, reverse=True)
-        self._prefixes = tuple((p, p + "/") for p in prefixes if p != "/")
-        self._root = "/" in prefixes
-
-    def __call__(self, path: str) -> str:
-        for prefix, under in self._prefixes:
-            if path == prefix or path.startswith(under):
-                return prefix
-        return "/" if self._root else UNMATCHED
-
-
 def path_filter(paths: Iterable[str]) -> Callable[[str], bool]:
     """A predicate: is ``path`` one of ``paths`` or under one of them."""
     exact = frozenset(paths)

@@ -22,7 +22,7 @@ from .config import MetricsConfig
 from .exposition import Exposition, ExpositionApp
 from .hookspecs import MetricsHookSpecs
 from .listener import MetricsListener
-from .metrics import LocalMetrics, RouteLabeler, ServerMetrics, SharedMetrics, path_filter
+from .metrics import UNMATCHED, LocalMetrics, ServerMetrics, SharedMetrics, path_filter
 from .multiprocess import (
     multiprocess_dir_from_env,
     prepare_directory,
@@ -65,11 +65,11 @@ class MetricsPlugin(Plugin):
             skip.append(config.path)
         self.skipped: Callable[[str], bool] = path_filter(skip)
         # the closed observer checks the user's skip_paths only when there are some, and
-        # recognises the exposition's own mount by its route label
+        # recognises the exposition's own mount by its route (the core labels a mounted ASGI
+        # app with its prefix)
         self._skip_mounts = frozenset(skip) - frozenset(config.skip_paths)
         self._skip_user: Callable[[str], bool] | None = \
             path_filter(config.skip_paths) if config.skip_paths else None
-        self.label_route = RouteLabeler(())
 
     # -- construction -------------------------------------------------------------------------
 
@@ -101,7 +101,6 @@ class MetricsPlugin(Plugin):
                                  registry=self.registry)
         token = self.config.token.get_secret_value() if self.config.token else None
         self.exposition = Exposition(self._scrape_source, token)
-        self.label_route.set(self._asgi_mounts(server))
 
     def _in_progress(self) -> int:
         skipped = self.skipped
@@ -122,13 +121,8 @@ class MetricsPlugin(Plugin):
             return scrape_source(self.multiprocess_dir, self.registry)
         return self.registry
 
-    @staticmethod
-    def _asgi_mounts(server: AsgiServer) -> list[str]:
-        # the core keeps ASGI mounts privately (see the report: a public accessor is wanted)
-        return [prefix for prefix, _ in getattr(server, "_asgi_mounts", ())]
-
     @hookimpl
-    def genro_asgi_mount(self) -> Mapping[str, Any] | None:
+    def genro_asgi_mount(self, server: AsgiServer) -> Mapping[str, Any] | None:
         if self.config.port is not None or self.exposition is None:
             return None
         return {self.config.path: ExpositionApp(self.exposition)}
@@ -143,7 +137,6 @@ class MetricsPlugin(Plugin):
 
     @hookimpl
     async def genro_asgi_startup(self, server: AsgiServer) -> None:
-        self.label_route.set(self._asgi_mounts(server))
         if self.config.port is not None and self.exposition is not None:
             self.listener = MetricsListener(
                 self.exposition, self.config.host, self.config.port, self.config.path,
@@ -179,11 +172,11 @@ class MetricsPlugin(Plugin):
             self.metrics.error(type(envelope.error)).inc()  # type: ignore[union-attr]
         if envelope.scope_type != "http":
             return
-        route = envelope.route
-        if route is None:  # an ASGI mount (maybe the exposition itself) or no match
-            route = self.label_route(envelope.path)
-            if route in self._skip_mounts:
-                return
+        route = envelope.route  # a route template, a mount prefix, or None: no match
+        if route is None:
+            route = UNMATCHED
+        elif route in self._skip_mounts:
+            return
         if self._skip_user is not None and self._skip_user(envelope.path):
             return
         key = (envelope.method, route, envelope.status)

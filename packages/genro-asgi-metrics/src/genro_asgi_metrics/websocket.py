@@ -38,4 +38,7 @@ def websocket_middleware(metrics: ServerMetrics,
 
         return middleware
 
+    # WebSocket scopes only: the core keeps this middleware out of the HTTP chain entirely
+    factory.scope_types = ("websocket",)  # type: ignore[attr-defined]
+
     return factory

@@ -277,5 +277,6 @@ class _SyncTransport(httpx.BaseTransport):
         async_request = httpx.Request(request.method, request.url, headers=request.headers,
                                       content=content)
         response: httpx.Response = self.run(self.transport.handle_async_request(async_request))
+        # hand over the raw stream: httpx decodes it (gzip...) once, on the client's side
         return httpx.Response(response.status_code, headers=response.headers.raw,
-                              content=response.content, request=request)
+                              stream=response.stream, request=request)
