@@ -145,6 +145,7 @@ class Dispatcher:
             return
         # One frame for the whole request: this is the hot path, every call saved counts.
         method: str = scope["method"]
+        plain: tuple[bytes, bytes] | None = None
         try:
             if self.server.draining:
                 raise ServiceUnavailable(detail="the server is shutting down", retry_after=5)
@@ -175,24 +176,11 @@ class Dispatcher:
                 if envelope is not None:
                     envelope.params = kwargs
                 result = await route.call(*args, **kwargs)
-            if transport is None and route.media_type is None:
-                plain = encode_plain(result)
-                if plain is not None:  # a 200 with a complete body, no Response object needed
-                    body, content_type = plain
-                    headers = [(b"content-length", b"%d" % len(body)),
-                               (b"content-type", content_type)]
-                    if self.records_responses and envelope is not None:
-                        envelope.status = 200
-                        envelope.response_size = len(body)
-                        if envelope.external_id is not None:
-                            headers.append((b"x-request-id",
-                                            envelope.external_id.encode("latin-1")))
-                    await send({"type": "http.response.start", "status": 200,
-                                "headers": headers})
-                    await send({"type": "http.response.body",
-                                "body": b"" if method == "HEAD" else body})
-                    return
-            response = render_result(result, transport, route.media_type)
+            # str/bytes/dict/list need no Response object: encode them directly
+            plain = encode_plain(result) if transport is None and route.media_type is None \
+                else None
+            response = render_result(result, transport, route.media_type) if plain is None \
+                else None
         except ClientDisconnect:
             return
         except (RouteNotFound, NotAuthenticated, NotAuthorized, NotAvailable) as exc:
@@ -200,6 +188,18 @@ class Dispatcher:
                                                _map_route_error(exc))
         except Exception as exc:
             response = await self.render_error(Request(scope, receive, self.max_body_size), exc)
+        if plain is not None:  # a 200 with a complete body, from encode_plain
+            body, content_type = plain
+            headers = [(b"content-length", b"%d" % len(body)), (b"content-type", content_type)]
+            if self.records_responses and envelope is not None:
+                envelope.status = 200
+                envelope.response_size = len(body)
+                if envelope.external_id is not None:
+                    headers.append((b"x-request-id", envelope.external_id.encode("latin-1")))
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+            return
+        assert response is not None
         if type(response).__call__ is not _PLAIN_CALL:
             # streaming and file responses may still fail before they start: track their sends
             if self.records_responses and envelope is not None:
