@@ -365,3 +365,36 @@ def test_scrapes_are_not_counted_without_a_lifespan(tmp_path) -> None:
         scrape(client)
         text = scrape(client).text
     assert label_values(text, "http_requests_total", "route") == {"/shop/products"}
+
+
+class StandInAuth(Plugin):
+    """Stands in for the auth plugin: the identity's tags come from an X-Test-Tags header."""
+
+    @hookimpl
+    def genro_asgi_envelope_opened(self, envelope: Any) -> None:
+        for key, raw in envelope.scope.get("headers") or ():
+            if key == b"x-test-tags":
+                envelope.identity = {"id": "tester", "tags": raw.decode().split(",")}
+
+
+def test_auth_rule_reuses_the_identity_on_the_envelope(tmp_path) -> None:
+    server = AsgiServer(tmp_path, config={"plugins": {
+        "standin": {"module": f"{__name__}:StandInAuth"},
+        "metrics": {"auth_rule": "admin|ops", "token": {"$env": "METRICS_TOKEN"}}}},
+        environ={"METRICS_TOKEN": "s3cret"})
+    with TestClient(server) as client:
+        anonymous = scrape(client)
+        wrong_tags = scrape(client, **{"x-test-tags": "guest"})
+        right_tags = scrape(client, **{"x-test-tags": "guest,ops"})
+        by_token = scrape(client, authorization="Bearer s3cret")
+    assert anonymous.status_code == 401
+    assert wrong_tags.status_code == 403
+    assert right_tags.status_code == 200
+    assert "http_requests_total" in right_tags.text
+    assert by_token.status_code == 200
+
+
+def test_auth_rule_needs_the_main_server(tmp_path) -> None:
+    with pytest.raises(PluginError, match="auth_rule needs the exposition on the main server"):
+        AsgiServer(tmp_path, config={"plugins": {"metrics": {"auth_rule": "ops", "port": 9999}}},
+                   environ={})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from prometheus_client.metrics import Histogram
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 DEFAULT_SIZE_BUCKETS: tuple[float, ...] = (
     64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0,
@@ -35,6 +35,9 @@ class MetricsConfig(BaseModel):
     """The interface of the separate ``port`` listener."""
     token: SecretStr | None = None
     """When set, scrapes must send ``Authorization: Bearer <token>``."""
+    auth_rule: str | None = None
+    """A tag rule (``"admin|ops"``, the syntax of ``@route(auth=...)``) the identity that the
+    auth plugin puts on the envelope must match. With ``token`` too, either one admits."""
     skip_paths: list[str] = Field(default_factory=list)
     """Paths (and everything under them) whose requests are not counted."""
     buckets: list[float] | None = None
@@ -46,6 +49,13 @@ class MetricsConfig(BaseModel):
     requests do not pay for it; open connections are always counted, from the registry)."""
     multiprocess_dir: str | None = None
     """Directory for multiprocess mode; a fresh temporary one when unset."""
+
+    @model_validator(mode="after")
+    def _auth_rule_needs_the_main_server(self) -> MetricsConfig:
+        if self.auth_rule is not None and self.port is not None:
+            raise ValueError("auth_rule needs the exposition on the main server (no port): "
+                             "the separate listener sees no identity; use token there")
+        return self
 
     @field_validator("path")
     @classmethod

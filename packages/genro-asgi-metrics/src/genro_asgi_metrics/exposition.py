@@ -1,4 +1,7 @@
-"""The scrape endpoint: content negotiation (text / OpenMetrics), gzip, optional Bearer token.
+"""The scrape endpoint: content negotiation (text / OpenMetrics), gzip, optional access control.
+
+Access is open unless a Bearer ``token`` or an ``auth_rule`` is configured: the rule is matched
+against the tags of the identity that the auth plugin records on the request's envelope.
 
 ``Exposition`` renders a scrape from request headers and is shared by the ASGI app mounted on
 the main server and by the separate-port listener.
@@ -8,36 +11,58 @@ from __future__ import annotations
 
 import gzip
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from genro_toolbox import tags_match
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from genro_asgi.types import Receive, Scope, Send
 
 Reply = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+
+def identity_tags(identity: Any) -> set[str]:
+    """The tags of an identity: its ``tags`` attribute, or the ``"tags"`` key of a mapping."""
+    tags = getattr(identity, "tags", None)
+    if tags is None and isinstance(identity, Mapping):
+        tags = identity.get("tags")
+    return {str(tag) for tag in tags or ()}
 _TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
 
 
 class Exposition:
     """Render the metrics of ``source()`` (a registry or any collector) for one scrape."""
 
-    def __init__(self, source: Callable[[], Any], token: str | None = None) -> None:
+    def __init__(self, source: Callable[[], Any], token: str | None = None,
+                 auth_rule: str | None = None) -> None:
         self.source = source
         self._expected = f"Bearer {token}".encode() if token else None
+        self.auth_rule = auth_rule
 
     def authorized(self, authorization: bytes | None) -> bool:
         if self._expected is None:
-            return True
+            return self.auth_rule is None
         # constant time whatever the header holds
         return hmac.compare_digest(authorization or b"", self._expected)
 
-    def reply(self, method: str, headers: dict[bytes, bytes]) -> Reply:
+    def access(self, headers: dict[bytes, bytes], identity: Any) -> int:
+        """200 when the scrape may proceed, else 401 (no credential) or 403 (wrong tags)."""
+        if self.authorized(headers.get(b"authorization")):
+            return 200
+        if self.auth_rule is None or identity is None:
+            return 401
+        return 200 if tags_match(self.auth_rule, identity_tags(identity)) else 403
+
+    def reply(self, method: str, headers: dict[bytes, bytes], identity: Any = None) -> Reply:
         if method not in ("GET", "HEAD"):
             return 405, [*_TEXT, (b"allow", b"GET, HEAD")], b"Method Not Allowed\n"
-        if not self.authorized(headers.get(b"authorization")):
+        status = self.access(headers, identity)
+        if status == 401:
             return 401, [*_TEXT, (b"www-authenticate", b'Bearer realm="metrics"')], \
                 b"Unauthorized\n"
+        if status == 403:
+            return 403, list(_TEXT), b"Forbidden\n"
         encoder, content_type = choose_encoder(headers.get(b"accept", b"").decode("latin-1"))
         body = encoder(self.source())
         out = [(b"content-type", content_type.encode("latin-1")),
@@ -62,7 +87,9 @@ class ExpositionApp:
         if scope["path"] not in ("/", ""):
             status, headers, body = 404, list(_TEXT), b"Not Found\n"
         else:
+            envelope = scope.get("genro.envelope")
             status, headers, body = self.exposition.reply(
-                scope["method"], dict(scope.get("headers") or ()))
+                scope["method"], dict(scope.get("headers") or ()),
+                envelope.identity if envelope is not None else None)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})

@@ -100,7 +100,7 @@ class MetricsPlugin(Plugin):
         server.plugins.call_sync("genro_asgi_metrics_collectors", server=server,
                                  registry=self.registry)
         token = self.config.token.get_secret_value() if self.config.token else None
-        self.exposition = Exposition(self._scrape_source, token)
+        self.exposition = Exposition(self._scrape_source, token, self.config.auth_rule)
 
     def _in_progress(self) -> int:
         skipped = self.skipped
