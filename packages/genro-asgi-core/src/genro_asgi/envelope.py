@@ -261,7 +261,12 @@ class EnvelopeMiddleware:
                     await send({"type": "websocket.close", "code": 1011})
         finally:
             self.registry.close(envelope)
-            if self.closed:
-                notify_observers(self.closed, envelope, "envelope_closed")
+            # notify_observers, inline: with an observer plugin this runs for every request
+            for plugin_name, observer in self.closed:
+                try:
+                    observer(envelope)
+                except Exception:
+                    logger.exception("plugin %r failed in envelope_closed for %s", plugin_name,
+                                     envelope.request_id)
             # the envelope keeps the scope; dropping the way back leaves no reference cycle
             scope.pop("genro.envelope", None)

@@ -117,7 +117,7 @@ class Dispatcher:
                  mounts: list[tuple[str, ASGIApp]]) -> None:
         self.server = server
         self.table = table
-        self.mounts = sorted(mounts, key=lambda m: len(m[0]), reverse=True)
+        self.set_mounts(mounts)
         settings = server.settings.server
         self.max_body_size = int(settings.max_body_size)
         self.render_error = server.render_error
@@ -130,8 +130,8 @@ class Dispatcher:
         path: str = scope["path"]
         envelope: Envelope | None = scope.get("genro.envelope")
         if self.mounts:
-            for prefix, app in self.mounts:
-                if path == prefix or path.startswith(prefix + "/") or (
+            for prefix, under, app in self.mounts:
+                if path == prefix or path.startswith(under) or (
                     prefix == "/" and not self._routable(path)
                 ):
                     if envelope is not None:
@@ -213,6 +213,11 @@ class Dispatcher:
                     "headers": response.start_headers()})
         await send({"type": "http.response.body",
                     "body": b"" if method == "HEAD" else response.body})
+
+    def set_mounts(self, mounts: list[tuple[str, ASGIApp]]) -> None:
+        """ASGI apps by prefix, longest first, with ``prefix/`` precomputed for matching."""
+        ordered = sorted(mounts, key=lambda m: len(m[0]), reverse=True)
+        self.mounts = [(prefix, prefix + "/", app) for prefix, app in ordered]
 
     def _routable(self, path: str) -> bool:
         """Whether the route table answers ``path`` (an ASGI app at "/" is only a fallback)."""

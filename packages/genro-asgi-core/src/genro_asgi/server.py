@@ -215,7 +215,7 @@ class AsgiServer:
 
     def _refresh_routes(self, dispatcher: Dispatcher) -> None:
         dispatcher.table = self.compile_route_table()
-        dispatcher.mounts = self.asgi_mounts
+        dispatcher.set_mounts(self._asgi_mounts)
 
     def compile_route_table(self) -> dict[str, CompiledRoute]:
         table: dict[str, CompiledRoute] = {}
