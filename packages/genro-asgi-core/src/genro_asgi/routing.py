@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import genro_routes
-from genro_routes import NotAuthenticated, NotAuthorized, NotAvailable, RoutingClass
+from genro_routes import NotAuthenticated, NotAuthorized, NotAvailable
 from genro_routes import NotFound as RouteNotFound
 from genro_toolbox import smartasync
 
@@ -265,6 +265,3 @@ def _map_route_error(exc: Exception) -> HTTPException:
         return Forbidden(detail="not authorized for this route")
     return NotFound(detail="route not available")
 
-
-def is_routing_class(obj: Any) -> bool:
-    return isinstance(obj, RoutingClass)

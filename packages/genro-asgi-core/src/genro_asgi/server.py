@@ -316,7 +316,7 @@ class AsgiServer:
         self.draining = True
         await self._drain(self.settings.server.shutdown_timeout)
         await self.watchdog.stop()
-        await self._stop([name for name in self.plugins.names()], list(self.apps))
+        await self._stop(list(self.plugins.names()), list(self.apps))
         self.started = False
 
     async def _drain(self, timeout: float) -> None:

@@ -26,13 +26,7 @@ def transport_from_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> Transp
     content_type = b""
     for key, value in raw_headers:
         if key == TRANSPORT_HEADER:
-            name = value.decode("latin-1").strip().lower()
-            if name not in TRANSPORTS:
-                raise BadRequest(
-                    detail=f"X-TYTX-Transport must be one of {', '.join(TRANSPORTS)}, got {name!r}"
-                )
-            _require_codec(name)
-            return name
+            return check_transport(value.decode("latin-1").strip().lower())
         if key == b"content-type":
             content_type = value
     if b"vnd.tytx+" in content_type:
