@@ -23,6 +23,7 @@ from .exceptions import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from .identity import Identity
 from .plugins import CliCommand, Plugin, hookimpl, hookspec
 from .request import Request
 from .response import (
@@ -56,6 +57,7 @@ __all__ = [
     "HTMLResponse",
     "HTTPException",
     "Headers",
+    "Identity",
     "JSONResponse",
     "MethodNotAllowed",
     "NotFound",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -133,6 +133,40 @@ class Binder:
         if extra_args:
             positional_names = [p.name for p in self.positional]
             args = tuple(kwargs.pop(n) for n in positional_names) + extra_args
+            return args, kwargs
+        return (), kwargs
+
+    def bind_mapping(
+        self, data: Mapping[str, Any], segments: Sequence[str] = (), connection: Any = None
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Arguments from already-decoded values (a WSX or JSON-RPC call), coerced as HTTP's.
+
+        A handler that takes the Request gets ``connection`` (the WebSocket, for WSX), or
+        None when there is none.
+        """
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        if len(segments) > len(self.positional) and not self.accepts_args:
+            raise BadRequest(detail=f"too many positional arguments ({len(segments)})")
+        for param, segment in zip(self.positional, segments, strict=False):
+            values[param.name] = segment
+            sources[param.name] = "path"
+        extra_args = tuple(segments[len(self.positional):])
+        for name, value in data.items():
+            if not isinstance(name, str):
+                raise BadRequest(detail=f"parameter names must be strings, got {name!r}")
+            self._put(values, sources, name, value, "data", self.by_name.get(name))
+        kwargs: dict[str, Any] = {}
+        for name, value in values.items():
+            spec = self.by_name.get(name)
+            kwargs[name] = spec.coerce(value) if spec is not None else value
+        for param in self.params:
+            if param.required and param.name not in kwargs:
+                raise BadRequest(detail=f"missing required parameter {param.name!r}")
+        if self.request_param is not None:
+            kwargs[self.request_param] = connection
+        if extra_args:
+            args = tuple(kwargs.pop(p.name) for p in self.positional) + extra_args
             return args, kwargs
         return (), kwargs
 

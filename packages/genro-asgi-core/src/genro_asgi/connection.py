@@ -10,6 +10,7 @@ from .types import Scope
 
 if TYPE_CHECKING:
     from .envelope import Envelope
+    from .identity import Identity
 
 
 class Connection:
@@ -61,3 +62,8 @@ class Connection:
     @property
     def envelope(self) -> Envelope | None:
         return self.scope.get("genro.envelope")
+
+    @property
+    def identity(self) -> Identity | None:
+        """Who is calling, as established by the auth plugin (None when anonymous)."""
+        return self.scope.get("genro.identity")

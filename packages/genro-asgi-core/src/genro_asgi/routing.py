@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 import genro_routes
 from genro_routes import NotAuthenticated, NotAuthorized, NotAvailable
 from genro_routes import NotFound as RouteNotFound
-from genro_toolbox import smartasync
+from genro_toolbox import RuleError, smartasync, tags_match
 
 from .binding import Binder
 from .envelope import Envelope, record_response, tracking_send
 from .exceptions import (
+    ConfigError,
     Forbidden,
     HTTPException,
     MethodNotAllowed,
@@ -27,6 +28,7 @@ from .exceptions import (
     ServiceUnavailable,
     Unauthorized,
 )
+from .identity import Identity
 from .request import ClientDisconnect, Request
 from .response import Response, encode_plain, render_result
 from .types import ASGIApp, Receive, Scope, Send
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 DEFAULT_METHODS = ("GET", "POST")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_PATH_SEGMENTS = 32
+_MAX_CACHED_TAG_SETS = 256  # per guarded route: distinct tag sets whose verdict is remembered
 
 
 def route(
@@ -62,13 +65,18 @@ def route(
 
 
 class CompiledRoute:
-    """One routable entry with everything a request needs, computed once."""
+    """One routable entry with everything a request needs, computed once.
 
-    __slots__ = ("allow", "binder", "call", "is_async", "media_type", "methods", "path",
-                 "takes_nothing")
+    ``auth_rule`` is the entry's genro-routes tag rule (``@route(auth="admin|ops")``), enforced
+    by the core whether or not the application plugged genro-routes' auth plugin.
+    """
+
+    __slots__ = ("_granted", "_node_path", "_nodes", "_router", "allow", "auth_rule", "binder",
+                 "call", "is_async", "media_type", "methods", "path", "takes_nothing")
 
     def __init__(self, path: str, entry: dict[str, Any],
-                 node_call: Callable[..., Any] | None) -> None:
+                 node_call: Callable[..., Any] | None, router: Any = None,
+                 node_path: str = "") -> None:
         func = entry["callable"]
         meta = entry.get("metadata", {}).get("meta", {})
         self.path = path or "/"
@@ -81,8 +89,66 @@ class CompiledRoute:
         self.binder = Binder(func)
         self.takes_nothing = self.binder.takes_nothing
         self.is_async = asyncio.iscoroutinefunction(func)
+        self.auth_rule = auth_rule_of(entry, self.path)
+        self._granted: dict[frozenset[str], bool] = {}
+        # genro-routes' own auth plugin, when plugged, denies a node looked up without the
+        # caller's tags: such entries are looked up per tag set (and cached) once authorized
+        self._router = router if "auth" in (entry.get("plugins") or {}) else None
+        self._node_path = node_path
+        self._nodes: dict[frozenset[str], Callable[..., Any]] = {}
         target = node_call if node_call is not None else func
         self.call = target if self.is_async else smartasync(target)  # type: ignore[no-untyped-call]
+
+    def authorize(self, identity: Identity | None) -> None:
+        """Raise Unauthorized (no identity) or Forbidden (tags do not satisfy the rule)."""
+        rule = self.auth_rule
+        if rule is None:
+            return
+        if identity is None:
+            raise Unauthorized(detail=f"authentication required for {self.path}")
+        tags = identity.tags
+        granted = self._granted.get(tags)
+        if granted is None:
+            granted = tags_match(rule, set(tags))
+            if len(self._granted) < _MAX_CACHED_TAG_SETS:
+                self._granted[tags] = granted
+        if not granted:
+            raise Forbidden(detail=f"{self.path} requires {rule!r}")
+
+    def callable_for(self, identity: Identity | None) -> Callable[..., Any]:
+        """The handler call for this caller, after authorizing it."""
+        self.authorize(identity)
+        if self._router is None or identity is None:
+            return self.call
+        call = self._nodes.get(identity.tags)
+        if call is None:
+            node = self._router.node(self._node_path, auth_tags=",".join(sorted(identity.tags)))
+            call = node if self.is_async else smartasync(node)  # type: ignore[no-untyped-call]
+            if len(self._nodes) < _MAX_CACHED_TAG_SETS:
+                self._nodes[identity.tags] = call
+        return call
+
+    async def invoke(self, identity: Identity | None, args: tuple[Any, ...],
+                     kwargs: dict[str, Any]) -> Any:
+        """Authorize and call the handler: what a non-HTTP transport (WSX) uses."""
+        return await self.callable_for(identity)(*args, **kwargs)
+
+
+def auth_rule_of(entry: dict[str, Any], path: str) -> str | None:
+    """The tag rule an entry declares, validated now so a typo fails at startup."""
+    plugged = ((entry.get("plugins") or {}).get("auth") or {}).get("config") or {}
+    declared = ((entry.get("metadata") or {}).get("plugin_config") or {}).get("auth") or {}
+    if plugged.get("enabled", True) is False:
+        return None
+    rule = plugged.get("rule") or declared.get("rule")
+    if not rule or not str(rule).strip():
+        return None
+    rule = str(rule)
+    try:
+        tags_match(rule, set())
+    except RuleError as exc:
+        raise ConfigError(f"route {path}: invalid auth rule {rule!r}: {exc}") from None
+    return rule
 
 
 def compile_routes(tree: dict[str, Any], prefix: str, table: dict[str, CompiledRoute],
@@ -99,7 +165,7 @@ def compile_routes(tree: dict[str, Any], prefix: str, table: dict[str, CompiledR
         node_call = None
         if entry.get("plugins"):
             node_call = router.node(node_path)
-        compiled = CompiledRoute(url_path, entry, node_call)
+        compiled = CompiledRoute(url_path, entry, node_call, router, node_path)
         table.setdefault(url_path, compiled)
         if name == "index":
             table.setdefault(prefix or "/", compiled)
@@ -164,10 +230,12 @@ class Dispatcher:
             if method not in route.methods:
                 raise MethodNotAllowed(route.allow,
                                        detail=f"{method} is not allowed on {route.path}")
+            call = route.call if route.auth_rule is None else route.callable_for(
+                scope.get("genro.identity"))
             if route.takes_nothing and not segments and not scope.get("query_string") and (
                 method not in BODY_METHODS
             ):
-                result = await route.call()
+                result = await call()
             else:
                 request = Request(scope, receive, self.max_body_size)
                 args, kwargs = await route.binder.bind(
@@ -175,7 +243,7 @@ class Dispatcher:
                 )
                 if envelope is not None:
                     envelope.params = kwargs
-                result = await route.call(*args, **kwargs)
+                result = await call(*args, **kwargs)
             # str/bytes/dict/list need no Response object: encode them directly
             plain = encode_plain(result) if transport is None and route.media_type is None \
                 else None

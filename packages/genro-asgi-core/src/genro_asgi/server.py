@@ -15,7 +15,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,9 @@ from genro_toolbox import get_uuid
 from .config import SECTIONS, AppSettings, LoadedConfig, ServerSettings, Settings, load_config
 from .datastructures import State
 from .envelope import EnvelopeMiddleware, EnvelopeRegistry, NamedObservers
-from .exceptions import ConfigError, PluginError, StartupError
+from .connection import Connection
+from .exceptions import ConfigError, HTTPException, PluginError, StartupError
+from .identity import Identity
 from .lifespan import run_lifespan
 from .plugins.manager import PluginManager, import_object
 from .request import Request
@@ -108,6 +110,10 @@ class AsgiServer:
         # what a worker process could rebuild from server_dir, the config file and CLI flags
         self._reproducible = (not isinstance(config, Mapping) and not overrides
                               and environ is None)
+        # set by the auth plugin: how identify() checks credentials, and the challenge every
+        # 401 carries in WWW-Authenticate
+        self.authenticator: Callable[[Connection], Awaitable[Identity | None]] | None = None
+        self.auth_challenge: str | None = None
         self.plugins = PluginManager(self, self.settings.plugins, source=self.config.source_of,
                                      trace=self.settings.logging.trace_hooks)
         self._mounting_from_setup = True
@@ -228,6 +234,28 @@ class AsgiServer:
                            self.root_app.route)
         return table
 
+    def find_route(self, path: str) -> tuple[CompiledRoute, list[str]] | None:
+        """The compiled route answering ``path`` and the trailing segments it takes as
+        positional arguments, or None: what a non-HTTP transport (WSX) uses to call handlers."""
+        self.build()
+        assert self._dispatcher is not None
+        route = self._dispatcher.table.get(path)
+        if route is not None:
+            return route, []
+        found, segments = self._dispatcher._resolve(path)
+        return (found, segments) if found is not None else None
+
+    async def identify(self, source: Connection | Scope) -> Identity | None:
+        """Who presents the credentials in ``source`` (a connection, or a scope with headers).
+
+        None when it carries no credential or the auth plugin is off; ``Unauthorized`` when a
+        credential is presented and invalid.
+        """
+        if self.authenticator is None:
+            return None
+        connection = source if isinstance(source, Connection) else Connection(source)
+        return await self.authenticator(connection)
+
     def build(self) -> ASGIApp:
         """Compile the middleware chain and the route table (once; done lazily on first use)."""
         if self._app is None:
@@ -269,6 +297,10 @@ class AsgiServer:
         envelope = request.envelope
         if envelope is not None:
             envelope.error = exc
+        if (self.auth_challenge is not None and isinstance(exc, HTTPException)
+                and exc.status_code == 401
+                and not any(k.lower() == "www-authenticate" for k in exc.headers)):
+            exc.headers["WWW-Authenticate"] = self.auth_challenge
         response = await self.plugins.call_first(
             "genro_asgi_exception_response", accept=Response, server=self, request=request,
             exc=exc,

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 from .markers import hookspec
 
 if TYPE_CHECKING:
+    from ..connection import Connection
     from ..envelope import Envelope
+    from ..identity import Identity
     from ..request import Request
     from ..response import Response
     from ..server import AsgiServer
@@ -66,6 +68,15 @@ async def genro_asgi_exception_response(
     server: AsgiServer, request: Request, exc: Exception
 ) -> Response | None:
     """Turn an exception into a response; the first non-None wins. May be async."""
+
+
+@hookspec(firstresult=True)
+async def genro_asgi_identify(server: AsgiServer, connection: Connection) -> Identity | None:
+    """Identify the client of a request or WebSocket handshake; the first non-None wins.
+
+    Called by the ``auth`` plugin after its configured backends found no credential they
+    recognise. Raise ``Unauthorized`` for a credential you own that is invalid. May be async.
+    """
 
 
 @hookspec
