@@ -1,8 +1,9 @@
-"""The ``genro-asgi`` command: serve, plugins, routes, config, and plugin-provided subcommands."""
+"""The ``genro-asgi`` command: serve, plugins, routes, config, hash-password, plugin commands."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 from collections.abc import Sequence
@@ -11,11 +12,12 @@ from typing import Any
 
 import yaml
 
+from .builtin.auth.passwords import DEFAULT_ITERATIONS, hash_password
 from .exceptions import GenroAsgiError
 from .plugins.manager import installed_plugins
 from .server import AsgiServer
 
-BUILTIN_COMMANDS = ("serve", "plugins", "routes", "config")
+BUILTIN_COMMANDS = ("serve", "plugins", "routes", "config", "hash-password")
 
 
 def _add_location(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=text)
         _add_location(command)
         command.add_argument("--json", action="store_true", help="print JSON")
+    hasher = sub.add_parser("hash-password",
+                            help="hash a password for plugins.auth.basic (reads it, never argv)")
+    hasher.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS,
+                        help=f"PBKDF2 rounds (default {DEFAULT_ITERATIONS})")
+    hasher.add_argument("--stdin", action="store_true",
+                        help="read the password from the first line of standard input")
     parser.epilog = "Plugins may add commands: run 'genro-asgi help-plugins [DIR]' to list them."
     return parser
 
@@ -108,6 +116,25 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    if args.stdin or not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("genro-asgi: error: the passwords differ", file=sys.stderr)
+            return 2
+    if not password:
+        print("genro-asgi: error: empty password", file=sys.stderr)
+        return 2
+    try:
+        print(hash_password(password, args.iterations))
+    except ValueError as exc:
+        print(f"genro-asgi: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
     def text(value: Any) -> str:
         if isinstance(value, list):
@@ -163,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return 2
         handler = {"serve": cmd_serve, "plugins": cmd_plugins, "routes": cmd_routes,
-                   "config": cmd_config}[args.command]
+                   "config": cmd_config, "hash-password": cmd_hash_password}[args.command]
         return handler(args)
     except GenroAsgiError as exc:
         print(f"genro-asgi: error: {exc}", file=sys.stderr)

@@ -23,9 +23,9 @@ from genro_routes import RoutingClass, Section
 from genro_toolbox import get_uuid
 
 from .config import SECTIONS, AppSettings, LoadedConfig, ServerSettings, Settings, load_config
+from .connection import Connection
 from .datastructures import State
 from .envelope import EnvelopeMiddleware, EnvelopeRegistry, NamedObservers
-from .connection import Connection
 from .exceptions import ConfigError, HTTPException, PluginError, StartupError
 from .identity import Identity
 from .lifespan import run_lifespan
@@ -112,8 +112,11 @@ class AsgiServer:
                               and environ is None)
         # set by the auth plugin: how identify() checks credentials, and the challenge every
         # 401 carries in WWW-Authenticate
-        self.authenticator: Callable[[Connection], Awaitable[Identity | None]] | None = None
+        self.authenticator: Callable[..., Awaitable[Identity | None]] | None = None
         self.auth_challenge: str | None = None
+        # endpoints that authenticate their clients themselves (WSX's first-message token):
+        # the auth plugin lets a request without a credential through there as anonymous
+        self.self_authenticating_paths: set[str] = set()
         self.plugins = PluginManager(self, self.settings.plugins, source=self.config.source_of,
                                      trace=self.settings.logging.trace_hooks)
         self._mounting_from_setup = True
@@ -253,8 +256,8 @@ class AsgiServer:
         """
         if self.authenticator is None:
             return None
-        connection = source if isinstance(source, Connection) else Connection(source)
-        return await self.authenticator(connection)
+        scope = source.scope if isinstance(source, Connection) else source
+        return await self.authenticator(scope, self)
 
     def build(self) -> ASGIApp:
         """Compile the middleware chain and the route table (once; done lazily on first use)."""

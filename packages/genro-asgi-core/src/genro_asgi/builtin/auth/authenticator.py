@@ -1,0 +1,196 @@
+"""Credentials -> Identity: the configured backends, then the ``genro_asgi_identify`` hook.
+
+One pass over the request headers finds the ``Authorization`` and API-key headers. A credential
+a backend recognises but rejects raises Unauthorized (its reason is safe to show and is logged
+without the secret); no credential at all gives None, and the caller decides whether anonymous
+is acceptable. Secrets are compared in constant time, against digests computed at startup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+import inspect
+import logging
+import secrets
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from ...connection import Connection
+from ...exceptions import PluginError, Unauthorized
+from ...identity import Identity
+from ...types import Scope
+from .config import AuthConfig
+from .jwt_backend import InvalidToken, JwtVerifier
+from .passwords import WEAK_ITERATIONS, PasswordHash, hash_password
+
+if TYPE_CHECKING:
+    from ...server import AsgiServer
+
+logger = logging.getLogger("genro_asgi.auth")
+
+_AUTHORIZATION = b"authorization"
+_MAX_SUBJECT_LOGGED = 64
+
+
+def _digest(secret: str | bytes) -> bytes:
+    raw = secret.encode("utf-8") if isinstance(secret, str) else secret
+    return hashlib.sha256(raw).digest()
+
+
+def _match(candidate: bytes, table: list[tuple[bytes, Identity]]) -> Identity | None:
+    """Compare against every entry, so timing does not tell which (or whether one) matched."""
+    found = None
+    digest = _digest(candidate)
+    for stored, identity in table:
+        if hmac.compare_digest(digest, stored):
+            found = identity
+    return found
+
+
+class Authenticator:
+    """The auth plugin's credential checker, also reachable as ``server.identify``."""
+
+    def __init__(self, config: AuthConfig) -> None:
+        self.realm = config.realm
+        self.tokens = [(_digest(spec.token.get_secret_value()), Identity.of(name, spec.tags,
+                                                                             "bearer"))
+                       for name, spec in config.bearer.items()]
+        self.users = {name: (PasswordHash.parse(spec.password_hash.get_secret_value()),
+                             Identity.of(name, spec.tags, "basic"))
+                      for name, spec in config.basic.items()}
+        for name, (parsed, _) in self.users.items():
+            if parsed.iterations < WEAK_ITERATIONS:
+                logger.warning("plugins.auth.basic.%s: the password hash has only %d "
+                               "iterations (use at least %d)", name, parsed.iterations,
+                               WEAK_ITERATIONS)
+        # unknown users cost a verification too, so timing does not reveal which names exist
+        rounds = max((p.iterations for p, _ in self.users.values()), default=1)
+        self._decoy = PasswordHash.parse(hash_password(secrets.token_hex(8), rounds))
+        api = config.api_key
+        self.api_header = api.header.lower().encode("latin-1") if api and api.keys else None
+        self.keys = [(_digest(spec.key.get_secret_value()), Identity.of(name, spec.tags,
+                                                                         "api_key"))
+                     for name, spec in (api.keys.items() if api else ())]
+        self.jwt = JwtVerifier(config.jwt) if config.jwt is not None else None
+        self._cache_key = secrets.token_bytes(32)
+        self._cache: OrderedDict[bytes, Identity] = OrderedDict()
+        self._cache_size = config.basic_cache_size
+        self._hashing = asyncio.Semaphore(config.max_concurrent_hashes)
+        self.hooks: tuple[tuple[str, Callable[..., Any], tuple[str, ...]], ...] = ()
+        self.challenge = self._challenge(config)
+
+    def _challenge(self, config: AuthConfig) -> str:
+        challenges = []
+        if self.tokens or self.jwt is not None:
+            challenges.append(f'Bearer realm="{self.realm}"')
+        if self.users:
+            challenges.append(f'Basic realm="{self.realm}", charset="UTF-8"')
+        if self.keys:
+            challenges.append(f'ApiKey realm="{self.realm}", header="{config.api_key.header}"'  # type: ignore[union-attr]
+                              )
+        return ", ".join(challenges) or f'Bearer realm="{self.realm}"'
+
+    def compile_hooks(self, server: AsgiServer) -> None:
+        """The ``genro_asgi_identify`` impls in plugin order, called directly per request."""
+        self.hooks = tuple((impl.plugin_name, impl.function, tuple(impl.argnames))
+                           for impl in server.plugins.ordered_impls("genro_asgi_identify"))
+
+    async def __call__(self, scope: Scope, server: AsgiServer | None = None) -> Identity | None:
+        authorization = api_key = None
+        api_header = self.api_header
+        for name, value in scope["headers"]:
+            if name == _AUTHORIZATION:
+                authorization = value
+            elif name == api_header:
+                api_key = value
+        if authorization is not None:
+            scheme, _, param = authorization.partition(b" ")
+            scheme = scheme.lower()
+            if scheme == b"bearer" and (self.tokens or self.jwt is not None):
+                return self._bearer(param.strip(), scope)
+            if scheme == b"basic" and self.users:
+                return await self._basic(param.strip(), scope)
+        if api_key is not None:
+            identity = _match(api_key.strip(), self.keys)
+            if identity is None:
+                self._refuse(scope, "api_key", "-", "unknown API key")
+            return identity
+        if self.hooks and server is not None:
+            return await self._from_hooks(scope, server)
+        return None
+
+    def _bearer(self, token: bytes, scope: Scope) -> Identity:
+        if not token:
+            self._refuse(scope, "bearer", "-", "empty bearer token")
+        identity = _match(token, self.tokens)
+        if identity is not None:
+            return identity
+        if self.jwt is not None and token.count(b".") == 2:
+            try:
+                return self.jwt.verify(token.decode("latin-1"))
+            except InvalidToken as exc:
+                self._refuse(scope, "jwt", "-", str(exc), bearer_error=True)
+        self._refuse(scope, "bearer", "-", "unknown bearer token", bearer_error=True)
+
+    async def _basic(self, encoded: bytes, scope: Scope) -> Identity:
+        try:
+            decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            self._refuse(scope, "basic", "-", "malformed basic credentials")
+        username, colon, password = decoded.partition(":")
+        if not colon:
+            self._refuse(scope, "basic", "-", "malformed basic credentials")
+        cache_key = hmac.new(self._cache_key, decoded.encode("utf-8"), "sha256").digest()
+        cached = self._cache.get(cache_key)
+        if cached is not None:
+            self._cache.move_to_end(cache_key)
+            return cached
+        user = self.users.get(username)
+        parsed = user[0] if user is not None else self._decoy
+        async with self._hashing:  # verification is deliberately slow: keep it off the loop
+            verified = await asyncio.to_thread(parsed.verify, password)
+        if user is None or not verified:
+            self._refuse(scope, "basic", username, "wrong username or password")
+        identity = user[1]
+        if self._cache_size:
+            self._cache[cache_key] = identity
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return identity
+
+    async def _from_hooks(self, scope: Scope, server: AsgiServer) -> Identity | None:
+        connection = Connection(scope)
+        for plugin_name, function, argnames in self.hooks:
+            kwargs = {"server": server, "connection": connection}
+            try:
+                result = function(**{n: kwargs[n] for n in argnames})
+                if inspect.isawaitable(result):
+                    result = await result
+            except Unauthorized:
+                raise
+            except Exception as exc:
+                raise PluginError(f"plugin {plugin_name!r} failed in genro_asgi_identify: "
+                                  f"{exc!r}") from exc
+            if result is not None:
+                if not isinstance(result, Identity):
+                    raise PluginError(f"plugin {plugin_name!r}: genro_asgi_identify must "
+                                      f"return an Identity or None, not {type(result).__name__}")
+                return result
+        return None
+
+    def _refuse(self, scope: Scope, backend: str, subject: str, reason: str,
+                bearer_error: bool = False) -> NoReturn:
+        client = scope.get("client")
+        logger.warning("authentication failed: backend=%s subject=%r client=%s path=%r "
+                       "reason=%s", backend, subject[:_MAX_SUBJECT_LOGGED],
+                       client[0] if client else "-", scope.get("path"), reason)
+        headers = {}
+        if bearer_error:  # RFC 6750 3.1: say why, so clients know to refresh the token
+            headers["WWW-Authenticate"] = (f'Bearer realm="{self.realm}", '
+                                           f'error="invalid_token", error_description="{reason}"')
+        raise Unauthorized(detail=reason, headers=headers)

@@ -1,0 +1,87 @@
+"""The ``jwt`` backend: JSON Web Tokens verified with PyJWT (the optional extra ``[jwt]``).
+
+Signature, ``exp``/``nbf``/``iat`` (with ``leeway``), ``aud`` and ``iss`` are checked by PyJWT;
+the algorithm list comes from config only (never from the token), and HMAC and public-key
+algorithms are never mixed, so a public key cannot be replayed as an HMAC secret.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...exceptions import ConfigError
+from ...identity import Identity
+from .config import HMAC_ALGORITHMS, JwtConfig
+
+
+class InvalidToken(Exception):
+    """The token is not acceptable; the message is safe to show the client."""
+
+
+class JwtVerifier:
+    def __init__(self, config: JwtConfig) -> None:
+        try:
+            import jwt
+        except ImportError:
+            raise ConfigError("plugins.auth.jwt needs PyJWT: pip install "
+                              "'genro-asgi-core[jwt]'") from None
+        self._jwt = jwt
+        self.config = config
+        self.algorithms = list(config.algorithms)
+        if set(self.algorithms) & HMAC_ALGORITHMS:
+            assert config.secret is not None
+            self.key: Any = config.secret.get_secret_value()
+        else:
+            assert config.public_key is not None
+            pem = config.public_key.get_secret_value()
+            try:  # parse the PEM once, at startup, not per request
+                algorithm = jwt.algorithms.get_default_algorithms()[self.algorithms[0]]
+                self.key = algorithm.prepare_key(pem)
+            except Exception as exc:
+                raise ConfigError(f"plugins.auth.jwt.public_key: not a usable "
+                                  f"{self.algorithms[0]} public key: {exc}") from None
+        required = list(config.require)
+        if config.audience is not None and "aud" not in required:
+            required.append("aud")
+        if config.issuer is not None and "iss" not in required:
+            required.append("iss")
+        self.options = {"require": required}
+
+    def verify(self, token: str) -> Identity:
+        jwt = self._jwt
+        config = self.config
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token, self.key, algorithms=self.algorithms, audience=config.audience,
+                issuer=config.issuer, leeway=config.leeway, options=self.options,
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("token expired") from None
+        except jwt.ImmatureSignatureError:
+            raise InvalidToken("token not valid yet") from None
+        except jwt.InvalidAudienceError:
+            raise InvalidToken("token audience not accepted") from None
+        except jwt.InvalidIssuerError:
+            raise InvalidToken("token issuer not accepted") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise InvalidToken(f"token lacks the {exc.claim!r} claim") from None
+        except jwt.InvalidSignatureError:
+            raise InvalidToken("token signature does not verify") from None
+        except jwt.InvalidAlgorithmError:
+            raise InvalidToken("token algorithm not accepted") from None
+        except jwt.DecodeError:
+            raise InvalidToken("malformed token") from None
+        except jwt.InvalidTokenError:
+            raise InvalidToken("invalid token") from None
+        subject = claims.get(config.id_claim)
+        if not isinstance(subject, (str, int)) or isinstance(subject, bool) or subject == "":
+            raise InvalidToken(f"token lacks a usable {config.id_claim!r} claim")
+        raw_tags = claims.get(config.tags_claim, [])
+        if isinstance(raw_tags, str):
+            tags = raw_tags.split()
+        elif isinstance(raw_tags, list) and all(isinstance(t, str) for t in raw_tags):
+            tags = raw_tags
+        else:
+            raise InvalidToken(f"the {config.tags_claim!r} claim must be a list of strings "
+                               "or a space-separated string")
+        return Identity.of(str(subject), tags, "jwt", claims)

@@ -1,0 +1,87 @@
+"""The auth middleware: identify every http request and WebSocket handshake, refuse early.
+
+A refused HTTP request gets the errors plugin's 401 (with ``WWW-Authenticate``); a refused
+handshake gets an HTTP 401 through the ASGI denial-response extension when the server offers
+it, else a close before accept (which servers send as 403).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from ...exceptions import HTTPException, Unauthorized
+from ...identity import SCOPE_KEY
+from ...request import Request
+from ...types import ASGIApp, Receive, Scope, Send
+from .authenticator import Authenticator
+
+if TYPE_CHECKING:
+    from ...server import AsgiServer
+
+
+class PublicPaths:
+    """``/health`` matches itself; ``/static/*`` matches ``/static`` and everything under it."""
+
+    def __init__(self, patterns: list[str]) -> None:
+        self.exact = frozenset("/" + p.strip("/") if p.strip("/") else "/"
+                               for p in patterns if not p.endswith("*"))
+        prefixes = [p[:-1] for p in patterns if p.endswith("*")]
+        self.prefixes = tuple(prefixes)
+        self.roots = frozenset(p.rstrip("/") for p in prefixes if p.rstrip("/"))
+
+    def __contains__(self, path: str) -> bool:
+        return path in self.exact or path in self.roots or path.startswith(self.prefixes)
+
+
+class AuthMiddleware:
+    def __init__(self, app: ASGIApp, server: AsgiServer, authenticator: Authenticator,
+                 public: PublicPaths, anonymous: bool) -> None:
+        self.app = app
+        self.server = server
+        self.authenticator = authenticator
+        self.public = public
+        self.anonymous = anonymous
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            identity = await self.authenticator(scope, self.server)
+        except HTTPException as exc:
+            await self._deny(scope, receive, send, exc)
+            return
+        if identity is None:
+            path = scope["path"]
+            if not (self.anonymous or path in self.public
+                    or path in self.server.self_authenticating_paths):
+                await self._deny(scope, receive, send,
+                                 Unauthorized(detail="authentication required"))
+                return
+        else:
+            scope[SCOPE_KEY] = identity
+            envelope = scope.get("genro.envelope")
+            if envelope is not None:
+                envelope.identity = identity
+        await self.app(scope, receive, send)
+
+    async def _deny(self, scope: Scope, receive: Receive, send: Send,
+                    exc: HTTPException) -> None:
+        if scope["type"] == "http":
+            response = await self.server.render_error(Request(scope, receive), exc)
+            await response(scope, receive, send)
+            return
+        envelope = scope.get("genro.envelope")
+        if envelope is not None:
+            envelope.error = exc
+            envelope.status = exc.status_code
+        if "websocket.http.response" not in (scope.get("extensions") or {}):
+            await send({"type": "websocket.close", "code": 1008, "reason": exc.detail[:120]})
+            return
+        headers = {"content-type": "application/json"}
+        headers.update({k.lower(): v for k, v in exc.headers.items()})
+        if exc.status_code == 401 and "www-authenticate" not in headers:
+            headers["www-authenticate"] = self.authenticator.challenge
+        body = json.dumps({"error": {"status": exc.status_code, "message": exc.detail}}).encode()
+        await send({"type": "websocket.http.response.start", "status": exc.status_code,
+                    "headers": [(k.encode("latin-1"), v.encode("latin-1"))
+                                for k, v in headers.items()]})
+        await send({"type": "websocket.http.response.body", "body": body})

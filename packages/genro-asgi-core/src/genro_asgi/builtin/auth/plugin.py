@@ -1,0 +1,43 @@
+"""The ``auth`` plugin: bearer, basic, API-key and JWT backends plus the identify hook.
+
+It sets the identity on the scope and envelope of every request and WebSocket handshake,
+refuses requests without a credential outside ``public`` paths (401 with ``WWW-Authenticate``),
+and leaves route requirements (``@route(auth="admin")``, 403 on wrong tags) to the core.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ...plugins import Plugin, hookimpl
+from ...types import ASGIApp, MiddlewareFactory
+from .authenticator import Authenticator
+from .config import AuthConfig
+from .middleware import AuthMiddleware, PublicPaths
+
+if TYPE_CHECKING:
+    from ...server import AsgiServer
+
+
+class AuthPlugin(Plugin):
+    config_model = AuthConfig
+    config: AuthConfig
+
+    def __init__(self, server: AsgiServer, config: AuthConfig) -> None:
+        super().__init__(server, config)
+        self.authenticator = Authenticator(config)
+        server.authenticator = self.authenticator
+        server.auth_challenge = self.authenticator.challenge
+
+    @hookimpl
+    def genro_asgi_configure(self, server: AsgiServer) -> None:
+        self.authenticator.compile_hooks(server)
+
+    @hookimpl
+    def genro_asgi_middleware(self, server: AsgiServer) -> MiddlewareFactory:
+        public = PublicPaths(self.config.public)
+
+        def factory(app: ASGIApp) -> ASGIApp:
+            return AuthMiddleware(app, server, self.authenticator, public, self.config.anonymous)
+
+        return factory
