@@ -6,6 +6,7 @@ The public API is what this module re-exports; everything else is internal.
 from genro_routes import Section
 
 from .application import AsgiApplication
+from .connection import Connection
 from .datastructures import URL, Address, Headers, QueryParams, State
 from .envelope import Envelope
 from .exceptions import (
@@ -50,6 +51,7 @@ __all__ = [
     "BadRequest",
     "CliCommand",
     "ConfigError",
+    "Connection",
     "Envelope",
     "FileResponse",
     "Forbidden",
