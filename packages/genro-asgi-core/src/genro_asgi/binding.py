@@ -147,7 +147,7 @@ class Binder:
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
         if len(segments) > len(self.positional) and not self.accepts_args:
-            raise BadRequest(detail=f"too many positional arguments ({len(segments)})")
+            raise NotFound(detail="no route for this path (too many segments)")
         for param, segment in zip(self.positional, segments, strict=False):
             values[param.name] = segment
             sources[param.name] = "path"

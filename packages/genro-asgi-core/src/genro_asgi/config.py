@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -207,6 +208,10 @@ def redact(tree: Any, secret_paths: set[KeyPath], path: KeyPath = ()) -> Any:
     return tree
 
 
+# values under such keys are never echoed in errors (an unknown key may be a mistyped secret)
+_SECRET_KEY = re.compile(r"token|key|secret|passw|hash|credential|private", re.IGNORECASE)
+
+
 def format_validation_error(
     exc: ValidationError, source: str | Callable[[KeyPath], str], prefix: KeyPath = ()
 ) -> str:
@@ -220,7 +225,9 @@ def format_validation_error(
         path = (*prefix, *err["loc"])
         loc = ".".join(str(p) for p in path) or "<root>"
         got = err.get("input")
-        shown = "" if err["type"] == "missing" or isinstance(got, dict) else f" (got {got!r})"
+        hidden = (err["type"] in ("missing", "extra_forbidden") or isinstance(got, dict)
+                  or any(_SECRET_KEY.search(str(part)) for part in path))
+        shown = "" if hidden else f" (got {got!r})"
         where = source(path) if callable(source) else source
         lines.append(f"{where}: {loc}: {err['msg']}{shown}")
     return "\n".join(lines)

@@ -8,6 +8,8 @@ no dump or repr shows them. Tags must be identifiers, because route rules
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -28,6 +30,27 @@ def _check_tags(tags: list[str]) -> list[str]:
     return tags
 
 
+def _check_secret(data: Any, field: str, check: Callable[[str], object]) -> Any:
+    """Run ``check`` on a secret before field validation: an error raised on the model (whose
+    input is the whole mapping) is reported without the value, a field error would echo it."""
+    value = data.get(field) if isinstance(data, dict) else None
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if isinstance(value, str):
+        try:
+            check(value)
+        except ValueError as exc:
+            raise ValueError(f"{field}: {exc}") from None
+    return data
+
+
+def _min_length(what: str) -> Callable[[str], None]:
+    def check(value: str) -> None:
+        if len(value) < 8:
+            raise ValueError(f"must be at least 8 characters (use a long random {what})")
+    return check
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -38,12 +61,10 @@ class TokenSpec(_Strict):
     token: SecretStr
     tags: list[str] = Field(default_factory=list)
 
-    @field_validator("token")
+    @model_validator(mode="before")
     @classmethod
-    def _not_empty(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value()) < 8:
-            raise ValueError("must be at least 8 characters (use a long random token)")
-        return value
+    def _long_enough(cls, data: Any) -> Any:
+        return _check_secret(data, "token", _min_length("token"))
 
     _tags = field_validator("tags")(_check_tags)
 
@@ -54,11 +75,13 @@ class UserSpec(_Strict):
     password_hash: SecretStr
     tags: list[str] = Field(default_factory=list)
 
-    @field_validator("password_hash")
+    @model_validator(mode="before")
     @classmethod
-    def _hash(cls, value: SecretStr) -> SecretStr:
-        PasswordHash.parse(value.get_secret_value())
-        return value
+    def _hash(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "password" in data:
+            raise ValueError("a plain-text 'password' is not accepted: store 'password_hash' "
+                             "instead (make one with 'genro-asgi hash-password')")
+        return _check_secret(data, "password_hash", PasswordHash.parse)
 
     _tags = field_validator("tags")(_check_tags)
 
@@ -69,12 +92,10 @@ class KeySpec(_Strict):
     key: SecretStr
     tags: list[str] = Field(default_factory=list)
 
-    @field_validator("key")
+    @model_validator(mode="before")
     @classmethod
-    def _not_empty(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value()) < 8:
-            raise ValueError("must be at least 8 characters (use a long random key)")
-        return value
+    def _long_enough(cls, data: Any) -> Any:
+        return _check_secret(data, "key", _min_length("key"))
 
     _tags = field_validator("tags")(_check_tags)
 

@@ -26,6 +26,8 @@ class JwtVerifier:
             raise ConfigError("plugins.auth.jwt needs PyJWT: pip install "
                               "'genro-asgi-core[jwt]'") from None
         self._jwt = jwt
+        # PyJWT >= 2.10 checks that 'sub' is a string itself
+        self._invalid_subject: Any = getattr(jwt.exceptions, "InvalidSubjectError", ())
         self.config = config
         self.algorithms = list(config.algorithms)
         if set(self.algorithms) & HMAC_ALGORITHMS:
@@ -69,6 +71,8 @@ class JwtVerifier:
             raise InvalidToken("token signature does not verify") from None
         except jwt.InvalidAlgorithmError:
             raise InvalidToken("token algorithm not accepted") from None
+        except self._invalid_subject:
+            raise InvalidToken("token 'sub' claim must be a string") from None
         except jwt.DecodeError:
             raise InvalidToken("malformed token") from None
         except jwt.InvalidTokenError:
