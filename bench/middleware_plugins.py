@@ -82,7 +82,7 @@ async def in_process(rounds: int, requests: int) -> dict[tuple[str, str], float]
     for lifespan in lifespans.values():
         await lifespan.start()
     try:
-        for name, app in apps.items():
+        for app in apps.values():
             for path in PATHS:
                 await _time(app, path, max(200, requests // 10))  # warm up, and check 200s
         figures: dict[tuple[str, str], list[float]] = {}
@@ -151,8 +151,9 @@ def through_uvicorn(rounds: int, duration: int) -> dict[tuple[str, str], float]:
         for round_no in range(rounds + 1):  # round 0 warms up and is discarded
             for name, (_, port) in started.items():
                 for path in PATHS:
-                    command = [*wrk_pin, "wrk", "-t1", "-c32", f"-d{1 if round_no == 0 else duration}s",
-                               "--latency", *header_args, f"http://127.0.0.1:{port}{path}"]
+                    seconds = 1 if round_no == 0 else duration
+                    command = [*wrk_pin, "wrk", "-t1", "-c32", f"-d{seconds}s", "--latency",
+                               *header_args, f"http://127.0.0.1:{port}{path}"]
                     done = subprocess.run(command, capture_output=True, text=True, check=True,
                                           timeout=duration + 60)
                     rps, _, _, _, errors = parse_wrk(done.stdout)

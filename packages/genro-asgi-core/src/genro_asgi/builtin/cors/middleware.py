@@ -1,0 +1,160 @@
+"""The CORS middleware: pure ASGI, for http and websocket scopes, compiled once per server.
+
+http: a preflight (OPTIONS with Origin and Access-Control-Request-Method) is answered here and
+never reaches the app; any other request goes through with the policy's headers added to its
+response. websocket: a handshake from an Origin the policy refuses is closed before accept,
+which the ASGI server turns into an HTTP 403.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+
+from ...types import ASGIApp, Message, RawHeaders, Receive, Scope, Send
+from .policy import ACAO, VARY, CorsPolicy
+
+logger = logging.getLogger("genro_asgi.cors")
+
+ErrorRenderer = Callable[[Scope, Receive, Send, Exception], Awaitable[None]]
+_ORIGIN = b"origin"
+_HOST = b"host"
+_ACRM = b"access-control-request-method"
+_ACRH = b"access-control-request-headers"
+_CONTROL = b"access-control-"
+_SPECIAL = frozenset({b"v", b"V", b"a", b"A"})  # first byte of Vary and Access-Control-*
+_VARY_ORIGIN = (VARY, b"Origin")
+
+
+def add_cors_headers(headers: Iterable[tuple[bytes, bytes]], extra: RawHeaders,
+                     vary: bool) -> RawHeaders:
+    """The response headers with ``extra`` added, ``Origin`` merged into Vary when ``vary``.
+
+    Access-Control-* headers set by the app are dropped: the plugin owns CORS, and two
+    Access-Control-Allow-Origin values make a browser reject the response.
+    """
+    for key, _ in headers:
+        if key[:1] in _SPECIAL:
+            return _merge(headers, extra, vary)
+    # the common case: no Vary and no Access-Control-* header to look at
+    return [*headers, _VARY_ORIGIN, *extra] if vary else [*headers, *extra]
+
+
+def _merge(headers: Iterable[tuple[bytes, bytes]], extra: RawHeaders,
+           vary: bool) -> RawHeaders:
+    merged: RawHeaders = []
+    vary_at = -1
+    varies = False
+    for key, value in headers:
+        name = key.lower()
+        if name.startswith(_CONTROL):
+            continue
+        if vary and name == VARY:
+            if vary_at < 0:
+                vary_at = len(merged)
+            varies = varies or _varies_on_origin(value)
+        merged.append((key, value))
+    if vary and not varies:
+        if vary_at < 0:
+            merged.append(_VARY_ORIGIN)
+        else:
+            key, value = merged[vary_at]
+            merged[vary_at] = (key, value + b", Origin" if value.strip() else b"Origin")
+    merged.extend(extra)
+    return merged
+
+
+def _varies_on_origin(value: bytes) -> bool:
+    tokens = {token.strip().lower() for token in value.split(b",")}
+    return b"origin" in tokens or b"*" in tokens
+
+
+class CorsMiddleware:
+    """Applies one CorsPolicy; ``render_error`` renders an exception raised further in."""
+
+    def __init__(self, app: ASGIApp, policy: CorsPolicy,
+                 render_error: ErrorRenderer | None = None) -> None:
+        self.app = app
+        self.policy = policy
+        self.render_error = render_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "websocket":
+            await self._websocket(scope, receive, send)
+            return
+        if kind != "http":
+            await self.app(scope, receive, send)
+            return
+        policy = self.policy
+        origin: bytes | None = None
+        if scope["method"] == "OPTIONS":
+            method: bytes | None = None
+            requested: list[bytes] = []
+            for key, value in scope["headers"]:
+                if key == _ORIGIN:
+                    origin = value if origin is None else origin
+                elif key == _ACRM:
+                    method = value if method is None else method
+                elif key == _ACRH:
+                    requested.append(value)
+            if origin is not None and method is not None:
+                await self._preflight(send, origin, method, requested)
+                return
+        elif policy.vary:
+            for key, value in scope["headers"]:
+                if key == _ORIGIN:
+                    origin = value
+                    break
+        if not policy.vary:
+            extra = policy.static_headers
+        elif origin is not None and policy.allows(origin):
+            extra = [(ACAO, origin), *policy.response_extra]
+        else:
+            extra = []
+        vary = policy.vary
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = add_cors_headers(message.get("headers") or (), extra, vary)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_cors)
+        except Exception as exc:
+            # an inner middleware (auth's 401) or a mounted app raised before answering: render
+            # it here, so that the browser may read the error (the envelope would do it
+            # outside, without CORS headers)
+            envelope = scope.get("genro.envelope")
+            if self.render_error is None or envelope is None or envelope.status is not None:
+                raise
+            envelope.error = envelope.error or exc
+            await self.render_error(scope, receive, send_with_cors, exc)
+
+    async def _preflight(self, send: Send, origin: bytes, method: bytes,
+                         requested: list[bytes]) -> None:
+        answer = self.policy.preflight(origin, method, requested)
+        await send({"type": "http.response.start", "status": answer.status,
+                    "headers": answer.headers})
+        await send({"type": "http.response.body", "body": answer.body})
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        policy = self.policy
+        origin = host = None
+        for key, value in scope["headers"]:
+            if key == _ORIGIN:
+                origin = value if origin is None else origin
+            elif key == _HOST:
+                host = value if host is None else host
+        if origin is not None and not policy.allows(origin) and not (
+            policy.websocket_same_origin
+            and policy.same_origin(origin, scope.get("scheme", "ws"), host)
+        ):
+            logger.debug("websocket handshake to %s refused: origin %r is not allowed",
+                         scope.get("path"), origin[:80])
+            envelope = scope.get("genro.envelope")
+            if envelope is not None:
+                envelope.status = 403  # what the client sees: the server answers HTTP 403
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await self.app(scope, receive, send)
