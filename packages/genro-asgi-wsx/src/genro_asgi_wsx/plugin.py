@@ -1,24 +1,143 @@
-"""The ``wsx`` plugin: its options and its registration with genro-asgi.
+"""The ``wsx`` plugin: mounts the endpoint, owns the broker and the open connections.
 
-This release is the installable skeleton: it is discovered through the ``genro_asgi`` entry
-point, validates its options and declares the core versions it supports. Its behaviour lands
-with its own issue; until then enabling it changes nothing else on the server.
+Everything lives on the plugin instance (one per server): the broker, the call runner and the
+set of connections, so two servers in one process never share a subscription. Other plugins
+publish through the ``genro_asgi_wsx_publish`` hook this plugin declares and implements; the
+executor's task events arrive through ``genro_asgi_executor_task_event``.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from genro_asgi import Plugin
+from genro_toolbox import tags_match
 
+from genro_asgi import Plugin, hookimpl
 
-class WsxConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from . import errors as E
+from .broker import Broker, MemoryBroker
+from .calls import CallRunner
+from .channels import check_channel, overlaps
+from .config import WsxConfig
+from .endpoint import WsxEndpoint, same_origin
+from .errors import CloseCode, WsxError
+from .hookspecs import WsxHookSpecs
 
-    path: str = "/_wsx"
+if TYPE_CHECKING:
+    from genro_asgi import AsgiServer
+    from genro_asgi.identity import Identity
+
+    from .connection import WsxConnection
+
+logger = logging.getLogger("genro_asgi_wsx")
+SHUTDOWN_WAIT = 5.0  # seconds for connections to finish closing at shutdown
 
 
 class WsxPlugin(Plugin):
+    """WebSocket RPC and subscriptions; see docs/wsx.md."""
+
     config_model = WsxConfig
     requires_core = ">=0.1,<0.2"
+    hookspecs = WsxHookSpecs
     config: WsxConfig
+
+    def __init__(self, server: AsgiServer, config: WsxConfig) -> None:
+        super().__init__(server, config)
+        self.broker: Broker = MemoryBroker()
+        self.runner = CallRunner(server)
+        self.connections: set[WsxConnection] = set()
+        self.closing = False
+        self._channel_rules = [(tuple(p.split(".")), rule)
+                               for p, rule in config.channel_auth.items()]
+        self._origins = set(config.allowed_origins or ())
+
+    @property
+    def require_identity(self) -> bool:
+        if self.config.require_identity is not None:
+            return self.config.require_identity
+        return self.server.plugins.get("auth") is not None
+
+    # -- hooks --------------------------------------------------------------------------------
+
+    @hookimpl
+    def genro_asgi_configure(self, server: AsgiServer) -> None:
+        # the endpoint authenticates its clients itself (header or first message): the auth
+        # plugin lets a handshake without a credential reach it
+        server.self_authenticating_paths.add(self.config.path)
+
+    @hookimpl
+    def genro_asgi_mount(self) -> Mapping[str, Any]:
+        return {self.config.path: WsxEndpoint(self)}
+
+    @hookimpl
+    async def genro_asgi_startup(self) -> None:
+        self.closing = False
+        await self.broker.start()
+
+    @hookimpl
+    async def genro_asgi_shutdown(self) -> None:
+        """Close every socket with 1001 (going away), then the broker."""
+        self.closing = True
+        await self.close_all(CloseCode.GOING_AWAY)
+        await self.broker.close()
+
+    @hookimpl
+    async def genro_asgi_wsx_publish(self, channel: str, data: Any) -> None:
+        await self.publish(channel, data)
+
+    @hookimpl(optionalhook=True)
+    async def genro_asgi_executor_task_event(self, event: dict[str, Any]) -> None:
+        task_id = event.get("task_id") if isinstance(event, dict) else None
+        channel = f"tasks.{task_id}"
+        if not isinstance(task_id, str) or check_channel(channel) is not None:
+            logger.warning("task event with an unusable task_id %r not published", task_id)
+            return
+        await self.publish(channel, event)
+
+    # -- API ----------------------------------------------------------------------------------
+
+    async def publish(self, channel: str, data: Any) -> None:
+        """Deliver ``data`` to every subscription matching ``channel`` (a concrete name)."""
+        problem = check_channel(channel)
+        if problem is not None:
+            raise ValueError(f"cannot publish on {channel!r}: the channel {problem}")
+        await self.broker.publish(channel, data)
+
+    async def close_all(self, code: int = CloseCode.GOING_AWAY) -> None:
+        """Close every open connection with ``code`` and wait (bounded) for them to end."""
+        connections = list(self.connections)
+        for conn in connections:
+            conn.close(code)
+        deadline = asyncio.get_running_loop().time() + SHUTDOWN_WAIT
+        while self.connections and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+
+    def origin_allowed(self, origin: str | None, host: str | None) -> bool:
+        if origin is None:
+            return True  # not a browser: Origin protects browsers' ambient credentials
+        if "*" in self._origins or origin in self._origins:
+            return True
+        if self.config.allowed_origins is None:
+            cors = self.server.plugins.get("cors")
+            checker = getattr(cors, "origin_allowed", None)
+            if checker is not None and checker(origin):
+                return True
+        return same_origin(origin, host)
+
+    async def authorize_channel(self, identity: Identity | None, pattern: str) -> None:
+        """Raise WsxError unless ``identity`` may subscribe to ``pattern``."""
+        tokens = pattern.split(".")
+        for rule_tokens, rule in self._channel_rules:
+            if overlaps(rule_tokens, tokens):
+                if identity is None:
+                    raise WsxError(E.UNAUTHENTICATED, "this channel needs an identity")
+                if not tags_match(rule, set(identity.tags)):
+                    raise WsxError(E.FORBIDDEN, "not authorized for this channel")
+        answer = await self.server.plugins.call_first(
+            "genro_asgi_wsx_authorize_channel", server=self.server, identity=identity,
+            channel=pattern)
+        if answer is False:
+            raise WsxError(E.FORBIDDEN, "not authorized for this channel")

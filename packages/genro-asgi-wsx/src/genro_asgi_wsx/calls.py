@@ -1,0 +1,173 @@
+"""Calling the server's routes from a WebSocket message, each call in its own envelope.
+
+The same compiled routes that answer HTTP answer here: the route is found in the core's table,
+the arguments are bound and coerced by the handler's binder, route requirements are checked
+against the connection's identity, and every failure becomes a ``WsxError`` whose message is
+safe to send (an unexpected exception goes to the error hooks and only its ``error_id`` leaves).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from genro_routes import NotAuthenticated, NotAuthorized, NotAvailable
+from genro_routes import NotFound as RouteNotFound
+from pydantic import BaseModel
+
+from genro_asgi import (
+    BadRequest,
+    Forbidden,
+    HTTPException,
+    NotFound,
+    Request,
+    Response,
+    Unauthorized,
+)
+from genro_asgi.envelope import Envelope, notify_observers
+
+from . import errors as E
+from .errors import WsxError
+
+if TYPE_CHECKING:
+    from genro_asgi import AsgiServer
+    from genro_asgi.identity import Identity
+    from genro_asgi.routing import CompiledRoute
+
+logger = logging.getLogger("genro_asgi_wsx.calls")
+
+MAX_PATH = 2048
+
+
+def bind(route: CompiledRoute, params: Any, segments: list[str], connection: Any
+         ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Arguments from path segments plus params: an object binds by name, an array by
+    position (after the segments), exactly as the core binds an HTTP call's values."""
+    binder = route.binder
+    try:
+        if isinstance(params, list):
+            limit = len(binder.positional)
+            if len(segments) + len(params) > limit and not binder.accepts_args:
+                raise WsxError(E.INVALID_PARAMS, f"too many positional arguments: at most "
+                               f"{limit}")
+            return binder.bind_mapping({}, [*segments, *params], connection)
+        if params is None:
+            params = {}
+        elif not isinstance(params, Mapping):
+            raise WsxError(E.INVALID_PARAMS, "params must be an object or an array")
+        return binder.bind_mapping(params, segments, connection)
+    except BadRequest as exc:
+        raise WsxError(E.INVALID_PARAMS, exc.detail) from None
+    except NotFound as exc:  # more path segments than the handler takes
+        raise WsxError(E.NOT_FOUND, exc.detail) from None
+
+
+class CallRunner:
+    """Runs calls for the connections of one server."""
+
+    def __init__(self, server: AsgiServer) -> None:
+        self.server = server
+
+    async def call(self, base_scope: dict[str, Any], identity: Identity | None, path: str,
+                   params: Any, *, method: str | None = None,
+                   request_id: str | None = None) -> Any:
+        """Call the route at ``path``; returns its (plain) result or raises WsxError."""
+        if not isinstance(path, str) or not path or len(path) > MAX_PATH:
+            raise WsxError(E.INVALID_REQUEST, f"path must be a string of 1 to {MAX_PATH} "
+                           "characters")
+        if not path.startswith("/"):
+            path = "/" + path
+        server = self.server
+        scope = {**base_scope, "type": "wsx", "path": path, "method": method or "CALL",
+                 "genro.identity": identity}
+        envelope = server.envelopes.open(scope)
+        scope["genro.envelope"] = envelope
+        envelope.identity = identity
+        if request_id is not None:
+            envelope.external_id = request_id
+        compiled = server.compiled
+        if compiled.envelope_opened:
+            notify_observers(compiled.envelope_opened, envelope, "envelope_opened")
+        try:
+            result = await self._call(envelope, scope, identity, path, params, method)
+            envelope.status = 200
+            return result
+        except WsxError as exc:
+            envelope.status = exc.status
+            envelope.error = exc
+            raise
+        except BaseException as exc:  # cancelled on disconnect: recorded, then propagated
+            envelope.error = exc
+            raise
+        finally:
+            server.envelopes.close(envelope)
+            if compiled.envelope_closed:
+                notify_observers(compiled.envelope_closed, envelope, "envelope_closed")
+
+    async def _call(self, envelope: Envelope, scope: dict[str, Any], identity: Identity | None,
+                    path: str, params: Any, method: str | None) -> Any:
+        if self.server.draining:
+            raise WsxError(E.SHUTTING_DOWN, "the server is shutting down")
+        found = self.server.find_route(path)
+        if found is None:
+            raise WsxError(E.NOT_FOUND, f"no route for {path[:200]!r}")
+        route, segments = found
+        envelope.route = route.path
+        if method is not None and method.upper() not in route.methods:
+            raise WsxError(E.METHOD_NOT_ALLOWED, f"{method[:20]} is not allowed on {route.path}",
+                           data={"allow": route.allow})
+        args, kwargs = bind(route, params, segments, scope["wsx.connection"].ws)
+        envelope.params = kwargs
+        try:
+            result = await route.invoke(identity, args, kwargs)
+        except WsxError:
+            raise
+        except (Unauthorized, NotAuthenticated):
+            raise WsxError(E.UNAUTHENTICATED, "authentication required") from None
+        except (Forbidden, NotAuthorized):
+            raise WsxError(E.FORBIDDEN, "not authorized for this route") from None
+        except (RouteNotFound, NotAvailable):
+            raise WsxError(E.NOT_FOUND, f"no route for {path[:200]!r}") from None
+        except HTTPException as exc:
+            raise WsxError(E.HANDLER_ERROR, exc.detail, status=exc.status_code) from None
+        except Exception as exc:
+            raise await self._internal(scope, exc) from None
+        return plain(result)
+
+    async def _internal(self, scope: dict[str, Any], exc: Exception) -> WsxError:
+        """Hand an unexpected exception to the error hooks (they log it with an error_id)."""
+        envelope: Envelope = scope["genro.envelope"]
+        try:
+            await self.server.render_error(Request(scope, _no_body), exc)
+        except Exception:
+            logger.exception("the error hooks failed on %r", exc)
+        if envelope.error_id is None:
+            logger.error("wsx call %s %s failed", envelope.request_id, envelope.path,
+                         exc_info=exc)
+        data = {"error_id": envelope.error_id} if envelope.error_id else {}
+        return WsxError(E.INTERNAL_ERROR, "Internal Server Error", data=data)
+
+
+async def _no_body() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def plain(value: Any) -> Any:
+    """What TYTX can encode: models and dataclasses as dicts, a Response as its body."""
+    if isinstance(value, BaseModel):
+        return value.model_dump()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, Response):
+        body = value.body
+        try:
+            return body.decode(value.charset or "utf-8")
+        except (UnicodeDecodeError, LookupError):
+            return body
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    return value

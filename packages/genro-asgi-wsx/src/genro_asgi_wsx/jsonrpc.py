@@ -1,0 +1,216 @@
+"""The ``jsonrpc`` subprotocol: JSON-RPC 2.0 over WebSocket text frames, to the letter.
+
+Method names map to route paths (``shop.products.get`` -> ``/shop/products/get``); ``wsx.*``
+methods subscribe, unsubscribe, authenticate and ping; pushes are ``wsx.event`` notifications.
+A frame ending in ``::JS`` is TYTX text and is answered in TYTX; so is every frame of a
+connection opened with TYTX (docs/wsx-protocol.md, section 4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from . import errors as E
+from .broker import Publication
+from .codec import TYTX_MARK, parse_json, parse_tytx, plain_json, tytx_json_fragment
+from .errors import WsxError
+
+if TYPE_CHECKING:
+    from .connection import WsxConnection
+
+logger = logging.getLogger("genro_asgi_wsx.jsonrpc")
+
+PING = '{"jsonrpc":"2.0","method":"wsx.ping"}'
+_EVENT_HEAD = '{"jsonrpc":"2.0","method":"wsx.event","params":{"subscription":"'
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_NO_ID = object()  # a notification: no "id" member at all
+
+
+class JsonRpcProtocol:
+    name = "jsonrpc"
+
+    def __init__(self, conn: WsxConnection) -> None:
+        self.conn = conn
+
+    # -- frames out --------------------------------------------------------------------------
+
+    def ping_frame(self) -> str:
+        return PING
+
+    def event_frame(self, subscription: str, publication: Publication) -> str:
+        if self.conn.tytx:
+            tail = publication.encoded("jsonrpc-tytx", _typed_event_tail)
+        else:
+            tail = publication.encoded("jsonrpc", _plain_event_tail)
+        return _EVENT_HEAD + subscription + tail
+
+    def _fragment(self, response: dict[str, Any], typed: bool) -> tuple[str, bool]:
+        """One response as JSON text, and whether it holds typed values."""
+        try:
+            if typed:
+                return tytx_json_fragment(response)
+            return plain_json(response), False
+        except (TypeError, ValueError):  # a result that cannot be encoded
+            failure = WsxError(E.INTERNAL_ERROR, "the result cannot be encoded")
+            return plain_json(error_response(response.get("id"), failure)), False
+
+    def _send_one(self, response: dict[str, Any], typed: bool) -> None:
+        text, has_types = self._fragment(response, typed)
+        self.conn.send(text + TYTX_MARK if has_types else text)
+
+    def _send_error(self, rid: Any, exc: WsxError) -> None:
+        self.conn.send(plain_json(error_response(rid, exc)))
+
+    # -- frames in ---------------------------------------------------------------------------
+
+    def handle(self, text: str | None, data: bytes | None) -> None:
+        conn = self.conn
+        try:
+            if text is None:
+                raise WsxError(E.PARSE_ERROR, "binary frames are not part of JSON-RPC here")
+            stripped = text.rstrip()
+            typed = stripped.endswith(TYTX_MARK)
+            payload = parse_tytx(stripped) if typed else parse_json(text)
+        except WsxError as exc:
+            conn.frame_bad()
+            self._send_error(None, exc)
+            return
+        conn.frame_ok()
+        typed = typed or conn.tytx
+        if isinstance(payload, dict):
+            self._single(payload, typed)
+        elif isinstance(payload, list):
+            self._batch(payload, typed)
+        else:
+            self._send_error(None, WsxError(E.INVALID_REQUEST,
+                                            "a request is an object or an array of them"))
+
+    def _single(self, item: dict[str, Any], typed: bool) -> None:
+        rid, problem = validate(item)
+        if problem is not None:
+            self._send_error(rid, problem)
+            return
+        if not self.conn.spawn(self._respond(item, rid, typed)) and rid is not _NO_ID:
+            self._send_error(rid, self._too_many())
+
+    def _batch(self, items: list[Any], typed: bool) -> None:
+        limit = self.conn.config.max_batch
+        if not items:
+            self._send_error(None, WsxError(E.INVALID_REQUEST, "an empty batch"))
+        elif len(items) > limit:
+            self._send_error(None, WsxError(E.INVALID_REQUEST,
+                                            f"a batch of {len(items)} items; at most {limit}"))
+        elif not self.conn.spawn(self._respond_batch(items, typed)):
+            refused = [error_response(item.get("id"), self._too_many()) for item in items
+                       if isinstance(item, dict) and "id" in item]
+            if refused:
+                self.conn.send(plain_json(refused))
+
+    def _too_many(self) -> WsxError:
+        return WsxError(E.TOO_MANY_CALLS,
+                        f"at most {self.conn.config.max_in_flight} calls in flight")
+
+    async def _respond(self, item: dict[str, Any], rid: Any, typed: bool) -> None:
+        response = await self._process(item, rid)
+        if response is not None:
+            self._send_one(response, typed)
+
+    async def _respond_batch(self, items: list[Any], typed: bool) -> None:
+        responses = await asyncio.gather(*(self._process_item(item) for item in items))
+        fragments = [self._fragment(r, typed) for r in responses if r is not None]
+        if not fragments:
+            return  # a batch of notifications is not answered at all
+        body = "[" + ",".join(text for text, _ in fragments) + "]"
+        self.conn.send(body + TYTX_MARK if any(t for _, t in fragments) else body)
+
+    async def _process_item(self, item: Any) -> dict[str, Any] | None:
+        rid, problem = validate(item)
+        if problem is not None:
+            return error_response(rid, problem)
+        return await self._process(item, rid)
+
+    async def _process(self, item: dict[str, Any], rid: Any) -> dict[str, Any] | None:
+        """Run one valid request; its response, or None for a notification."""
+        try:
+            result = await self._dispatch(item["method"], item.get("params"))
+        except WsxError as exc:
+            return None if rid is _NO_ID else error_response(rid, exc)
+        except Exception:
+            logger.exception("jsonrpc method %r failed", item.get("method"))
+            failure = WsxError(E.INTERNAL_ERROR, "Internal Server Error")
+            return None if rid is _NO_ID else error_response(rid, failure)
+        if rid is _NO_ID:
+            return None
+        return {"jsonrpc": "2.0", "result": result, "id": rid}
+
+    async def _dispatch(self, method: str, params: Any) -> Any:
+        conn = self.conn
+        if method.startswith("rpc."):
+            raise WsxError(E.NOT_FOUND, "rpc.* methods are reserved")
+        if method.startswith("wsx."):
+            name = method[4:]
+            if name == "subscribe":
+                return await conn.subscribe(_argument(params, "channel"))
+            if name == "unsubscribe":
+                await conn.unsubscribe(_argument(params, "subscription"))
+                return True
+            if name == "auth":
+                return (await conn.authenticate(_argument(params, "token"))).summary()
+            if name == "ping":
+                return "pong"
+            if name == "pong":
+                return None
+            raise WsxError(E.NOT_FOUND, f"no method {method[:80]!r}")
+        path = method if "/" in method else method.replace(".", "/")
+        return await conn.call(path, params)
+
+
+def validate(item: Any) -> tuple[Any, WsxError | None]:
+    """The request's id (``_NO_ID`` for a notification) and what is wrong with it, if anything."""
+    if not isinstance(item, dict):
+        return None, WsxError(E.INVALID_REQUEST, "a request is a JSON object")
+    rid = item.get("id", _NO_ID)
+    if rid is not _NO_ID and not (rid is None or isinstance(rid, str) or (
+            isinstance(rid, int | float) and not isinstance(rid, bool))):
+        return None, WsxError(E.INVALID_REQUEST, "id must be a string, a number or null")
+    shown = None if rid is _NO_ID else rid
+    if item.get("jsonrpc") != "2.0":
+        return shown, WsxError(E.INVALID_REQUEST, 'jsonrpc must be exactly "2.0"')
+    method = item.get("method")
+    if not isinstance(method, str) or not method:
+        return shown, WsxError(E.INVALID_REQUEST, "method must be a non-empty string")
+    if "params" in item and not isinstance(item["params"], list | dict):
+        return shown, WsxError(E.INVALID_REQUEST, "params must be an array or an object")
+    return rid, None
+
+
+def error_response(rid: Any, exc: WsxError) -> dict[str, Any]:
+    kind = exc.kind
+    data: dict[str, Any] = {"status": exc.status}
+    if kind is not E.INTERNAL_ERROR:
+        data["detail"] = exc.message
+    data.update(exc.data)
+    error = {"code": kind.rpc_code, "message": kind.rpc_message, "data": data}
+    return {"jsonrpc": "2.0", "error": error, "id": None if rid is _NO_ID else rid}
+
+
+def _argument(params: Any, name: str) -> Any:
+    if isinstance(params, dict) and name in params:
+        return params[name]
+    if isinstance(params, list) and len(params) == 1:
+        return params[0]
+    raise WsxError(E.INVALID_PARAMS, f"expected {{{name!r}: ...}} or [{name}]")
+
+
+def _plain_event_tail(publication: Publication) -> str:
+    return (f'","channel":{_dumps(publication.channel)},'
+            f'"data":{plain_json(publication.data)}}}}}')
+
+
+def _typed_event_tail(publication: Publication) -> str:
+    fragment, typed = tytx_json_fragment(publication.data)
+    tail = f'","channel":{_dumps(publication.channel)},"data":{fragment}}}}}'
+    return tail + TYTX_MARK if typed else tail

@@ -1,0 +1,191 @@
+"""The ``wsx`` subprotocol: ``WSX://`` + JSON frames with TYTX payloads (the Genro format).
+
+A call is ``{"id", "method", "path", "data"}`` and is answered ``{"id", "status", "data"}``;
+without ``id`` it is an event, handled and never answered. ``type`` adds subscribe,
+unsubscribe, auth, ping and pong. docs/wsx-protocol.md has every shape.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Coroutine, Mapping
+from typing import TYPE_CHECKING, Any
+
+from . import errors as E
+from .broker import Publication
+from .codec import parse_json, parse_tytx, plain_json, tytx_text
+from .errors import WsxError
+
+if TYPE_CHECKING:
+    from .connection import WsxConnection
+
+PREFIX = "WSX://"
+MAX_ID = 128
+PING = PREFIX + '{"type":"ping"}'
+PONG = PREFIX + '{"type":"pong"}'
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_REQUEST_ID = "x-request-id"
+logger = logging.getLogger("genro_asgi_wsx.protocol")
+
+
+def _valid_id(value: Any) -> bool:
+    if isinstance(value, str):
+        return len(value) <= MAX_ID
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class WsxProtocol:
+    name = "wsx"
+
+    def __init__(self, conn: WsxConnection) -> None:
+        self.conn = conn
+
+    # -- frames out --------------------------------------------------------------------------
+
+    def ping_frame(self) -> str:
+        return PING
+
+    def event_frame(self, subscription: str, publication: Publication) -> str:
+        channel_and_data = publication.encoded("wsx", _event_tail)
+        return f'{PREFIX}{{"type":"event","subscription":"{subscription}",{channel_and_data}'
+
+    def answer(self, msg_id: Any, value: Any) -> None:
+        self.conn.send(PREFIX + _dumps({"id": msg_id, "status": 200, "data": tytx_text(value)}))
+
+    def fail(self, msg_id: Any, exc: WsxError) -> None:
+        error = {"code": exc.kind.code, "message": exc.message, **exc.data}
+        frame: dict[str, Any] = {"id": msg_id, "status": exc.status, "error": error} \
+            if msg_id is not None else {"type": "error", "status": exc.status, "error": error}
+        self.conn.send(PREFIX + plain_json(frame))
+
+    # -- frames in ---------------------------------------------------------------------------
+
+    def handle(self, text: str | None, data: bytes | None) -> None:
+        conn = self.conn
+        try:
+            if text is None:
+                raise WsxError(E.PARSE_ERROR, "binary frames are not part of the wsx protocol")
+            if not text.startswith(PREFIX):
+                raise WsxError(E.PARSE_ERROR, "a wsx frame starts with 'WSX://'")
+            message = parse_json(text[6:])
+            if not isinstance(message, dict):
+                raise WsxError(E.PARSE_ERROR, "a wsx frame holds a JSON object")
+        except WsxError as exc:
+            conn.frame_bad()
+            self.fail(None, exc)
+            return
+        conn.frame_ok()
+        msg_id = message.get("id")
+        if msg_id is not None and not _valid_id(msg_id):
+            self.fail(None, WsxError(E.INVALID_REQUEST,
+                                     f"id must be a string of at most {MAX_ID} characters "
+                                     "or an integer"))
+            return
+        kind = message.get("type", "call")
+        if kind == "call":
+            self._start(msg_id, self._call(message))
+        elif kind == "pong":
+            return
+        elif kind == "ping":
+            conn.send(PONG if msg_id is None else PREFIX + _dumps({"type": "pong", "id": msg_id}))
+        elif kind == "subscribe":
+            self._start(msg_id, self._subscribe(message))
+        elif kind == "unsubscribe":
+            self._start(msg_id, self._unsubscribe(message))
+        elif kind == "auth":
+            self._start(msg_id, self._auth(message))
+        else:
+            shown = kind[:40] if isinstance(kind, str) else type(kind).__name__
+            self.fail(msg_id, WsxError(E.INVALID_REQUEST, f"unknown message type {shown!r}"))
+
+    def _start(self, msg_id: Any, work: Coroutine[Any, Any, Any]) -> None:
+        if self.conn.spawn(self._answering(msg_id, work)):
+            return
+        work.close()
+        if msg_id is not None:
+            self.fail(msg_id, WsxError(E.TOO_MANY_CALLS,
+                                       f"at most {self.conn.config.max_in_flight} calls in flight"))
+
+    async def _answering(self, msg_id: Any, work: Awaitable[Any]) -> None:
+        try:
+            result = await work
+        except WsxError as exc:
+            if msg_id is not None:
+                self.fail(msg_id, exc)
+            return
+        except Exception:
+            logger.exception("wsx message %r failed", msg_id)
+            if msg_id is not None:
+                self.fail(msg_id, WsxError(E.INTERNAL_ERROR, "Internal Server Error"))
+            return
+        if msg_id is not None:
+            try:
+                self.answer(msg_id, result)
+            except (TypeError, ValueError):  # a result TYTX cannot encode
+                self.fail(msg_id, WsxError(E.INTERNAL_ERROR, "the result cannot be encoded"))
+
+    async def _call(self, message: dict[str, Any]) -> Any:
+        method = message.get("method")
+        if method is not None and not isinstance(method, str):
+            raise WsxError(E.INVALID_REQUEST, "method must be a string")
+        params = _decode_data(message.get("data"))
+        query = message.get("query")
+        if query is not None:
+            params = _merge_query(params, query)
+        return await self.conn.call(message.get("path"), params, method=method,
+                                    request_id=_request_id(message.get("headers")))
+
+    async def _subscribe(self, message: dict[str, Any]) -> Any:
+        channel = message.get("channel")
+        if channel is None:
+            raise WsxError(E.INVALID_REQUEST, "subscribe needs a channel")
+        sid = await self.conn.subscribe(channel)
+        return {"subscription": sid, "channel": channel}
+
+    async def _unsubscribe(self, message: dict[str, Any]) -> Any:
+        sid = message.get("subscription")
+        if sid is None:
+            raise WsxError(E.INVALID_REQUEST, "unsubscribe needs a subscription")
+        await self.conn.unsubscribe(sid)
+        return {"subscription": sid}
+
+    async def _auth(self, message: dict[str, Any]) -> Any:
+        identity = await self.conn.authenticate(message.get("token"))
+        return identity.summary()
+
+
+def _event_tail(publication: Publication) -> str:
+    return f'"channel":{_dumps(publication.channel)},"data":{_dumps(tytx_text(publication.data))}}}'
+
+
+def _decode_data(data: Any) -> Mapping[str, Any] | None:
+    if data is None or data == "":
+        return None
+    if isinstance(data, str):
+        data = parse_tytx(data)
+        if data is None:
+            return None
+    if not isinstance(data, dict):
+        raise WsxError(E.INVALID_PARAMS, "data must be an object (or TYTX text of one)")
+    return data
+
+
+def _merge_query(params: Mapping[str, Any] | None, query: Any) -> dict[str, Any]:
+    if not isinstance(query, dict):
+        raise WsxError(E.INVALID_REQUEST, "query must be an object")
+    merged = dict(params or {})
+    for name, value in query.items():
+        if name in merged:
+            raise WsxError(E.INVALID_PARAMS, f"parameter {name[:60]!r} given twice")
+        merged[name] = parse_tytx(value) if isinstance(value, str) and "::" in value else value
+    return merged
+
+
+def _request_id(headers: Any) -> str | None:
+    if isinstance(headers, dict):
+        value = headers.get(_REQUEST_ID)
+        if isinstance(value, str) and 0 < len(value) <= 200 and value.isprintable():
+            return value
+    return None
+

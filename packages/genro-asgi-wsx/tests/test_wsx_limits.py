@@ -1,0 +1,166 @@
+"""Limits, heartbeat, deadlines and shutdown: each ends in its documented close code."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+from helpers import TIMEOUT, close_code, make, open_ws, recv_wsx, rpc, serving, wsx
+
+from genro_asgi.testing import AsyncTestClient, LiveServer, WebSocketDisconnect
+
+pytestmark = pytest.mark.e2e
+
+
+def wait_for(condition: Any) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def test_message_too_big_closes_1009(tmp_path: Any) -> None:
+    with serving(make(tmp_path, {"max_message_size": 1024})) as live, open_ws(live) as ws:
+        assert wsx(ws, {"id": 1, "path": "/shop/hello", "data": {"name": "x" * 900}})
+        ws.send("WSX://" + json.dumps({"id": 2, "path": "/shop/hello",
+                                       "data": {"name": "é" * 600}}))  # 1200+ bytes
+        assert close_code(ws) == 1009
+
+
+def test_in_flight_limit_and_cancellation_on_disconnect(tmp_path: Any) -> None:
+    server = make(tmp_path, {"max_in_flight": 2})
+    shop = server.apps["shop"]
+    with serving(server) as live:
+        with open_ws(live) as ws:
+            ws.send('WSX://{"id":1,"path":"/shop/slow"}')
+            ws.send('WSX://{"id":2,"path":"/shop/slow"}')
+            wait_for(lambda: getattr(shop.state, "slow_started", 0) == 2)
+            refused = wsx(ws, {"id": 3, "path": "/shop/hello"})
+            assert refused["status"] == 429 and refused["error"]["code"] == "too_many_calls"
+        wait_for(lambda: getattr(shop.state, "slow_cancelled", 0) == 2)
+        wait_for(lambda: len(server.envelopes) == 0)
+
+
+def test_jsonrpc_in_flight_limit(tmp_path: Any) -> None:
+    server = make(tmp_path, {"max_in_flight": 1})
+    shop = server.apps["shop"]
+    with serving(server) as live, open_ws(live, "jsonrpc") as ws:
+        ws.send(json.dumps({"jsonrpc": "2.0", "method": "shop.slow", "id": 1}))
+        wait_for(lambda: getattr(shop.state, "slow_started", 0) == 1)
+        answer = rpc(ws, {"jsonrpc": "2.0", "method": "get_data", "id": 2})
+        assert answer["error"]["code"] == -32003 and answer["id"] == 2
+        batch = rpc(ws, [{"jsonrpc": "2.0", "method": "get_data", "id": 3}])
+        assert batch[0]["error"]["code"] == -32003
+
+
+def test_subscription_limit(tmp_path: Any) -> None:
+    with serving(make(tmp_path, {"max_subscriptions": 2})) as live, open_ws(live) as ws:
+        for index in range(2):
+            assert wsx(ws, {"id": index, "type": "subscribe", "channel": f"c.{index}"})[
+                "status"] == 200
+        refused = wsx(ws, {"id": 9, "type": "subscribe", "channel": "c.9"})
+        assert refused["status"] == 429
+        assert refused["error"]["code"] == "too_many_subscriptions"
+
+
+def test_batch_limit(tmp_path: Any) -> None:
+    with serving(make(tmp_path, {"max_batch": 3})) as live, open_ws(live, "jsonrpc") as ws:
+        item = {"jsonrpc": "2.0", "method": "get_data", "id": 1}
+        assert len(rpc(ws, [item] * 3)) == 3
+        answer = rpc(ws, [item] * 4)
+        assert answer["error"]["code"] == -32600 and answer["id"] is None
+        assert "at most 3" in answer["error"]["data"]["detail"]
+
+
+def test_slow_consumer_is_closed_4000(tmp_path: Any) -> None:
+    server = make(tmp_path, {"outbound_queue": 5})
+    with serving(server) as live, open_ws(live) as reader, open_ws(live) as publisher:
+        assert wsx(reader, {"id": 1, "type": "subscribe", "channel": "flood"})["status"] == 200
+        # a burst of 50 publications in one go: more than the reader's queue can hold
+        assert wsx(publisher, {"id": 2, "path": "/shop/flood",
+                               "data": {"channel": "flood", "count": 50}})["status"] == 200
+        assert close_code(reader) == 4000
+        assert wsx(publisher, {"id": 3, "path": "/shop/hello"})["status"] == 200
+    assert server.plugins.get("wsx").broker.subscription_count == 0
+
+
+def test_too_many_malformed_frames_close_1002(tmp_path: Any) -> None:
+    with serving(make(tmp_path, {"max_protocol_errors": 3})) as live, open_ws(live) as ws:
+        ws.send("nope")
+        ws.send("WSX://{}")  # a good frame resets the count
+        for _ in range(3):
+            ws.send("nope")
+        assert close_code(ws) == 1002
+
+
+def test_heartbeat_keeps_a_live_client_and_drops_a_silent_one(tmp_path: Any) -> None:
+    server = make(tmp_path, {"heartbeat_interval": 0.05, "heartbeat_timeout": 0.2})
+    with serving(server) as live:
+        with open_ws(live) as ws:
+            for _ in range(3):
+                assert recv_wsx(ws) == {"type": "ping"}
+                ws.send('WSX://{"type":"pong"}')
+            assert wsx(ws, {"id": 1, "path": "/shop/hello"})["status"] == 200
+        with open_ws(live, "jsonrpc") as ws:
+            assert json.loads(ws.recv(timeout=TIMEOUT)) == {"jsonrpc": "2.0",
+                                                            "method": "wsx.ping"}
+            ws.send('{"jsonrpc":"2.0","method":"wsx.pong"}')
+            assert json.loads(ws.recv(timeout=TIMEOUT))["method"] == "wsx.ping"
+        with open_ws(live) as silent:
+            assert close_code(silent) == 4002
+
+
+def test_auth_deadline_closes_4001(tmp_path: Any) -> None:
+    server = make(tmp_path, {"require_identity": True, "auth_deadline": 0.1})
+    with serving(server) as live, open_ws(live) as ws:
+        answer = wsx(ws, {"id": 1, "path": "/shop/hello"})
+        assert answer["status"] == 401 and answer["error"]["code"] == "auth_required"
+        assert close_code(ws) == 4001
+
+
+def test_max_connections_and_draining_close_1013(tmp_path: Any) -> None:
+    server = make(tmp_path, {"max_connections": 1})
+    with serving(server) as live, open_ws(live) as first:
+        with open_ws(live) as second:
+            assert close_code(second) == 1013
+        assert wsx(first, {"id": 1, "path": "/shop/hello"})["status"] == 200
+
+
+async def test_shutdown_closes_1001_and_cancels_calls(tmp_path: Any) -> None:
+    server = make(tmp_path)
+    shop = server.apps["shop"]
+    client = AsyncTestClient(server)
+    await client.__aenter__()
+    try:
+        async with client.websocket_connect("/_wsx") as ws:
+            await ws.send_text('WSX://{"id":1,"path":"/shop/slow"}')
+            while getattr(shop.state, "slow_started", 0) < 1:
+                await asyncio.sleep(0.01)
+            await asyncio.wait_for(client.shutdown(), TIMEOUT)
+            with pytest.raises(WebSocketDisconnect) as closed:
+                await asyncio.wait_for(ws.receive(), TIMEOUT)
+            assert closed.value.code == 1001
+        assert shop.state.slow_cancelled == 1
+        assert len(server.plugins.get("wsx").connections) == 0
+    finally:
+        await client.__aexit__(None, None, None)
+
+
+def test_uvicorn_shutdown_ends_every_connection(tmp_path: Any) -> None:
+    server = make(tmp_path)
+    shop = server.apps["shop"]
+    live = LiveServer(server).start()
+    try:
+        with open_ws(live) as ws:
+            ws.send('WSX://{"id":1,"path":"/shop/slow"}')
+            wait_for(lambda: getattr(shop.state, "slow_started", 0) == 1)
+            live.stop()
+            # uvicorn closes open sockets itself (1012) before the lifespan shutdown (1001)
+            assert close_code(ws) in (1001, 1012)
+    finally:
+        live.stop()
+    assert shop.state.slow_cancelled == 1
+    assert len(server.envelopes) == 0

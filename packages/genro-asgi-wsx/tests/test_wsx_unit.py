@@ -1,0 +1,130 @@
+"""Units: channel grammar and matching, the memory broker, options, the safe decoders."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from genro_asgi import AsgiServer, PluginError
+from genro_asgi.plugins import installed_plugins
+from genro_asgi_wsx import MemoryBroker, Publication, WsxConfig, WsxError, WsxPlugin
+from genro_asgi_wsx.channels import check_channel, check_pattern, overlaps, pattern_matches
+from genro_asgi_wsx.codec import parse_json, parse_tytx, tytx_json_fragment
+
+
+@pytest.mark.parametrize(("pattern", "channel", "expected"), [
+    ("orders.*", "orders.42", True),
+    ("orders.*", "orders.42.lines", False),
+    ("orders.*", "orders", False),
+    ("orders.>", "orders.42", True),
+    ("orders.>", "orders.42.lines", True),
+    ("orders.>", "orders", False),
+    ("*.42", "orders.42", True),
+    (">", "anything.at.all", True),
+    ("orders.42", "orders.42", True),
+    ("orders.42", "orders.43", False),
+])
+def test_pattern_matching(pattern: str, channel: str, expected: bool) -> None:
+    assert pattern_matches(pattern, channel) is expected
+
+
+@pytest.mark.parametrize("bad", ["", "a..b", "a b", "a.*", "a.>", ".a", "a.", 5, None,
+                                 "x" * 201, ".".join(["a"] * 17), "città"])
+def test_bad_channels(bad: Any) -> None:
+    assert check_channel(bad) is not None
+
+
+@pytest.mark.parametrize(("pattern", "ok"), [
+    ("a.*", True), ("a.>", True), ("*", True), (">", True), ("a.>.b", False),
+    ("a*", False), ("a.**", False), ("", False)])
+def test_patterns(pattern: str, ok: bool) -> None:
+    assert (check_pattern(pattern) is None) is ok
+
+
+@pytest.mark.parametrize(("a", "b", "expected"), [
+    ("staff.>", "staff.*", True), ("staff.>", ">", True), ("staff.>", "public.*", False),
+    ("staff.>", "staff", False), ("a.*", "*.b", True), ("a.b", "a.c", False)])
+def test_overlaps(a: str, b: str, expected: bool) -> None:
+    assert overlaps(a.split("."), b.split(".")) is expected
+    assert overlaps(b.split("."), a.split(".")) is expected
+
+
+async def test_memory_broker_delivers_and_isolates_failures() -> None:
+    broker = MemoryBroker()
+    got: list[tuple[str, Any]] = []
+
+    def failing(publication: Publication) -> None:
+        raise RuntimeError("subscriber bug")
+
+    exact = await broker.subscribe("a.b", lambda p: got.append(("exact", p.data)))
+    await broker.subscribe("a.*", failing)
+    await broker.subscribe("a.>", lambda p: got.append(("rest", p.data)))
+    assert broker.fan_out(Publication("a.b", 1)) == 2
+    await broker.unsubscribe(exact)
+    await broker.unsubscribe(exact)  # twice is harmless
+    await broker.publish("a.b", 2)
+    assert got == [("exact", 1), ("rest", 1), ("rest", 2)]
+    assert broker.subscription_count == 2
+
+
+def test_publication_encodes_once_per_format() -> None:
+    calls: list[str] = []
+    publication = Publication("c", {"x": 1})
+
+    def encode(p: Publication) -> str:
+        calls.append(p.channel)
+        return "encoded"
+
+    assert publication.encoded("wsx", encode) == publication.encoded("wsx", encode)
+    assert calls == ["c"]
+
+
+def test_options_validated_with_precise_keys(tmp_path: Any) -> None:
+    for options, key in [({"path": "/"}, "path"), ({"max_in_flight": 0}, "max_in_flight"),
+                         ({"subprotocols": ["mqtt"]}, "subprotocols"),
+                         ({"subprotocols": []}, "subprotocols"),
+                         ({"channel_auth": {"a b": "admin"}}, "channel_auth"),
+                         ({"bogus": 1}, "bogus")]:
+        with pytest.raises(PluginError, match=rf"plugins\.wsx\.{key}"):
+            AsgiServer(tmp_path, config={"plugins": {"wsx": options}}, environ={})
+    config = WsxConfig(max_message_size="2MiB", path="/ws/")
+    assert int(config.max_message_size) == 2 * 1024 * 1024 and config.path == "/ws"
+
+
+def test_defaults() -> None:
+    config = WsxConfig()
+    assert (int(config.max_message_size), config.max_in_flight, config.max_subscriptions,
+            config.max_batch, config.outbound_queue, config.heartbeat_interval,
+            config.heartbeat_timeout) == (1024 * 1024, 32, 100, 100, 1000, 20.0, 20.0)
+
+
+def test_entry_point_and_loading(tmp_path: Any) -> None:
+    assert installed_plugins()["wsx"].value == "genro_asgi_wsx.plugin:WsxPlugin"
+    assert "wsx" not in AsgiServer(tmp_path, config={}, environ={}).plugins.names()
+    server = AsgiServer(tmp_path, config={"plugins": {"wsx": {"path": "/rt"}}}, environ={})
+    assert isinstance(server.plugins.get("wsx"), WsxPlugin)
+    assert server.find_route("/rt") is None  # an ASGI mount, not a route
+
+
+@pytest.mark.parametrize("text", ["{", "[" * 50_000, '{"a":NaN}', '{"a":Infinity}',
+                                  "1" * 5000, ""])
+def test_parse_json_refuses_cleanly(text: str) -> None:
+    with pytest.raises(WsxError) as failed:
+        parse_json(text)
+    assert failed.value.kind.code == "parse_error"
+
+
+@pytest.mark.parametrize("text", ['{"p":"x::N"}::JS', '{"d":"2025-13-01::D"}', "{broken",
+                                  "[" * 50_000 + "]" * 50_000 + "::JS"])
+def test_parse_tytx_refuses_cleanly(text: str) -> None:
+    with pytest.raises(WsxError):
+        parse_tytx(text)
+
+
+def test_tytx_fragment() -> None:
+    from decimal import Decimal
+
+    assert tytx_json_fragment({"a": 1}) == ('{"a":1}', False)
+    assert tytx_json_fragment(Decimal("1.5")) == ('"1.5::N"', True)
+    assert tytx_json_fragment(None) == ("null", False)
