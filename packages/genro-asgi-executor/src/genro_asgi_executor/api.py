@@ -1,0 +1,141 @@
+"""The task HTTP API, mounted at the plugin's ``path`` (default ``/_tasks``).
+
+``GET /_tasks`` lists (filters ``state``, ``name``, ``pool``, ``limit``), ``GET /_tasks/<id>``
+shows one task, ``POST /_tasks/<id>/cancel`` cancels it. Answers are JSON, or TYTX when the
+client sends ``X-TYTX-Transport``; errors go through the server's error rendering (404 unknown
+task, 400 bad filter, 409 cancelling a finished task). It never starts work: tasks are
+submitted by the application's own routes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from genro_toolbox import tags_match
+
+from genro_asgi import (
+    AsgiApplication,
+    BadRequest,
+    Forbidden,
+    HTTPException,
+    JSONResponse,
+    MethodNotAllowed,
+    NotFound,
+    Request,
+    Response,
+    TytxResponse,
+    Unauthorized,
+    route,
+)
+
+from .errors import ExecutorClosed, UnknownTask
+from .records import STATES, TaskRecord
+
+if TYPE_CHECKING:
+    from .plugin import ExecutorPlugin
+
+MAX_LIMIT = 1000
+
+
+class Conflict(HTTPException):
+    status_code = 409
+
+
+class TasksApp(AsgiApplication):
+    """Routes of the task API; one per server, bound to its executor plugin."""
+
+    def __init__(self, plugin: ExecutorPlugin) -> None:
+        super().__init__()
+        self.plugin = plugin
+        self.auth_rule = plugin.config.auth_rule
+        self.tracebacks = plugin.config.expose_tracebacks
+
+    @route(methods=["GET", "POST"])
+    async def index(self, *path: str, request: Request, state: str | None = None,
+                    name: str | None = None, pool: str | None = None,
+                    limit: int = 100) -> Response:
+        self._authorize(request)
+        tasks = self.plugin.tasks
+        if tasks is None:
+            raise ExecutorClosed("the executor is not running")
+        method = request.method
+        filters = state is not None or name is not None or pool is not None or limit != 100
+        if not path:
+            _allow(method, "GET")
+            records = tasks.list(state=_state_filter(state), name=name,
+                                 pool=self._pool_filter(pool), limit=_limit(limit))
+            return self._answer(request, {"tasks": [self._view(r) for r in records],
+                                          "count": len(records)})
+        if filters:
+            raise BadRequest(detail="filters apply to the task list only")
+        try:
+            if len(path) == 1:
+                _allow(method, "GET")
+                return self._answer(request, self._view(tasks.status(path[0])))
+            if len(path) == 2 and path[1] == "cancel":
+                _allow(method, "POST")
+                if not tasks.cancel(path[0]):
+                    record = tasks.status(path[0])
+                    raise Conflict(detail=f"task {path[0]} already finished ({record.state})")
+                return self._answer(request, self._view(tasks.status(path[0])))
+        except UnknownTask:
+            raise NotFound(detail=f"no task {path[0][:64]!r}") from None
+        raise NotFound(detail="no such task API path")
+
+    def _authorize(self, request: Request) -> None:
+        if self.auth_rule is None:
+            return
+        identity = request.identity
+        if identity is None and request.envelope is not None:
+            identity = getattr(request.envelope, "identity", None)
+        if identity is None:
+            raise Unauthorized(detail="the task API needs an authenticated caller")
+        if not tags_match(self.auth_rule, set(getattr(identity, "tags", ()) or ())):
+            raise Forbidden(detail=f"the task API requires {self.auth_rule!r}")
+
+    def _pool_filter(self, pool: str | None) -> str | None:
+        if pool is not None and pool not in self.plugin.config.pools:
+            raise BadRequest(detail=f"unknown pool {pool[:64]!r} "
+                                    f"(pools: {', '.join(self.plugin.config.pools)})")
+        return pool
+
+    def _view(self, record: TaskRecord) -> dict[str, Any]:
+        return record.view(tracebacks=self.tracebacks)
+
+    @staticmethod
+    def _answer(request: Request, data: dict[str, Any]) -> Response:
+        transport = request.tytx_transport
+        try:
+            return TytxResponse(data, transport=transport) if transport \
+                else JSONResponse(data)
+        except (TypeError, ValueError, OverflowError):
+            pass
+        # a result the encoder cannot represent: answer without it, saying why
+        for view in data.get("tasks", [data]):
+            if "result" in view:
+                view["result"] = None
+                view.setdefault("result_error", "the result cannot be encoded as JSON/TYTX")
+        return TytxResponse(data, transport=transport) if transport else JSONResponse(data)
+
+
+def _allow(method: str, allowed: str) -> None:
+    methods = ["GET", "HEAD"] if allowed == "GET" else [allowed]
+    if method not in methods:
+        raise MethodNotAllowed(methods, detail=f"{method} is not allowed here")
+
+
+def _state_filter(state: str | None) -> list[str] | None:
+    if state is None:
+        return None
+    wanted = [s.strip() for s in state.split(",") if s.strip()]
+    unknown = [s for s in wanted if s not in STATES]
+    if unknown or not wanted:
+        raise BadRequest(detail=f"state must be among {', '.join(STATES)} "
+                                f"(comma-separated), got {state[:64]!r}")
+    return wanted
+
+
+def _limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadRequest(detail=f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
+    return limit

@@ -1,0 +1,518 @@
+"""Named pools: a thread pool and a process pool behind one small interface.
+
+A job goes ``prepare`` (a process pool pickles it now, so an unpicklable function or argument
+fails in the caller) -> ``admit`` (the ``max_pending`` bound: wait or fail fast) -> ``launch``.
+Its ``future`` (an asyncio future on the server's loop) gets the result or the exception.
+Bookkeeping happens on the event loop; worker threads reach it with ``call_soon_threadsafe``.
+
+The process pool is our own, not ``ProcessPoolExecutor``: each worker is a process with a pipe
+and a reader thread, so a job's process is known. Cancelling a running job kills exactly that
+process; a worker that dies fails exactly the job it was running; the others carry on, and a
+replacement is started when a job needs one. ``ProcessPoolExecutor`` instead breaks as a whole
+(``BrokenProcessPool``) and fails every job in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import pickle
+import signal
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future as ConcurrentFuture
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
+from typing import Any, Literal
+
+from ._worker import PROTOCOL, STOP, worker_main
+from .config import PoolConfig
+from .context import TaskCancelled, TaskContext, run_with_context
+from .errors import (
+    ExecutorClosed,
+    NotPicklable,
+    PoolFull,
+    RemoteJobError,
+    RemoteTraceback,
+    TaskTimedOut,
+    WorkerCrashed,
+)
+
+StopReason = Literal["cancelled", "timed_out"]
+ProgressSink = Callable[[float | None, str | None], None]
+
+
+def call_threadsafe(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:
+    """Schedule ``fn`` on ``loop`` from any thread; a closed loop (server gone) is ignored."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(fn, *args)
+
+
+def describe(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or type(fn).__name__
+
+
+class ProgressRelay:
+    """Carries a job's progress from its thread to the loop, coalesced: however fast a job
+    reports, at most one callback per job waits on the loop, holding the latest value."""
+
+    __slots__ = ("_latest", "_lock", "_loop", "_pending", "_sink")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sink: ProgressSink) -> None:
+        self._loop = loop
+        self._sink = sink
+        self._lock = threading.Lock()
+        self._latest: tuple[float | None, str | None] = (None, None)
+        self._pending = False
+
+    def __call__(self, fraction: float | None, message: str | None) -> None:
+        with self._lock:
+            self._latest = (fraction, message)
+            if self._pending:
+                return
+            self._pending = True
+        call_threadsafe(self._loop, self._deliver)
+
+    def _deliver(self) -> None:
+        with self._lock:
+            fraction, message = self._latest
+            self._pending = False
+        self._sink(fraction, message)
+
+
+class Job:
+    """One call of a function in a pool."""
+
+    __slots__ = ("args", "cancel_event", "fn", "future", "handle", "kwargs", "on_progress",
+                 "on_start", "payload", "relay", "state", "task_id")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                 task_id: str | None = None) -> None:
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.task_id = task_id
+        self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        # outcomes also reach task records; an unawaited failure is not an asyncio warning
+        self.future.add_done_callback(_retrieve)
+        self.state = "new"  # new -> pending -> running -> ended (the slot is free again)
+        self.on_start: Callable[[], None] | None = None
+        self.on_progress: ProgressSink | None = None
+        self.cancel_event = threading.Event()
+        self.payload: bytes | None = None
+        self.handle: Any = None
+        self.relay: ProgressRelay | None = None
+
+    def resolve(self, result: Any = None, error: BaseException | None = None) -> bool:
+        """Settle the future once; later outcomes (a job that ends after its cancel) are
+        dropped."""
+        if self.future.done():
+            return False
+        if error is not None:
+            self.future.set_exception(error)
+        else:
+            self.future.set_result(result)
+        return True
+
+    def stop(self, reason: StopReason) -> bool:
+        self.cancel_event.set()
+        if reason == "timed_out":
+            return self.resolve(error=TaskTimedOut(f"task {self.task_id} timed out"))
+        return self.resolve(error=TaskCancelled(f"task {self.task_id or describe(self.fn)} "
+                                                "was cancelled"))
+
+    def started(self) -> None:
+        if self.on_start is not None:
+            self.on_start()
+
+    def progress(self, fraction: float | None, message: str | None) -> None:
+        if self.on_progress is not None and not self.future.done():
+            self.on_progress(fraction, message)
+
+
+class Pool:
+    """What thread and process pools share: admission (``max_pending``) and counters."""
+
+    kind = ""
+
+    def __init__(self, name: str, config: PoolConfig) -> None:
+        self.name = name
+        self.config = config
+        self.workers = int(config.workers or 1)
+        self.max_pending = config.max_pending
+        self.pending = 0  # admitted, not started
+        self.running = 0  # holding a worker
+        self.restarts = 0  # worker processes replaced after dying
+        self.closed = False
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    def prepare(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                task_id: str | None = None) -> Job:
+        if not callable(fn):
+            raise TypeError(f"{fn!r} is not callable")
+        return Job(fn, args, kwargs, task_id)
+
+    async def admit(self) -> None:
+        """Take a pending slot, waiting or failing per ``when_full`` when there is none."""
+        if self.closed or self.loop is None:
+            raise ExecutorClosed(f"pool {self.name!r} is not accepting jobs")
+        if self.max_pending is None or (self.pending < self.max_pending and not self._waiters):
+            self.pending += 1
+            return
+        if self.config.when_full == "fail":
+            raise PoolFull(self.name, self.pending, self.config.retry_after)
+        waiter = self.loop.create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter  # _free hands the slot over: pending was counted for us
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._leave_pending()
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
+
+    async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` here and return its result (or raise its exception).
+
+        If the caller is cancelled (a client went away) a job that has not started is
+        dropped; a running one finishes and its result is discarded.
+        """
+        job = self.prepare(fn, args, kwargs)
+        await self.admit()
+        self.launch(job)
+        try:
+            return await asyncio.shield(job.future)
+        except asyncio.CancelledError:
+            if job.state in ("new", "pending"):
+                self.cancel(job, "cancelled")
+            raise
+
+    def launch(self, job: Job) -> None:
+        raise NotImplementedError
+
+    def cancel(self, job: Job, reason: StopReason) -> bool:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Accept nothing more; jobs still queued are cancelled, workers are stopped."""
+        self.closed = True
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(ExecutorClosed(f"pool {self.name!r} is shutting down"))
+
+    # -- bookkeeping, on the loop ------------------------------------------------------------
+
+    def _mark_started(self, job: Job) -> bool:
+        if job.state != "pending":
+            return False
+        job.state = "running"
+        self.running += 1
+        self._leave_pending()
+        if job.future.done():  # stopped while queued, in the instant before it started
+            return False
+        job.started()
+        return True
+
+    def _mark_ended(self, job: Job) -> None:
+        if job.state == "pending":
+            self._leave_pending()
+        elif job.state == "running":
+            self.running -= 1
+        job.state = "ended"
+
+    def _leave_pending(self) -> None:
+        self.pending -= 1
+        while self._waiters and (self.max_pending is None or self.pending < self.max_pending):
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.pending += 1
+                waiter.set_result(None)
+
+    def stats(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "workers": self.workers,
+                "pending": self.pending, "running": self.running, "restarts": self.restarts}
+
+
+class ThreadPool(Pool):
+    """Threads: for blocking I/O and C code that releases the GIL. Cancelling a running job
+    sets its cancel flag (``current_task().cancelled``); a thread cannot be stopped."""
+
+    kind = "thread"
+
+    def __init__(self, name: str, config: PoolConfig) -> None:
+        super().__init__(name, config)
+        self._executor: ThreadPoolExecutor | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().start(loop)
+        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix=f"pool-{self.name}")
+
+    def launch(self, job: Job) -> None:
+        loop, executor = self.loop, self._executor
+        assert loop is not None and executor is not None
+        job.state = "pending"
+        context = None
+        if job.task_id is not None:
+            job.relay = ProgressRelay(loop, job.progress)
+            context = TaskContext(job.task_id, job.relay, job.cancel_event)
+        handle = job.handle = executor.submit(self._work, loop, job, context)
+        handle.add_done_callback(lambda done: call_threadsafe(loop, self._done, job, done))
+
+    def _work(self, loop: asyncio.AbstractEventLoop, job: Job,
+              context: TaskContext | None) -> Any:
+        if job.cancel_event.is_set():
+            raise TaskCancelled("cancelled before it started")
+        call_threadsafe(loop, self._mark_started, job)
+        return run_with_context(context, job.fn, job.args, job.kwargs)
+
+    def _done(self, job: Job, done: ConcurrentFuture[Any]) -> None:
+        # _mark_started was scheduled by the thread before the job ran, so it came first
+        self._mark_ended(job)
+        if done.cancelled():
+            job.resolve(error=TaskCancelled("cancelled before it started"))
+            return
+        error = done.exception()
+        if error is not None:
+            job.resolve(error=error)
+        else:
+            job.resolve(done.result())
+
+    def cancel(self, job: Job, reason: StopReason) -> bool:
+        if job.future.done():
+            return False
+        if job.state == "new":
+            job.state = "ended"
+            self._leave_pending()
+        elif job.state == "pending" and job.handle is not None:
+            job.handle.cancel()  # never started: it will not run; _done does the accounting
+        return job.stop(reason)
+
+    async def close(self) -> None:
+        await super().close()
+        if self._executor is not None:
+            # running threads cannot be stopped: they end when their job returns
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+
+class _Worker:
+    __slots__ = ("conn", "job", "killed", "process")
+
+    def __init__(self, process: Any, conn: Connection) -> None:
+        self.process = process
+        self.conn = conn
+        self.job: Job | None = None
+        self.killed = False
+
+
+class ProcessPool(Pool):
+    """Processes: for CPU-bound work. Functions and arguments must be picklable (module-level
+    functions); cancelling a running job stops its process."""
+
+    kind = "process"
+
+    def __init__(self, name: str, config: PoolConfig) -> None:
+        super().__init__(name, config)
+        self._mp = multiprocessing.get_context(config.start_method)
+        self._queue: deque[Job] = deque()
+        self._idle: list[_Worker] = []
+        self._alive: set[_Worker] = set()
+
+    @property
+    def processes(self) -> int:
+        return len(self._alive)
+
+    def prepare(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                task_id: str | None = None) -> Job:
+        job = super().prepare(fn, args, kwargs, task_id)
+        try:
+            job.payload = pickle.dumps((task_id, fn, args, kwargs), PROTOCOL)
+        except Exception as exc:
+            raise NotPicklable(
+                f"cannot send {describe(fn)} to process pool {self.name!r}: {exc} (a process "
+                "job needs a module-level function and picklable arguments)") from exc
+        return job
+
+    def launch(self, job: Job) -> None:
+        assert self.loop is not None
+        job.state = "pending"
+        if job.task_id is not None:
+            job.relay = ProgressRelay(self.loop, job.progress)
+        self._queue.append(job)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        while self._queue and not self.closed:
+            if self._idle:
+                worker = self._idle.pop()
+            elif len(self._alive) < self.workers:
+                worker = self._spawn()
+            else:
+                return
+            job = self._queue.popleft()
+            worker.job = job
+            try:
+                worker.conn.send_bytes(job.payload or b"")
+            except OSError:  # it died while idle; its reader reports the exit
+                worker.job = None
+                worker.killed = True
+                self._alive.discard(worker)
+                self._queue.appendleft(job)
+                continue
+            if not self._mark_started(job):  # stopped in the meantime: recycle the worker
+                self._kill(worker)
+
+    def _spawn(self) -> _Worker:
+        assert self.loop is not None
+        parent_end, child_end = self._mp.Pipe()
+        process = self._mp.Process(target=worker_main, args=(child_end,), daemon=True,
+                                   name=f"pool-{self.name}")
+        process.start()
+        child_end.close()
+        worker = _Worker(process, parent_end)
+        self._alive.add(worker)
+        threading.Thread(target=self._read, args=(self.loop, worker), daemon=True,
+                         name=f"pool-{self.name}-reader-{process.pid}").start()
+        return worker
+
+    def _read(self, loop: asyncio.AbstractEventLoop, worker: _Worker) -> None:
+        """The reader thread of one worker: outcomes are unpickled here, off the loop."""
+        while True:
+            try:
+                data = worker.conn.recv_bytes()
+            except (EOFError, OSError):
+                break
+            try:
+                message = pickle.loads(data)
+            except Exception as exc:
+                message = ("error", None, "pickle", "cannot load what the worker sent back: "
+                           f"{exc!r}", "")
+            if message[0] == "progress":
+                job = worker.job
+                if job is not None and job.relay is not None:
+                    job.relay(message[1], message[2])
+            else:
+                call_threadsafe(loop, self._outcome, worker, message)
+        worker.process.join(5)  # the exit code, waited for here rather than on the loop
+        call_threadsafe(loop, self._exited, worker)
+
+    def _outcome(self, worker: _Worker, message: tuple[Any, ...]) -> None:
+        job, worker.job = worker.job, None
+        if job is not None:
+            self._mark_ended(job)
+            if message[0] == "ok":
+                job.resolve(message[1])
+            else:
+                job.resolve(error=_rebuild_error(*message[1:]))
+        if worker in self._alive and not worker.killed:
+            self._idle.append(worker)
+        self._dispatch()
+
+    def _exited(self, worker: _Worker) -> None:
+        self._alive.discard(worker)
+        with contextlib.suppress(ValueError):
+            self._idle.remove(worker)
+        worker.conn.close()
+        job, worker.job = worker.job, None
+        if job is not None:
+            self._mark_ended(job)
+            if not worker.killed:
+                self.restarts += 1
+            job.resolve(error=WorkerCrashed(
+                f"the worker process (pid {worker.process.pid}) of pool {self.name!r} died "
+                f"({_exit_reason(worker.process.exitcode)}) while running "
+                f"{describe(job.fn)}; the pool replaces it and keeps serving"))
+        elif not worker.killed and not self.closed:
+            self.restarts += 1
+        self._dispatch()
+
+    def _kill(self, worker: _Worker) -> None:
+        worker.killed = True
+        with contextlib.suppress(ValueError):
+            self._idle.remove(worker)
+        self._alive.discard(worker)  # a replacement may start before this one is reaped
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            worker.process.kill()
+
+    def cancel(self, job: Job, reason: StopReason) -> bool:
+        if job.future.done():
+            return False
+        if job.state == "new":
+            job.state = "ended"
+            self._leave_pending()
+        elif job.state == "pending":
+            with contextlib.suppress(ValueError):
+                self._queue.remove(job)
+            self._mark_ended(job)
+        elif job.state == "running":
+            for worker in list(self._alive):
+                if worker.job is job:
+                    self._kill(worker)  # _exited ends the job's accounting
+        return job.stop(reason)
+
+    async def close(self) -> None:
+        await super().close()
+        while self._queue:
+            job = self._queue.popleft()
+            self._mark_ended(job)
+            job.resolve(error=ExecutorClosed(f"pool {self.name!r} shut down before the job "
+                                              "started"))
+        workers = list(self._alive)
+        for worker in workers:
+            if worker.job is not None:
+                job = worker.job
+                self._kill(worker)
+                job.resolve(error=ExecutorClosed(f"pool {self.name!r} shut down"))
+            else:
+                worker.killed = True
+                with contextlib.suppress(OSError):
+                    worker.conn.send_bytes(STOP)  # the worker returns; its reader sees EOF
+        self._alive.clear()
+        self._idle.clear()
+        await asyncio.to_thread(_reap, [w.process for w in workers])
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _reap(processes: list[Any], timeout: float = 5.0) -> None:
+    for process in processes:
+        process.join(timeout)
+        if process.is_alive():
+            process.kill()
+            process.join(timeout)
+
+
+def _rebuild_error(exc_bytes: bytes | None, kind: str, message: str,
+                   text: str) -> BaseException:
+    error: BaseException | None = None
+    if exc_bytes is not None:
+        with contextlib.suppress(Exception):
+            error = pickle.loads(exc_bytes)
+    if not isinstance(error, BaseException):
+        error = RemoteJobError(f"{kind}: {message}")
+    if text:
+        error.__cause__ = RemoteTraceback(text)
+    return error
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is None:
+        return "exit code unknown"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"

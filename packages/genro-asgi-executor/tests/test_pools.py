@@ -1,0 +1,183 @@
+"""Thread and process pools: results, exceptions, pickling, max_pending, dying workers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from pathlib import Path
+
+import jobs
+import pytest
+from helpers import running, until
+
+from genro_asgi_executor import (
+    ExecutorClosed,
+    NotPicklable,
+    PoolFull,
+    RemoteJobError,
+    RemoteTraceback,
+    WorkerCrashed,
+)
+
+
+async def test_run_blocking_runs_in_a_pool_thread(tmp_path: Path) -> None:
+    async with running(tmp_path) as executor:
+        assert await executor.run_blocking(jobs.add, 2, b=3) == 5
+        seen = await executor.run_blocking(jobs.whoami)
+    assert seen["pid"] == os.getpid()
+    assert seen["thread"].startswith("pool-io")
+    assert seen["task_id"] is None
+
+
+async def test_run_process_runs_in_another_process(tmp_path: Path) -> None:
+    async with running(tmp_path) as executor:
+        seen = await executor.run_process(jobs.whoami)
+        assert await executor.run_in("cpu", jobs.add, 40, 2) == 42
+    assert seen["pid"] != os.getpid()
+
+
+async def test_thread_exception_keeps_its_traceback(tmp_path: Path) -> None:
+    async with running(tmp_path) as executor:
+        with pytest.raises(ValueError, match="bad input") as info:
+            await executor.run_blocking(jobs.boom, "bad input")
+    assert "boom" in [entry.name for entry in info.traceback]
+
+
+async def test_process_exception_carries_the_remote_traceback(tmp_path: Path) -> None:
+    async with running(tmp_path) as executor:
+        with pytest.raises(ValueError, match="far away") as info:
+            await executor.run_process(jobs.boom, "far away")
+    cause = info.value.__cause__
+    assert isinstance(cause, RemoteTraceback)
+    assert "jobs.py" in cause.text and "in boom" in cause.text
+
+
+async def test_an_exception_that_cannot_be_rebuilt_still_arrives(tmp_path: Path) -> None:
+    async with running(tmp_path) as executor:
+        with pytest.raises(RemoteJobError, match="Unpicklable: 1-2"):
+            await executor.run_process(jobs.raise_unpicklable)
+
+
+async def test_unpicklable_function_argument_and_result_are_clear_errors(tmp_path: Path) -> None:
+    async with running(tmp_path) as executor:
+        with pytest.raises(NotPicklable, match="module-level function"):
+            await executor.run_process(lambda: 1)
+        with pytest.raises(NotPicklable, match="add"):
+            await executor.run_process(jobs.add, threading.Lock())
+        with pytest.raises(RemoteJobError, match="not picklable"):
+            await executor.run_process(jobs.return_lock)
+        pool = executor.pool("cpu")
+        assert pool.pending == 0 and pool.running == 0
+        assert await executor.run_process(jobs.add, 1, 1) == 2  # the pool is fine
+
+
+async def test_a_dying_worker_fails_its_job_and_is_replaced(tmp_path: Path) -> None:
+    async with running(tmp_path) as executor:
+        first = (await executor.run_process(jobs.whoami))["pid"]
+        with pytest.raises(WorkerCrashed, match=r"exit code 7.*die.*keeps serving"):
+            await executor.run_process(jobs.die, 7)
+        with pytest.raises(WorkerCrashed, match="killed by SIGKILL"):
+            await executor.run_process(jobs.kill_self)
+        pool = executor.pool("cpu")
+        assert pool.restarts == 2
+        # the pool keeps serving, concurrently, with new processes as needed
+        results = await asyncio.gather(*[executor.run_process(jobs.add, i, 1)
+                                          for i in range(6)])
+        assert results == [1, 2, 3, 4, 5, 6]
+        assert pool.processes <= 2
+        assert first  # a pid
+
+
+async def test_a_crash_fails_only_the_job_on_that_worker(tmp_path: Path) -> None:
+    flag = tmp_path / "go"
+    async with running(tmp_path) as executor:
+        survivor = asyncio.ensure_future(
+            executor.run_process(jobs.wait_for_file, str(flag), 0))
+        await until(lambda: executor.pool("cpu").running == 1, "the first job to start")
+        with pytest.raises(WorkerCrashed):
+            await executor.run_process(jobs.die)
+        flag.write_text("still here")
+        assert await asyncio.wait_for(survivor, 30) == "still here"
+
+
+async def test_full_pool_fails_fast_with_retry_after(tmp_path: Path) -> None:
+    started, release = threading.Event(), threading.Event()
+    pools = {"io": {"kind": "thread", "workers": 1, "max_pending": 1, "retry_after": 7}}
+    async with running(tmp_path, pools=pools) as executor:
+        busy = asyncio.ensure_future(executor.run_blocking(jobs.ignore_cancel, started, release))
+        await until(lambda: executor.pool("io").running == 1, "the worker to be busy")
+        queued = asyncio.ensure_future(executor.run_blocking(jobs.add, 1))
+        await until(lambda: executor.pool("io").pending == 1, "one pending job")
+        with pytest.raises(PoolFull) as info:
+            await executor.run_blocking(jobs.add, 2)
+        assert info.value.status_code == 503
+        assert info.value.headers == {"Retry-After": "7"}
+        release.set()
+        assert await busy == "finished anyway"
+        assert await queued == 1
+
+
+async def test_full_pool_can_wait_for_room(tmp_path: Path) -> None:
+    started, release = threading.Event(), threading.Event()
+    pools = {"io": {"kind": "thread", "workers": 1, "max_pending": 1, "when_full": "wait"}}
+    async with running(tmp_path, pools=pools) as executor:
+        pool = executor.pool("io")
+        busy = asyncio.ensure_future(executor.run_blocking(jobs.ignore_cancel, started, release))
+        await until(lambda: pool.running == 1, "the worker to be busy")
+        queued = asyncio.ensure_future(executor.run_blocking(jobs.add, 1))
+        waiting = asyncio.ensure_future(executor.run_blocking(jobs.add, 2))
+        await until(lambda: len(pool._waiters) == 1, "a caller waiting for room")
+        assert not waiting.done()
+        release.set()
+        assert await asyncio.gather(busy, queued, waiting) == ["finished anyway", 1, 2]
+        assert pool.pending == 0 and pool.running == 0
+
+
+async def test_a_cancelled_waiter_gives_its_place_back(tmp_path: Path) -> None:
+    started, release = threading.Event(), threading.Event()
+    pools = {"io": {"kind": "thread", "workers": 1, "max_pending": 1, "when_full": "wait"}}
+    async with running(tmp_path, pools=pools) as executor:
+        pool = executor.pool("io")
+        busy = asyncio.ensure_future(executor.run_blocking(jobs.ignore_cancel, started, release))
+        await until(lambda: pool.running == 1, "the worker to be busy")
+        queued = asyncio.ensure_future(executor.run_blocking(jobs.add, 1))
+        waiting = asyncio.ensure_future(executor.run_blocking(jobs.add, 2))
+        await until(lambda: len(pool._waiters) == 1, "a caller waiting")
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        release.set()
+        assert await asyncio.gather(busy, queued) == ["finished anyway", 1]
+        assert pool.pending == 0 and not pool._waiters
+
+
+async def test_process_pool_max_pending(tmp_path: Path) -> None:
+    flag = tmp_path / "go"
+    pools = {"cpu": {"kind": "process", "workers": 1, "max_pending": 1}}
+    async with running(tmp_path, pools=pools) as executor:
+        first = asyncio.ensure_future(executor.run_process(jobs.wait_for_file, str(flag), 0))
+        await until(lambda: executor.pool("cpu").running == 1, "the job to start")
+        second = asyncio.ensure_future(executor.run_process(jobs.add, 5))
+        await until(lambda: executor.pool("cpu").pending == 1, "one pending")
+        with pytest.raises(PoolFull):
+            await executor.run_process(jobs.add, 6)
+        flag.write_text("ok")
+        assert await asyncio.gather(first, second) == ["ok", 5]
+
+
+async def test_closed_pool_refuses_and_unknown_pool_is_named(tmp_path: Path) -> None:
+    async with running(tmp_path) as executor:
+        with pytest.raises(ValueError, match="no pool named 'gpu'"):
+            await executor.run_in("gpu", jobs.add, 1)
+        pool = executor.pool("io")
+    with pytest.raises(ExecutorClosed):
+        await pool.run(jobs.add, 1)
+
+
+async def test_shutdown_stops_every_worker_process(tmp_path: Path) -> None:
+    from helpers import pid_alive
+
+    async with running(tmp_path) as executor:
+        pids = await asyncio.gather(*[executor.run_process(jobs.whoami) for _ in range(2)])
+    for seen in pids:
+        await until(lambda seen=seen: not pid_alive(seen["pid"]), "the worker to exit")
