@@ -46,7 +46,7 @@ class Watchdog:
         """Report each envelope once per level it crosses; return what was reported."""
         reported = []
         for envelope in self.registry:
-            if envelope.scope_type != "http":  # a WebSocket is meant to stay open
+            if envelope.scope_type == "websocket":  # a connection is meant to stay open
                 continue
             age = envelope.age
             if age >= self.settings.critical and envelope.stuck_level < 2:
