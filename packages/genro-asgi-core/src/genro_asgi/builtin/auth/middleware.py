@@ -14,7 +14,7 @@ from ...exceptions import HTTPException, Unauthorized
 from ...identity import SCOPE_KEY
 from ...request import Request
 from ...types import ASGIApp, Receive, Scope, Send
-from .authenticator import Authenticator
+from .authenticator import NEEDS_AWAIT, Authenticator
 
 if TYPE_CHECKING:
     from ...server import AsgiServer
@@ -45,7 +45,9 @@ class AuthMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            identity = await self.authenticator(scope, self.server)
+            identity = self.authenticator.check(scope)
+            if identity is NEEDS_AWAIT:
+                identity = await self.authenticator.check_slow(scope, self.server)
         except HTTPException as exc:
             await self._deny(scope, receive, send, exc)
             return
