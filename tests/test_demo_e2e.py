@@ -43,6 +43,36 @@ def test_demo_pages_and_typed_api(serve) -> None:
     assert quote.json()["total"] == "89.70"
 
 
+def test_demo_auth_cors_and_compression(serve) -> None:
+    server = serve()
+    url = server.url + "/shop/restock"
+    assert httpx.post(url, json={"pid": "p1", "quantity": 2}).status_code == 401
+    wrong = httpx.post(url, json={"pid": "p1", "quantity": 2},
+                       headers={"Authorization": "Bearer not-the-token"})
+    assert wrong.status_code == 401
+    assert 'error="invalid_token"' in wrong.headers["www-authenticate"]
+    done = httpx.post(url, json={"pid": "p1", "quantity": 2},
+                      headers={"Authorization": "Bearer demo-admin-token-change-me"})
+    assert done.json() == {"pid": "p1", "added": 2, "by": "demo-admin"}
+
+    origin = "http://localhost:8000"
+    preflight = httpx.options(url, headers={"Origin": origin,
+                                            "Access-Control-Request-Method": "POST",
+                                            "Access-Control-Request-Headers": "authorization"})
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == origin
+    denied = httpx.options(url, headers={"Origin": "https://evil.example",
+                                         "Access-Control-Request-Method": "POST"})
+    assert denied.status_code == 403
+    assert "access-control-allow-origin" not in denied.headers
+
+    with httpx.Client() as client:
+        big = client.get(server.url + "/shop/products", headers={"Accept-Encoding": "gzip"})
+    assert big.headers["content-encoding"] == "gzip"
+    assert "Accept-Encoding" in big.headers["vary"]
+    assert len(big.json()["items"]) == 3
+
+
 def test_demo_static_files_and_errors(serve) -> None:
     server = serve()
     css = httpx.get(server.url + "/static/style.css")

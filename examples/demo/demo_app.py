@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date
 from decimal import Decimal
 
 from genro_asgi import AsgiApplication, HTMLResponse, NotFound, Request, route
+from genro_asgi_executor import executor_of, report_progress
 
 PRODUCTS = {
     "p1": {"id": "p1", "name": "Espresso cup", "price": Decimal("4.50"), "since": date(2024, 3, 1)},
@@ -13,6 +15,16 @@ PRODUCTS = {
     "p3": {"id": "p3", "name": "Coffee beans 1kg", "price": Decimal("18.00"),
            "since": date(2025, 1, 20)},
 }
+
+
+def hash_rounds(rounds: int) -> str:
+    """CPU-bound demo job: runs in the executor's process pool, reporting progress."""
+    digest = b"genro"
+    for i in range(rounds):
+        digest = hashlib.sha256(digest).digest()
+        if i % 50_000 == 0:
+            report_progress(i / rounds, f"{i} rounds")
+    return digest.hex()
 
 
 class HomeApp(AsgiApplication):
@@ -32,6 +44,13 @@ class HomeApp(AsgiApplication):
     @route(methods=["GET"])
     async def hello(self, name: str = "world") -> str:
         return f"Hello, {name}!"
+
+    @route(methods=["POST"])
+    async def crunch(self, rounds: int = 1_000_000) -> dict[str, object]:
+        """Start a CPU job; follow it at /_tasks/<task_id>."""
+        task_id = await executor_of(self.server).submit(
+            hash_rounds, max(1, min(rounds, 20_000_000)), pool="cpu", name="hash_rounds")
+        return {"task_id": task_id, "status": f"/_tasks/{task_id}"}
 
     @route(methods=["GET"])
     def health(self, request: Request) -> dict[str, object]:
@@ -53,6 +72,13 @@ class ShopApp(AsgiApplication):
         if pid not in PRODUCTS:
             raise NotFound(detail=f"no product {pid!r}")
         return PRODUCTS[pid]
+
+    @route(methods=["POST"], auth="admin")
+    def restock(self, pid: str, quantity: int, request: Request) -> dict[str, object]:
+        """Only for identities tagged admin (the demo's bearer token)."""
+        self.product(pid)
+        identity = request.identity
+        return {"pid": pid, "added": quantity, "by": identity.id if identity else None}
 
     @route(methods=["POST"])
     def quote(self, pid: str, quantity: int = 1) -> dict[str, object]:

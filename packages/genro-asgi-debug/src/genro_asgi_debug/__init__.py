@@ -1,7 +1,13 @@
-"""genro-asgi-debug: Remote pdb on failing requests, for developers only, secure by default."""
+"""genro-asgi-debug: a remote post-mortem pdb on failing requests, and a request inspector.
 
-from .plugin import DebugConfig, DebugPlugin
+For development and staging only: see docs/debug.md (and its threat model) before enabling.
+"""
 
-__version__ = "0.1.0"
+from .client import DebugClient, DebugClientError, worker_addresses
+from .config import DebugConfig
+from .plugin import DebugPlugin
 
-__all__ = ["DebugConfig", "DebugPlugin", "__version__"]
+__version__ = "0.2.0"
+
+__all__ = ["DebugClient", "DebugClientError", "DebugConfig", "DebugPlugin", "__version__",
+           "worker_addresses"]

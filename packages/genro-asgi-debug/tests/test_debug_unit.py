@@ -1,0 +1,197 @@
+"""Pieces on their own: proofs and frames, redaction, the incident board, the remote pdb."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+
+import pytest
+
+from genro_asgi import Request
+from genro_asgi_debug.config import ip_allowed, is_loopback
+from genro_asgi_debug.incidents import IncidentBoard
+from genro_asgi_debug.protocol import (
+    HEADER,
+    ProtocolError,
+    client_proof,
+    decode,
+    encode,
+    new_nonce,
+    proof_matches,
+    read_frame,
+    server_proof,
+    valid_nonce,
+)
+from genro_asgi_debug.redact import Redactor
+from genro_asgi_debug.remote_pdb import LineInput, OutputBridge, start_post_mortem
+
+WAIT = 20.0
+
+
+def test_proofs_are_mutual_and_bound_to_both_nonces() -> None:
+    secret, server_nonce, client_nonce = b"s" * 20, new_nonce(), new_nonce()
+    proof = client_proof(secret, server_nonce, client_nonce)
+    assert proof_matches(proof, client_proof(secret, server_nonce, client_nonce))
+    assert proof != server_proof(secret, server_nonce, client_nonce)  # no reflection
+    assert proof != client_proof(secret, new_nonce(), client_nonce)  # no replay
+    assert proof != client_proof(b"t" * 20, server_nonce, client_nonce)
+    assert secret.hex() not in proof and secret.decode() not in proof
+
+
+@pytest.mark.parametrize("given", [None, 1, [], "", "zz", "é" * 64])
+def test_proof_match_tolerates_hostile_values(given: object) -> None:
+    assert proof_matches("ab" * 32, given) is False
+
+
+def test_nonce_validation() -> None:
+    assert valid_nonce(new_nonce())
+    for bad in (None, 1, "ab", "zz" * 32, new_nonce() + "00"):
+        assert not valid_nonce(bad)
+
+
+def test_frame_round_trip_and_rejections() -> None:
+    assert decode(encode({"type": "x", "data": "è"})[HEADER.size:]) == {"type": "x", "data": "è"}
+    for body in (b"\xff\xfe", b"[1]", b'{"no": "type"}', b'{"type": 3}', b"not json"):
+        with pytest.raises(ProtocolError):
+            decode(body)
+
+
+async def test_read_frame_limits() -> None:
+    reader = asyncio.StreamReader()
+    reader.feed_data(HEADER.pack(10_000_000))
+    with pytest.raises(ProtocolError, match="over the 1024 byte limit"):
+        await read_frame(reader, 1024)
+    reader = asyncio.StreamReader()
+    reader.feed_data(encode({"type": "a"})[:5])
+    reader.feed_eof()
+    with pytest.raises(ProtocolError, match="ended inside a frame"):
+        await read_frame(reader, 1024)
+    reader = asyncio.StreamReader()
+    reader.feed_eof()
+    assert await read_frame(reader, 1024) is None
+
+
+def test_loopback_and_allowed_ips() -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("example.org")
+    from pydantic import TypeAdapter, IPvAnyNetwork  # noqa: I001
+
+    nets = [TypeAdapter(IPvAnyNetwork).validate_python("10.1.0.0/16")]
+    assert ip_allowed("127.0.0.1", []) and ip_allowed("10.1.2.3", nets)
+    assert ip_allowed("::ffff:10.1.2.3", nets)
+    assert not ip_allowed("10.2.0.1", nets) and not ip_allowed("testclient", nets)
+
+
+def test_redaction_of_headers_and_query() -> None:
+    scope = {"type": "http", "method": "GET", "path": "/p",
+             "query_string": b"q=shoes&api_key=K&password=P&page=2&access_token=T",
+             "headers": [(b"authorization", b"Bearer T"), (b"cookie", b"sid=1"),
+                         (b"x-api-key", b"K"), (b"proxy-authorization", b"Basic x"),
+                         (b"x-my-session", b"S"), (b"accept", b"text/html")],
+             "client": ("127.0.0.1", 5000)}
+    summary = Redactor(["x-tenant"]).request_summary(Request(scope, None))  # type: ignore[arg-type]
+    assert summary["query"] == [["q", "shoes"], ["api_key", "***"], ["password", "***"],
+                                ["page", "2"], ["access_token", "***"]]
+    assert dict(summary["headers"]) == {"authorization": "***", "cookie": "***",
+                                        "x-api-key": "***", "proxy-authorization": "***",
+                                        "x-my-session": "***", "accept": "text/html"}
+    assert summary["client"] == "127.0.0.1:5000"
+    assert Redactor(["x-tenant"]).is_secret("X-Tenant")
+
+
+def test_redaction_bounds_oversized_input() -> None:
+    scope = {"type": "http", "method": "GET", "path": "/" + "a" * 5000,
+             "query_string": "&".join(f"f{i}={'v' * 500}" for i in range(2000)).encode(),
+             "headers": [(f"x-h{i}".encode(), b"v") for i in range(500)]}
+    summary = Redactor().request_summary(Request(scope, None))  # type: ignore[arg-type]
+    assert len(summary["path"]) < 300
+    assert len(summary["query"]) == 51 and len(summary["headers"]) == 51
+    assert all(len(value) < 300 for _name, value in summary["query"])
+
+
+async def test_board_caps_and_claims() -> None:
+    board = IncidentBoard(max_parked=2)
+    incidents = []
+    for n in range(3):
+        try:
+            raise ValueError(f"e{n}")
+        except ValueError as exc:
+            incidents.append(board.park(exc, {"request_id": str(n)}))
+    first, second, third = incidents
+    assert third is None and len(board) == 2
+    assert "ValueError: e0" in first.traceback_text
+    assert board.claim(None, "me") is first
+    with pytest.raises(LookupError, match="already has a debugger attached"):
+        board.claim(first.id, "you")
+    assert board.claim(None, "you") is second
+    with pytest.raises(LookupError, match="no parked incident is waiting"):
+        board.claim(None, "them")
+    with pytest.raises(LookupError, match="no parked incident 'nope'"):
+        board.claim("nope", "them")
+    board.release_all("bye")
+    assert first.released.result() == "bye"
+    board.remove(first)
+    assert len(board) == 1 and first.tb is None
+
+
+def _failing_traceback():  # type: ignore[no-untyped-def]
+    secret_sauce = {"answer": 42}  # noqa: F841  (read by the debugger)
+    try:
+        raise KeyError("missing")
+    except KeyError as exc:
+        return exc.__traceback__
+
+
+def run_pdb(lines: list[str]) -> str:
+    """A post-mortem session driven directly, without a server: what it printed."""
+    chunks: list[str] = []
+    finished = threading.Event()
+    stdin = LineInput()
+    for line in lines:
+        stdin.feed(line)
+    stdin.close()
+    thread = start_post_mortem(_failing_traceback(), stdin, OutputBridge(chunks.append),
+                               finished.set, "unit")
+    assert finished.wait(WAIT)
+    thread.join(WAIT)
+    return "".join(chunks)
+
+
+def test_remote_pdb_reads_locals_and_ends_on_eof() -> None:
+    output = run_pdb(["p secret_sauce['answer']", "pp sorted(secret_sauce)", "w"])
+    assert "42\n" in output and "['answer']" in output
+    assert "_failing_traceback()" in output
+
+
+@pytest.mark.parametrize("command", ["b 10", "break", "step", "n", "interact", "run",
+                                     "restart", "debug 1", "clear", "commands 1", "j 3"])
+def test_remote_pdb_refuses_commands_that_cannot_work_remotely(command: str) -> None:
+    output = run_pdb([command, "p 'still here'"])
+    assert "not available in a remote post-mortem session" in output
+    assert "'still here'" in output
+
+
+def test_remote_pdb_does_not_touch_the_process_streams(capfd: pytest.CaptureFixture[str]) -> None:
+    before = sys.stdout, sys.stdin
+    output = run_pdb(["help", "help pdb", "!print('from exec')"])
+    assert "Documented commands" in output and "from exec" in output
+    assert (sys.stdout, sys.stdin) == before
+    assert "from exec" not in capfd.readouterr().out
+
+
+def test_line_input_eof_is_sticky() -> None:
+    stdin = LineInput()
+    stdin.feed("a\nb")
+    stdin.close()
+    stdin.feed("ignored\n")
+    assert [stdin.readline() for _ in range(4)] == ["a\n", "b\n", "", ""]
+
+
+def test_output_bridge_chunks_large_output() -> None:
+    chunks: list[str] = []
+    bridge = OutputBridge(chunks.append)
+    bridge.write("x" * 100_000)
+    bridge.flush()
+    assert "".join(chunks) == "x" * 100_000
+    assert max(len(c) for c in chunks) <= 32 * 1024
