@@ -432,10 +432,25 @@ class AsgiServer:
         else:
             options.pop("workers")
             options.pop("reload")
-            uvicorn.run(self, **options)
+            _serve_one_process(self, options)
 
     def __repr__(self) -> str:
         return f"<AsgiServer {self.server_dir} plugins={list(self.plugins.names())}>"
+
+
+def _serve_one_process(app_server: AsgiServer, options: dict[str, Any]) -> None:
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        """uvicorn's server, telling the app the moment a shutdown signal arrives: uvicorn
+        waits for in-flight requests before the lifespan shutdown, and meanwhile requests on
+        kept-alive connections get a 503 and parked work (the debug plugin) is released."""
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            app_server.draining = True
+            super().handle_exit(sig, frame)
+
+    DrainingServer(uvicorn.Config(app_server, **options)).run()
 
 
 def server_from_environment() -> AsgiServer:
