@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import SECRET, WAIT, Background, debug_server, park, wait_until
+from debug_helpers import SECRET, WAIT, Background, debug_server, park, wait_until
 
 from genro_asgi import AsgiServer
 from genro_asgi.testing import LiveServer, free_port
@@ -346,7 +346,7 @@ def test_with_the_plugin_off_nothing_listens_or_parks(tmp_path: Path, options) -
     sockets = tmp_path / "sockets"
     plugins = {} if options is None else {"debug": {**options, "socket_dir": str(sockets)}}
     server = AsgiServer(tmp_path, config={"plugins": plugins}, environ={})
-    from helpers import Shop
+    from debug_helpers import Shop
 
     server.mount("/shop", Shop())
     with LiveServer(server) as live:
@@ -365,7 +365,7 @@ def test_genro_asgi_debug_command_uses_the_config(tmp_path: Path) -> None:
         "plugins:\n  debug: {secret: {$file: debug.secret}, socket_dir: sockets, "
         f"park_timeout: {WAIT}}}\n")
     server = AsgiServer(tmp_path)
-    from helpers import Shop
+    from debug_helpers import Shop
 
     server.mount("/shop", Shop())
     with LiveServer(server) as live:
@@ -385,7 +385,7 @@ def test_genro_asgi_debug_command_uses_the_config(tmp_path: Path) -> None:
 
 def test_every_worker_has_its_socket_and_the_cli_asks_them_all(tmp_path: Path) -> None:
     (tmp_path / "debug.secret").write_text(SECRET)
-    (tmp_path / "shop_app.py").write_text((Path(__file__).parent / "helpers.py").read_text())
+    (tmp_path / "shop_app.py").write_text((Path(__file__).parent / "debug_helpers.py").read_text())
     (tmp_path / "config.yaml").write_text(
         "plugins:\n  debug: {secret: {$file: debug.secret}, socket_dir: sockets}\n"
         "apps:\n  shop: {module: 'shop_app:Shop'}\n")

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import SECRET
+from debug_helpers import SECRET
 
 from genro_asgi import AsgiServer, ConfigError, PluginError
 from genro_asgi.plugins import installed_plugins

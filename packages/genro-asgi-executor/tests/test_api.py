@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from apps import BadPoolApp, JobsApp, ProcessPoolApp
-from helpers import HANG_GUARD, POOLS
+from executor_apps import BadPoolApp, JobsApp, ProcessPoolApp
+from executor_helpers import HANG_GUARD, POOLS
 
 from genro_asgi import AsgiServer, StartupError
 from genro_asgi.testing import AsyncTestClient
@@ -22,7 +22,7 @@ TINY = {**POOLS, "tiny": {"kind": "thread", "workers": 1, "max_pending": 1, "ret
 def make(tmp_path: Path, **options: Any) -> AsgiServer:
     plugins: dict[str, Any] = {"executor": {"pools": TINY, **options}}
     if "auth_rule" in options:
-        plugins["identity"] = {"module": "apps:HeaderIdentity"}
+        plugins["identity"] = {"module": "executor_apps:HeaderIdentity"}
     server = AsgiServer(tmp_path, config={"plugins": plugins}, environ={})
     server.mount("/jobs", JobsApp())
     return server

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from apps import JobsApp
-from helpers import HANG_GUARD, POOLS
+from executor_apps import JobsApp
+from executor_helpers import HANG_GUARD, POOLS
 
 from genro_asgi import AsgiServer
 from genro_asgi.testing import LiveServer
@@ -30,7 +30,7 @@ def poll(client: httpx.Client, task_id: str, done: callable) -> dict:  # type: i
 def test_cpu_job_over_http_while_the_server_stays_responsive(tmp_path: Path) -> None:
     flag = tmp_path / "flag"
     server = AsgiServer(tmp_path, config={"plugins": {
-        "executor": {"pools": POOLS}, "eventlog": {"module": "helpers:EventLog"}}},
+        "executor": {"pools": POOLS}, "eventlog": {"module": "executor_helpers:EventLog"}}},
         environ={})
     server.mount("/jobs", JobsApp())
     with LiveServer(server) as live, httpx.Client(base_url=live.url, timeout=HANG_GUARD) as c:

@@ -7,9 +7,9 @@ import os
 import threading
 from pathlib import Path
 
-import jobs
+import executor_jobs as jobs
 import pytest
-from helpers import running, until
+from executor_helpers import running, until
 
 from genro_asgi_executor import (
     ExecutorClosed,
@@ -175,7 +175,7 @@ async def test_closed_pool_refuses_and_unknown_pool_is_named(tmp_path: Path) -> 
 
 
 async def test_shutdown_stops_every_worker_process(tmp_path: Path) -> None:
-    from helpers import pid_alive
+    from executor_helpers import pid_alive
 
     async with running(tmp_path) as executor:
         pids = await asyncio.gather(*[executor.run_process(jobs.whoami) for _ in range(2)])

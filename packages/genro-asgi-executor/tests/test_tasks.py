@@ -9,9 +9,9 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-import jobs
+import executor_jobs as jobs
 import pytest
-from helpers import pid_alive, running, until
+from executor_helpers import pid_alive, running, until
 
 from genro_asgi import AsgiServer
 from genro_asgi_executor import (
@@ -318,12 +318,12 @@ async def test_a_failing_listener_does_not_stop_the_others(tmp_path: Path) -> No
         def genro_asgi_executor_task_event(self, event: dict) -> None:
             raise RuntimeError("listener bug")
 
-    import helpers
+    import executor_helpers as helpers
 
     helpers.Broken = Broken  # type: ignore[attr-defined]
     server = AsgiServer(tmp_path, config={"plugins": {
-        "executor": helpers.executor_config(), "broken": {"module": "helpers:Broken"},
-        "eventlog": {"module": "helpers:EventLog"}}}, environ={})
+        "executor": helpers.executor_config(), "broken": {"module": "executor_helpers:Broken"},
+        "eventlog": {"module": "executor_helpers:EventLog"}}}, environ={})
     await server.startup()
     try:
         executor = executor_of(server)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import TIMEOUT, make, open_ws, rpc, serving
+from wsx_helpers import TIMEOUT, make, open_ws, rpc, serving
 
 pytestmark = pytest.mark.e2e
 

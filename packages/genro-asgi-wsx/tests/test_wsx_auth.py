@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from helpers import close_code, make, open_ws, rpc, serving, wsx
+from wsx_helpers import close_code, make, open_ws, rpc, serving, wsx
 from websockets.exceptions import InvalidStatus
 
 pytestmark = pytest.mark.e2e

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import TIMEOUT, make, serving
+from wsx_helpers import TIMEOUT, make, serving
 
 from genro_asgi import AsgiApplication, route
 

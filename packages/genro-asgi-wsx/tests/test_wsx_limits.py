@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import pytest
-from helpers import TIMEOUT, close_code, make, open_ws, recv_wsx, rpc, serving, wsx
+from wsx_helpers import TIMEOUT, close_code, make, open_ws, recv_wsx, rpc, serving, wsx
 
 from genro_asgi.testing import AsyncTestClient, LiveServer, WebSocketDisconnect
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from genro_tytx import from_tytx, to_tytx
-from helpers import make, open_ws, recv_wsx, serving, wsx
+from wsx_helpers import make, open_ws, recv_wsx, serving, wsx
 
 from genro_asgi import Plugin, hookimpl
 

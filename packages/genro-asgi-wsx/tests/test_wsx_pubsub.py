@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from genro_tytx import from_tytx, to_tytx
-from helpers import TIMEOUT, make, open_ws, recv_wsx, rpc, serving, wsx
+from wsx_helpers import TIMEOUT, make, open_ws, recv_wsx, rpc, serving, wsx
 
 from genro_asgi import AsgiApplication, Plugin, hookimpl, hookspec, route
 

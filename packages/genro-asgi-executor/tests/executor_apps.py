@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-import jobs
+import executor_jobs as jobs
 
 from genro_asgi import AsgiApplication, Plugin, hookimpl, route
 from genro_asgi_executor import executor_of, in_pool

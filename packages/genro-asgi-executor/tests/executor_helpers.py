@@ -44,7 +44,7 @@ async def running(tmp_path: Path, events: bool = False,
                   **options: Any) -> AsyncIterator[ExecutorPlugin]:
     plugins: dict[str, Any] = {"executor": executor_config(**options)}
     if events:
-        plugins["eventlog"] = {"module": "helpers:EventLog"}
+        plugins["eventlog"] = {"module": "executor_helpers:EventLog"}
     server = AsgiServer(tmp_path, config={"plugins": plugins}, environ={})
     await server.startup()
     try:
