@@ -10,7 +10,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import HTTPException, RequestHeaderFieldsTooLarge
@@ -42,6 +42,9 @@ class _EnvelopeDefaults:
     identity: Any = None
     stuck_level = 0
     request_size = 0  # body bytes read so far (set only when a body is read)
+    # True when EnvelopeMiddleware wraps ``send`` (some HTTP middleware does not report its
+    # responses): then the outermost send records, and reporting middleware stand down
+    tracked = False
 
 
 class Envelope(_EnvelopeDefaults):
@@ -159,23 +162,36 @@ def notify_observers(observers: NamedObservers, envelope: Envelope, hook: str) -
 
 
 def tracking_send(envelope: Envelope, send: Send) -> Send:
-    """Wrap ``send`` to record status and size on the envelope and echo X-Request-ID."""
+    """Wrap ``send`` to record status and size on the envelope and echo X-Request-ID.
+
+    The wrapper is a plain function returning ``send``'s awaitable: every message costs one
+    call, not a coroutine of its own.
+    """
     external_id = envelope.external_id
 
-    async def send_tracked(message: Message) -> None:
+    def send_tracked(message: Message) -> Awaitable[None]:
         kind = message["type"]
-        if kind == "http.response.start":
+        if kind == "http.response.body":
+            envelope.response_size += len(message.get("body", b""))
+        elif kind == "http.response.start":
             envelope.status = message["status"]
             if external_id is not None:
                 message["headers"] = [
                     *message.get("headers", ()),
                     (_REQUEST_ID_HEADER, external_id.encode("latin-1")),
                 ]
-        elif kind == "http.response.body":
-            envelope.response_size += len(message.get("body", b""))
-        await send(message)
+        return send(message)
 
     return send_tracked
+
+
+def reporting_send(scope: Scope, send: Send) -> Send:
+    """``send`` for a response that a reporting middleware answers itself (a CORS preflight,
+    an error it renders): records it on the envelope unless the envelope tracks every send."""
+    envelope: Envelope | None = scope.get("genro.envelope")
+    if envelope is None or envelope.tracked:
+        return send
+    return tracking_send(envelope, send)
 
 
 def record_response(envelope: Envelope, response: Response) -> None:
@@ -201,8 +217,10 @@ class EnvelopeMiddleware:
         self.opened = server.compiled.envelope_opened
         self.closed = server.compiled.envelope_closed
         self.render_error = server.render_uncaught_error
-        # With plugin middleware in between, only the outermost send sees what the client
-        # gets; without it the dispatcher records its own responses and no wrapper is needed.
+        # With plugin middleware in between that does not report its responses (see
+        # ``reports_responses`` in AsgiServer.build), only the outermost send sees what the
+        # client gets; otherwise the dispatcher records its own responses, the reporting
+        # middleware theirs, and no wrapper is needed.
         self.track_sends = track_sends
         # httptools (uvicorn's fast parser) enforces no header limits, so they live here.
         settings = server.settings.server
@@ -227,6 +245,7 @@ class EnvelopeMiddleware:
             elif key == _CONTENT_TYPE and envelope.tytx_mode is None and b"vnd.tytx+" in value:
                 envelope.tytx_mode = transport_from_content_type(value)
         if self.track_sends:  # after the header pass: the wrapper echoes the request id
+            envelope.tracked = True
             send = tracking_send(envelope, send)
         try:
             if self.opened:
@@ -245,6 +264,7 @@ class EnvelopeMiddleware:
             envelope.error = envelope.error or exc
             if envelope.scope_type == "http" and envelope.status is None:
                 if not self.track_sends:
+                    envelope.tracked = True
                     send = tracking_send(envelope, send)
                 await self.render_error(scope, receive, send, exc)
             elif envelope.scope_type != "http" and isinstance(exc, HTTPException):

@@ -187,9 +187,9 @@ class Dispatcher:
         settings = server.settings.server
         self.max_body_size = int(settings.max_body_size)
         self.render_error = server.render_error
-        # True when no plugin middleware sits between the envelope and this dispatcher: then
-        # the dispatcher records status and echoes X-Request-ID itself, and the envelope
-        # need not wrap every send (see EnvelopeMiddleware).
+        # True unless an HTTP middleware that does not report its responses sits between the
+        # envelope and this dispatcher: then the dispatcher records status and size and echoes
+        # X-Request-ID itself, and the envelope need not wrap every send (AsgiServer.build).
         self.records_responses = True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -261,7 +261,7 @@ class Dispatcher:
             headers = [(b"content-length", b"%d" % len(body)), (b"content-type", content_type)]
             if self.records_responses and envelope is not None:
                 envelope.status = 200
-                envelope.response_size = len(body)
+                envelope.response_size = 0 if method == "HEAD" else len(body)
                 if envelope.external_id is not None:
                     headers.append((b"x-request-id", envelope.external_id.encode("latin-1")))
             await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -276,6 +276,8 @@ class Dispatcher:
             return
         if self.records_responses and envelope is not None:
             record_response(envelope, response)
+            if method == "HEAD":  # what goes on the wire, as tracking_send would count it
+                envelope.response_size = 0
         # what Response.__call__ does, inline: a complete body in two messages
         await send({"type": "http.response.start", "status": response.status_code,
                     "headers": response.start_headers()})

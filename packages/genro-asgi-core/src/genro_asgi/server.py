@@ -269,21 +269,28 @@ class AsgiServer:
             # factory joins the chains named by its ``scope_types`` (default: both).
             chains: dict[str, ASGIApp] = {"http": dispatcher, "websocket": dispatcher}
             factories = self.plugins.call_sync_named("genro_asgi_middleware", server=self)
+            unreported = False
             for plugin_name, factory in reversed(factories):
                 kinds = set(getattr(factory, "scope_types", chains))
                 if not kinds or not kinds <= set(chains):
                     raise PluginError(f"plugin {plugin_name!r}: middleware scope_types must be "
                                       f"among 'http', 'websocket', got {sorted(kinds)}")
                 for kind in kinds:
+                    inner = chains[kind]
                     try:
-                        chains[kind] = factory(chains[kind])
+                        chains[kind] = factory(inner)
                     except Exception as exc:
                         raise PluginError(
                             f"plugin {plugin_name!r}: its middleware factory failed: {exc!r}"
                         ) from exc
-            http_wrapped = chains["http"] is not dispatcher
-            dispatcher.records_responses = not http_wrapped
-            self._app = EnvelopeMiddleware(chains["http"], self, track_sends=http_wrapped,
+                    if kind == "http" and chains[kind] is not inner and getattr(
+                            chains[kind], "reports_responses", False) is not True:
+                        unreported = True
+            # A middleware that declares ``reports_responses = True`` lets the dispatcher's
+            # record of status and size stand, and records what it changes or answers itself
+            # (see envelope.reporting_send); any other one makes the envelope wrap every send.
+            dispatcher.records_responses = not unreported
+            self._app = EnvelopeMiddleware(chains["http"], self, track_sends=unreported,
                                            websocket_app=chains["websocket"])
         return self._app
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from ...envelope import reporting_send
 from ...exceptions import HTTPException, Unauthorized
 from ...identity import SCOPE_KEY
 from ...request import Request
@@ -35,6 +36,10 @@ class PublicPaths:
 
 
 class AuthMiddleware:
+    # the only responses it sends itself (refusals) are recorded through reporting_send, so
+    # the envelope need not wrap every send (see EnvelopeMiddleware)
+    reports_responses = True
+
     def __init__(self, app: ASGIApp, server: AsgiServer, authenticator: Authenticator,
                  public: PublicPaths, anonymous: bool) -> None:
         self.app = app
@@ -69,7 +74,7 @@ class AuthMiddleware:
                     exc: HTTPException) -> None:
         if scope["type"] == "http":
             response = await self.server.render_error(Request(scope, receive), exc)
-            await response(scope, receive, send)
+            await response(scope, receive, reporting_send(scope, send))
             return
         envelope = scope.get("genro.envelope")
         if envelope is not None:

@@ -10,7 +10,7 @@ compression does not shrink it) or streamed (compressed chunk by chunk, each one
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from ...types import ASGIApp, Message, RawHeaders, Receive, Scope, Send
 from .encoding import Codec, StreamEncoder, choose_coding
@@ -142,7 +142,8 @@ def revalidated(scope: Scope, message: Message) -> Message:
 def vary_only(policy: ResponsePolicy, scope: Scope, send: Send) -> Send:
     """``send`` for a request that gets no compression: only the start message may change."""
 
-    async def send_with_vary(message: Message) -> None:
+    # a plain function handing back ``send``'s awaitable: no coroutine per message
+    def send_with_vary(message: Message) -> Awaitable[None]:
         if message["type"] == "http.response.start":
             status = message["status"]
             headers = start_headers(message)
@@ -150,7 +151,7 @@ def vary_only(policy: ResponsePolicy, scope: Scope, send: Send) -> Send:
                 message = {**message, "headers": with_vary(headers)}
             elif status == 304:
                 message = revalidated(scope, message)
-        await send(message)
+        return send(message)
 
     return send_with_vary
 
@@ -162,9 +163,15 @@ async def _encode(encode: Callable[[bytes], bytes], data: bytes) -> bytes:
 
 
 class CompressingSend:
-    """``send`` for a request that accepts ``codec``: a small state machine per response."""
+    """``send`` for a request that accepts ``codec``: a small state machine per response.
 
-    __slots__ = ("_codec", "_policy", "_scope", "_send", "_start", "_state", "_stream")
+    A plain callable handing back an awaitable: once the start message has decided that the
+    body goes out as it is (too small, excluded type, an error status), every message goes
+    straight to the original ``send`` without a coroutine of its own.
+    """
+
+    __slots__ = ("_codec", "_policy", "_scope", "_send", "_sent", "_start", "_state",
+                 "_stream")
 
     _INSPECT, _HOLD, _STREAM, _PASS = range(4)
 
@@ -176,22 +183,26 @@ class CompressingSend:
         self._state = self._INSPECT
         self._start: Message | None = None
         self._stream: StreamEncoder | None = None
+        self._sent = 0  # compressed bytes sent so far
 
-    async def __call__(self, message: Message) -> None:
+    def __call__(self, message: Message) -> Awaitable[None]:
         state = self._state
         if state == self._PASS:
-            await self._send(message)
-            return
-        kind = message["type"]
-        if state == self._INSPECT and kind == "http.response.start":
+            return self._send(message)
+        if state == self._INSPECT and message["type"] == "http.response.start":
             status = message["status"]
             if self._policy.compressible(status, start_headers(message)):
                 self._start = message  # held until the first body message
                 self._state = self._HOLD
-                return
+                return _held()
             self._state = self._PASS
-            await self._send(revalidated(self._scope, message) if status == 304 else message)
-        elif kind == "http.response.body" and state == self._HOLD:
+            return self._send(revalidated(self._scope, message) if status == 304 else message)
+        return self._body(message)
+
+    async def _body(self, message: Message) -> None:
+        kind = message["type"]
+        state = self._state
+        if kind == "http.response.body" and state == self._HOLD:
             await self._first_body(message)
         elif kind == "http.response.body" and state == self._STREAM:
             await self._next_chunk(message)
@@ -206,6 +217,14 @@ class CompressingSend:
         if start is not None:
             await self._send({**start, "headers": with_vary(start_headers(start))})
 
+    def _record(self, size: int) -> None:
+        """Count compressed bytes as what the response sends, unless the envelope tracks the
+        outermost send itself (the bytes counted further in are the uncompressed ones)."""
+        self._sent += size
+        envelope = self._scope.get("genro.envelope")
+        if envelope is not None and not envelope.tracked:
+            envelope.response_size = self._sent
+
     async def _first_body(self, message: Message) -> None:
         start = self._start
         assert start is not None
@@ -218,7 +237,9 @@ class CompressingSend:
             stream = self._stream = codec.open_stream()
             await self._send({**start, "headers": encoded_headers(headers, codec.header_value,
                                                                   None)})
-            await self._send({**message, "body": await _encode(stream.chunk, body)})
+            chunk = await _encode(stream.chunk, body)
+            self._record(len(chunk))
+            await self._send({**message, "body": chunk})
             return
         self._state = self._PASS
         if len(body) < self._policy.minimum_size:
@@ -230,6 +251,7 @@ class CompressingSend:
             await self._send({**start, "headers": with_vary(headers)})
             await self._send(message)
             return
+        self._record(len(compressed))
         await self._send({**start, "headers": encoded_headers(headers, codec.header_value,
                                                               len(compressed))})
         await self._send({**message, "body": compressed})
@@ -240,16 +262,35 @@ class CompressingSend:
         body: bytes = message.get("body", b"")
         if message.get("more_body", False):
             if body:
-                message = {**message, "body": await _encode(stream.chunk, body)}
+                chunk = await _encode(stream.chunk, body)
+                self._record(len(chunk))
+                message = {**message, "body": chunk}
             await self._send(message)
             return
         self._state = self._PASS
         self._stream = None
-        await self._send({**message, "body": await _encode(stream.finish, body)})
+        chunk = await _encode(stream.finish, body)
+        self._record(len(chunk))
+        await self._send({**message, "body": chunk})
+
+
+def _never() -> StreamEncoder:
+    raise AssertionError("the _UNSEEN marker is never used as a codec")
+
+
+_UNSEEN = Codec("unseen", bytes, _never)  # an Accept-Encoding value not negotiated yet
+
+
+async def _held() -> None:
+    """What sending the held start message awaits: nothing goes out yet."""
 
 
 class CompressionMiddleware:
     """gzip / brotli for HTTP responses (see docs/compression.md)."""
+
+    # It records the compressed size when it changes a body and otherwise lets the record
+    # made further in stand: the envelope need not wrap every send (see AsgiServer.build).
+    reports_responses = True
 
     def __init__(self, app: ASGIApp, codecs: Iterable[Codec], policy: ResponsePolicy) -> None:
         self.app = app
@@ -268,11 +309,36 @@ class CompressionMiddleware:
                 accept = value if accept is None else accept + b"," + value
         codec = None
         if accept is not None and scope["method"] != "HEAD":
-            codec = self.negotiate(accept)
+            codec = self._choices.get(accept, _UNSEEN)
+            if codec is _UNSEEN:
+                codec = self.negotiate(accept)
+        policy = self.policy
         if codec is None:
-            await self.app(scope, receive, vary_only(self.policy, scope, send))
-        else:
-            await self.app(scope, receive, CompressingSend(codec, self.policy, scope, send))
+            await self.app(scope, receive, vary_only(policy, scope, send))
+            return
+        held: CompressingSend | None = None
+        passing = False
+
+        # Decides on the start message: a response that may not be compressed (too small by
+        # its Content-Length, an excluded type, an error status...) then goes straight to
+        # ``send``; only a compressible one gets the CompressingSend state machine.
+        def send_compressing(message: Message) -> Awaitable[None]:
+            nonlocal held, passing
+            if passing:
+                return send(message)
+            if held is not None:
+                return held(message)
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                if policy.compressible(status, start_headers(message)):
+                    held = CompressingSend(codec, policy, scope, send)
+                    return held(message)
+                passing = True
+                return send(revalidated(scope, message) if status == 304 else message)
+            passing = True  # a body with no start: not ours to fix
+            return send(message)
+
+        await self.app(scope, receive, send_compressing)
 
     def negotiate(self, accept: bytes) -> Codec | None:
         """The codec for this Accept-Encoding value, remembered for the common values."""

@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
+from ...envelope import reporting_send
 from ...types import ASGIApp, Message, RawHeaders, Receive, Scope, Send
-from .policy import ACAO, VARY, CorsPolicy
+from .policy import VARY, CorsPolicy
 
 logger = logging.getLogger("genro_asgi.cors")
 
@@ -72,6 +73,10 @@ def _varies_on_origin(value: bytes) -> bool:
 class CorsMiddleware:
     """Applies one CorsPolicy; ``render_error`` renders an exception raised further in."""
 
+    # It changes no status or body, and records what it answers itself (preflights, errors it
+    # renders): the envelope need not wrap every send for it (see AsgiServer.build).
+    reports_responses = True
+
     def __init__(self, app: ASGIApp, policy: CorsPolicy,
                  render_error: ErrorRenderer | None = None) -> None:
         self.app = app
@@ -80,13 +85,14 @@ class CorsMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "websocket":
-            await self._websocket(scope, receive, send)
-            return
         if kind != "http":
-            await self.app(scope, receive, send)
+            if kind == "websocket":
+                await self._websocket(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
             return
         policy = self.policy
+        vary = policy.vary
         origin: bytes | None = None
         if scope["method"] == "OPTIONS":
             method: bytes | None = None
@@ -99,37 +105,42 @@ class CorsMiddleware:
                 elif key == _ACRH:
                     requested.append(value)
             if origin is not None and method is not None:
-                await self._preflight(send, origin, method, requested)
+                await self._preflight(reporting_send(scope, send), origin, method, requested)
                 return
-        elif policy.vary:
+        elif vary:
             for key, value in scope["headers"]:
                 if key == _ORIGIN:
                     origin = value
                     break
-        if not policy.vary:
-            extra = policy.static_headers
-        elif origin is not None and policy.allows(origin):
-            extra = [(ACAO, origin), *policy.response_extra]
-        else:
-            extra = []
-        vary = policy.vary
+        appended = policy.static_headers if not vary else policy.by_origin.get(origin) \
+            or policy.appended_headers(origin)
 
-        async def send_with_cors(message: Message) -> None:
+        # a plain function handing back ``send``'s awaitable: no coroutine per message
+        def send_with_cors(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
-                message["headers"] = add_cors_headers(message.get("headers") or (), extra, vary)
-            await send(message)
+                headers = message.get("headers") or ()
+                if type(headers) is not list:
+                    headers = list(headers)
+                for key, _ in headers:
+                    if key[:1] in _SPECIAL:  # a Vary or Access-Control-* header to merge
+                        message["headers"] = add_cors_headers(
+                            headers, appended[1:] if vary else appended, vary)
+                        break
+                else:
+                    message["headers"] = [*headers, *appended]
+            return send(message)
 
         try:
             await self.app(scope, receive, send_with_cors)
         except Exception as exc:
-            # an inner middleware (auth's 401) or a mounted app raised before answering: render
-            # it here, so that the browser may read the error (the envelope would do it
-            # outside, without CORS headers)
+            # an inner middleware or a mounted app raised before answering: render it here, so
+            # that the browser may read the error (the envelope would do it outside, without
+            # CORS headers)
             envelope = scope.get("genro.envelope")
             if self.render_error is None or envelope is None or envelope.status is not None:
                 raise
             envelope.error = envelope.error or exc
-            await self.render_error(scope, receive, send_with_cors, exc)
+            await self.render_error(scope, receive, reporting_send(scope, send_with_cors), exc)
 
     async def _preflight(self, send: Send, origin: bytes, method: bytes,
                          requested: list[bytes]) -> None:

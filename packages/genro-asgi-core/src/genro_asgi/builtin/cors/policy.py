@@ -71,6 +71,11 @@ class CorsPolicy:
         self.static_headers: RawHeaders = [(ACAO, b"*"), *self.response_extra] \
             if not self.vary else []
 
+        # Origin value (None: no Origin) -> what a response without Vary or Access-Control-*
+        # headers of its own gets appended; see appended_headers
+        self._vary_only: RawHeaders = [(VARY, b"Origin")]
+        self.by_origin: dict[bytes | None, RawHeaders] = {None: self._vary_only}
+
         self._acam = b"" if self.all_methods and self.credentials else b"*" \
             if self.all_methods else ", ".join(sorted(self.methods)).encode()
         self._acah = ", ".join(sorted(self.headers)).encode()
@@ -94,6 +99,25 @@ class CorsPolicy:
                 self._regex_seen.clear()
             self._regex_seen[origin] = seen
         return seen
+
+    def appended_headers(self, origin: bytes | None) -> RawHeaders:
+        """What a response without Vary or Access-Control-* headers of its own gets appended:
+        ``Vary: Origin`` when the answer depends on the origin, then the CORS headers for
+        ``origin``. Remembered per origin (the middleware reads ``by_origin`` first)."""
+        if not self.vary:
+            return self.static_headers
+        if origin is None:
+            return self._vary_only
+        found = self.by_origin.get(origin)
+        if found is None:
+            found = [*self._vary_only, (ACAO, origin), *self.response_extra] \
+                if self.allows(origin) else self._vary_only
+            if len(origin) <= MAX_ORIGIN:  # hostile origins cannot grow it: bounded, cleared
+                if len(self.by_origin) >= _REGEX_CACHE:
+                    self.by_origin.clear()
+                    self.by_origin[None] = self._vary_only
+                self.by_origin[origin] = found
+        return found
 
     def same_origin(self, origin: bytes, scheme: str, host: bytes | None) -> bool:
         """Whether ``origin`` is the server's own, from the request's scheme and Host header."""
