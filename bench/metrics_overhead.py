@@ -1,216 +1,218 @@
-"""Cost of the metrics plugin: the same hello-world served with metrics off and on.
+"""Cost of the metrics plugin: the bench's genro-asgi app served with metrics off and on.
 
-Two measures, each in interleaved rounds (off, on, on with the WebSocket message middleware,
-then again) reporting medians and the on/off ratio (the goal is a cost under 5%):
+The variants are the suite's genro app (``bench/apps/genro_app.py``: ``GET /hello``, ``GET
+/json``) with the plugins below, each built on demand as ``bench.metrics_overhead:app_<key>``
+so that uvicorn imports it by string like any other benchmarked app. Four measures, each
+reported as on/off ratios:
 
-- in-process: the ASGI callable driven directly (no socket), microseconds per GET;
-- through uvicorn: one uvicorn process per variant, loaded by ``wrk`` over loopback, requests/s
-  (uvicorn pinned to one CPU and wrk to another when ``taskset`` and two CPUs are available).
+- ``--instructions``: the in-process request loops under valgrind's callgrind, one counter
+  dump per variant (deterministic: the figure to compare on a shared machine);
+- ``--server-instructions``: each whole uvicorn server under callgrind, loaded by wrk (user-space
+  instructions per request of uvicorn + uvloop + httptools + the app);
+- in-process: the ASGI callable driven directly (no socket), us per GET, interleaved rounds;
+- through uvicorn: one uvicorn per variant, loaded by ``wrk`` over loopback, requests/s and the
+  server's CPU time per request, interleaved rounds (see ``bench/through_uvicorn.py``).
 
-Run from the repository root: ``.venv/bin/python bench/metrics_overhead.py [--rounds 5]``.
-Every server started here is stopped in ``finally``.
+Run from the repository root::
+
+    .venv/bin/python bench/metrics_overhead.py [--rounds 5] [--instructions]
+        [--server-instructions] [--skip-timing | --skip-inprocess | --skip-uvicorn]
+        [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
+import json
 import os
 import re
 import shutil
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from bench.apps import Framework  # noqa: E402
+
 VARIANTS: dict[str, dict[str, Any]] = {
     "off": {},
-    "on": {"metrics": {}},
-    "on, websocket: true": {"metrics": {"websocket": True}},
+    "on": {"metrics": {}},  # the defaults: WebSocket message counting on
+    "on_no_ws": {"metrics": {"websocket": False}},
 }
-
-APP_MODULE = '''
-import json, os, tempfile
-from genro_asgi import AsgiApplication, AsgiServer, route
-
-
-class Hello(AsgiApplication):
-    @route()
-    async def hello(self):
-        return "Hello, world!"
+LABELS = {"off": "metrics off", "on": "metrics on (defaults)",
+          "on_no_ws": "metrics on, websocket: false"}
+FRAMEWORKS = tuple(Framework(key, f"bench.metrics_overhead:app_{key}", LABELS[key])
+                   for key in VARIANTS)
+CALLGRIND_TIMEOUT = 1800
+WARMUP = 300
+_apps: dict[str, Any] = {}
 
 
-server = AsgiServer(tempfile.mkdtemp(prefix="genro-metrics-bench-"), environ={}, config={
-    "logging": {"access_log": False, "level": "WARNING"},
-    "plugins": json.loads(os.environ["BENCH_PLUGINS"]),
-})
-server.mount("/", Hello())
-app = server
-'''
-
-
-# -- in-process ----------------------------------------------------------------------------------
-
-def _scope() -> dict[str, Any]:
-    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-            "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 50000), "scheme": "http",
-            "method": "GET", "root_path": "", "path": "/hello", "raw_path": b"/hello",
-            "query_string": b"", "headers": [(b"host", b"127.0.0.1:8000")], "state": {}}
-
-
-async def _build(plugins: dict[str, Any]) -> Any:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from genro_asgi import AsgiApplication, AsgiServer, route
-
-    class Hello(AsgiApplication):
-        @route()
-        async def hello(self) -> str:
-            return "Hello, world!"
+def build_app(plugins: dict[str, Any]) -> Any:
+    """The suite's genro app (core + errors, access log off) with ``plugins`` enabled."""
+    from bench.apps.genro_app import BenchApp
+    from genro_asgi import AsgiServer
 
     server = AsgiServer(tempfile.mkdtemp(prefix="genro-metrics-bench-"), environ={},
                         config={"logging": {"access_log": False, "level": "WARNING"},
                                 "plugins": plugins})
-    server.mount("/", Hello())
-    await server.startup()
+    server.mount("/", BenchApp())
     return server
 
 
-async def _time(app: Any, requests: int) -> float:
-    base = _scope()
-    message = {"type": "http.request", "body": b"", "more_body": False}
+def __getattr__(name: str) -> Any:
+    """``app_<variant>``: built on first access (uvicorn imports ``module:app_on``)."""
+    key = name.removeprefix("app_")
+    if name.startswith("app_") and key in VARIANTS:
+        if key not in _apps:
+            _apps[key] = build_app(VARIANTS[key])
+        return _apps[key]
+    raise AttributeError(name)
 
-    async def receive() -> dict[str, Any]:
-        return message
 
-    async def send(_: Any) -> None:
-        return None
+# -- instructions, in-process -------------------------------------------------------------------
 
-    gc.collect()
-    gc.disable()
+async def _child(requests: int) -> list[str]:
+    """Inside valgrind: warm every variant up, then run each loop between two dump markers."""
+    from bench.inprocess import Lifespan, _null_app, _receive, _send, http_scope
+
+    apps = {key: build_app(plugins) for key, plugins in VARIANTS.items()}
+    lifespans = [Lifespan(app) for app in apps.values()]
+    phases: list[tuple[str, Any]] = [("harness", _null_app), *apps.items()]
+    scope = http_scope("/hello")
+    for lifespan in lifespans:
+        await lifespan.start()
     try:
-        started = time.perf_counter()
-        for _ in range(requests):
-            await app(dict(base), receive, send)
-        return (time.perf_counter() - started) / requests * 1e6
+        for _, app in phases:
+            for _ in range(WARMUP):
+                await app(scope.copy(), _receive, _send)
+        os.getppid()  # dump: imports, startup, warm-up
+        for _, app in phases:
+            for _ in range(requests):
+                await app(scope.copy(), _receive, _send)
+            os.getppid()  # dump: this phase alone
     finally:
-        gc.enable()
+        for lifespan in reversed(lifespans):
+            await lifespan.stop()
+    return [key for key, _ in phases]
 
 
-async def in_process(rounds: int, requests: int) -> dict[str, float]:
-    servers = {name: await _build(plugins) for name, plugins in VARIANTS.items()}
-    for server in servers.values():
-        await _time(server, 2000)  # warm up
-    figures: dict[str, list[float]] = {name: [] for name in servers}
-    for _ in range(rounds):
-        for name, server in servers.items():
-            figures[name].append(await _time(server, requests))
-    for server in servers.values():
-        await server.shutdown()
-    return {name: statistics.median(values) for name, values in figures.items()}
+def instructions_in_process(requests: int) -> dict[str, float]:
+    """Instructions per ``GET /hello`` of each variant, net of the harness's own."""
+    if shutil.which("valgrind") is None:
+        raise RuntimeError("valgrind is not installed: apt-get install -y valgrind")
+    with tempfile.TemporaryDirectory(prefix="genro-metrics-cg-") as tmp:
+        out = Path(tmp) / "cg.out"
+        completed = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--dump-before=os_getppid*",
+             f"--callgrind-out-file={out}", sys.executable, str(Path(__file__).resolve()),
+             "--child", "--requests", str(requests)],
+            capture_output=True, text=True, check=False, cwd=REPO_ROOT,
+            timeout=CALLGRIND_TIMEOUT)
+        match = re.search(r"^PHASES (.*)$", completed.stdout, re.MULTILINE)
+        if completed.returncode != 0 or match is None:
+            raise RuntimeError(f"callgrind run failed:\n{completed.stderr[-3000:]}")
+        phases: list[str] = json.loads(match.group(1))
+        totals = []
+        for dump in sorted(Path(tmp).glob("cg.out.*"), key=lambda p: int(p.suffix[1:])):
+            summary = re.search(r"^summary:\s+(\d+)", dump.read_text(), re.MULTILINE)
+            if summary is not None:
+                totals.append(int(summary.group(1)) / requests)
+    per_phase = dict(zip(phases, totals[1:], strict=True))
+    harness = per_phase.pop("harness")
+    return {key: value - harness for key, value in per_phase.items()}
 
 
-# -- through uvicorn -------------------------------------------------------------------------
+# -- reporting ----------------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _pinning() -> tuple[list[str], list[str]]:
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if shutil.which("taskset") and len(cpus) >= 2:
-        return ["taskset", "-c", str(cpus[0])], ["taskset", "-c", str(cpus[1])]
-    return [], []
+def _report(title: str, figures: dict[str, float], unit: str, higher_is_better: bool) -> None:
+    print(title)
+    off = figures["off"]
+    for key, value in figures.items():
+        cost = (1 - value / off) if higher_is_better else (value / off - 1)
+        print(f"  {LABELS[key]:<30} {value:>12,.2f} {unit:<14} ratio {value / off:6.3f}  "
+              f"cost {100 * cost:+6.1f}%")
 
 
-def _start(directory: Path, plugins: dict[str, Any], pin: list[str]) -> tuple[Any, int]:
-    import json
-
-    port = _free_port()
-    process = subprocess.Popen(
-        [*pin, sys.executable, "-m", "uvicorn", "bench_metrics_app:app", "--app-dir",
-         str(directory), "--port", str(port), "--no-access-log", "--log-level", "warning"],
-        env={**os.environ, "BENCH_PLUGINS": json.dumps(plugins)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return process, port
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("uvicorn did not start")
-
-
-def _wrk(port: int, pin: list[str], seconds: int) -> float:
-    out = subprocess.run(
-        [*pin, "wrk", "-t1", "-c32", f"-d{seconds}s", f"http://127.0.0.1:{port}/hello"],
-        capture_output=True, text=True, check=True).stdout
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if match is None:
-        raise RuntimeError(f"cannot parse wrk output:\n{out}")
-    return float(match.group(1))
-
-
-def through_uvicorn(rounds: int, seconds: int) -> dict[str, float] | None:
-    if shutil.which("wrk") is None:
-        return None
-    server_pin, wrk_pin = _pinning()
-    directory = Path(tempfile.mkdtemp(prefix="genro-metrics-bench-"))
-    (directory / "bench_metrics_app.py").write_text(textwrap.dedent(APP_MODULE))
-    processes: dict[str, tuple[Any, int]] = {}
-    try:
-        for name, plugins in VARIANTS.items():
-            processes[name] = _start(directory, plugins, server_pin)
-        for _, port in processes.values():
-            _wrk(port, wrk_pin, 1)  # warm up
-        figures: dict[str, list[float]] = {name: [] for name in processes}
-        for _ in range(rounds):
-            for name, (_, port) in processes.items():
-                figures[name].append(_wrk(port, wrk_pin, seconds))
-        return {name: statistics.median(values) for name, values in figures.items()}
-    finally:
-        for process, _ in processes.values():
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--requests", type=int, default=20000, help="per in-process round")
-    parser.add_argument("--seconds", type=int, default=3, help="per wrk run")
+    parser.add_argument("--iterations", type=int, default=20000, help="per in-process round")
+    parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
+    parser.add_argument("--requests", type=int, default=2000,
+                        help="requests per loop under callgrind")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count in-process instructions under callgrind (deterministic)")
+    parser.add_argument("--server-instructions", action="store_true",
+                        help="count whole-server instructions under callgrind (a few minutes)")
+    parser.add_argument("--skip-timing", action="store_true",
+                        help="only the instruction counts")
     parser.add_argument("--skip-uvicorn", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument("--skip-inprocess", action="store_true")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="write the results here")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print("PHASES " + json.dumps(asyncio.run(_child(args.requests))), flush=True)
+        return 0
+    output: dict[str, Any] = {}
+    if args.instructions:
+        counted = instructions_in_process(args.requests)
+        output["instructions_in_process"] = counted
+        _report("in-process instructions per GET /hello (callgrind, net of the harness; "
+                "deterministic)", counted, "instr", higher_is_better=False)
+    if args.server_instructions:
+        from bench.instructions import run_server_instructions
 
-    inproc = asyncio.run(in_process(args.rounds, args.requests))
-    print(f"in-process, us per GET /hello (median of {args.rounds} interleaved rounds)")
-    for name, us in inproc.items():
-        print(f"  metrics {name:<22} {us:8.2f} us  ratio {us / inproc['off']:.3f}"
-              f"  (+{us - inproc['off']:.2f} us)")
-    if args.skip_uvicorn:
-        return
-    rps = through_uvicorn(args.rounds, args.seconds)
-    if rps is None:
-        print("through uvicorn: skipped (wrk not found)")
-        return
-    print(f"through uvicorn + wrk, requests/s (median of {args.rounds} interleaved rounds)")
-    for name, value in rps.items():
-        print(f"  metrics {name:<22} {value:10.0f} req/s  ratio {value / rps['off']:.3f}"
-              f"  (cost {100 * (1 - value / rps['off']):.1f}%)")
+        whole = run_server_instructions(FRAMEWORKS, progress=lambda line: None)
+        for endpoint in ("hello", "json"):
+            figures = {key: whole.per_request[key][endpoint] for key in VARIANTS}
+            output.setdefault("instructions_whole_server", {})[endpoint] = figures
+            _report(f"whole uvicorn server, instructions per GET /{endpoint} (callgrind, "
+                    "user space)", figures, "instr", higher_is_better=False)
+    if args.skip_timing:
+        _write(args.json, output)
+        return 0
+    if not args.skip_inprocess:
+        from bench.inprocess import run_inprocess
+
+        inproc = run_inprocess(FRAMEWORKS, rounds=args.rounds, iterations=args.iterations,
+                               warmup=2000, progress=lambda line: None)
+        output["in_process_us"] = inproc.to_json()
+        for endpoint in ("hello", "json"):
+            _report(f"in-process, us per GET /{endpoint} (median of {args.rounds} interleaved "
+                    "rounds; shared machine)",
+                    {key: inproc.median(key, endpoint) for key in VARIANTS}, "us",
+                    higher_is_better=False)
+    if not args.skip_uvicorn:
+        from bench.through_uvicorn import run_uvicorn
+
+        served = run_uvicorn(FRAMEWORKS, rounds=args.rounds, duration_s=args.duration,
+                             warmup_s=1, progress=lambda line: None)
+        output["through_uvicorn"] = served.to_json()
+        print(f"through uvicorn + wrk ({served.pinning})")
+        for endpoint in ("hello", "json"):
+            _report(f"requests/s, GET /{endpoint} (median of {args.rounds} interleaved rounds)",
+                    {key: served.median(key, endpoint, "requests_per_s") for key in VARIANTS},
+                    "req/s", higher_is_better=True)
+            _report(f"server CPU per request, GET /{endpoint} (median)",
+                    {key: served.median(key, endpoint, "server_cpu_us_per_request")
+                     for key in VARIANTS}, "us", higher_is_better=False)
+    _write(args.json, output)
+    return 0
+
+
+def _write(path: Path | None, output: dict[str, Any]) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(output, indent=2, default=str) + "\n")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

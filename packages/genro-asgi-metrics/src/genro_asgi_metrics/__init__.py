@@ -5,7 +5,7 @@ from .hookspecs import MetricsHookSpecs
 from .metrics import UNMATCHED, ServerMetrics
 from .plugin import MetricsPlugin
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = ["UNMATCHED", "MetricsConfig", "MetricsHookSpecs", "MetricsPlugin", "ServerMetrics",
            "__version__"]

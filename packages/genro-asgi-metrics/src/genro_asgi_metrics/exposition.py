@@ -3,8 +3,10 @@
 Access is open unless a Bearer ``token`` or an ``auth_rule`` is configured: the rule is matched
 against the tags of the identity that the auth plugin records on the request's envelope.
 
-``Exposition`` renders a scrape from request headers and is shared by the ASGI app mounted on
-the main server and by the separate-port listener.
+``Exposition`` renders a scrape from request headers. ``ExpositionRoute`` serves it on the main
+server as a route (a route joins the core's route table, so the other requests pay nothing for
+it, where an ASGI mount is checked on every request); the separate-port listener serves it too.
+``ExpositionApp`` is the same as a plain ASGI app, to mount anywhere.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 from genro_toolbox import tags_match
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
+from genro_asgi import AsgiApplication, Request, Response, route
 from genro_asgi.types import Receive, Scope, Send
 
 Reply = tuple[int, list[tuple[bytes, bytes]], bytes]
@@ -28,6 +31,8 @@ def identity_tags(identity: Any) -> set[str]:
     if tags is None and isinstance(identity, Mapping):
         tags = identity.get("tags")
     return {str(tag) for tag in tags or ()}
+
+
 _TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
 
 
@@ -93,3 +98,23 @@ class ExpositionApp:
                 envelope.identity if envelope is not None else None)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+class ExpositionRoute(AsgiApplication):
+    """The scrape at the mount point, GET and HEAD (the core answers 405 to other methods,
+    and 404 to sub-paths). Query parameters are accepted and ignored."""
+
+    def __init__(self, exposition: Exposition) -> None:
+        super().__init__()
+        self.exposition = exposition
+
+    @route(methods=["GET"])
+    async def index(self, request: Request, **params: str) -> Response:
+        # async: rendered on the event loop, never beside the observers writing the numbers
+        envelope = request.envelope
+        identity = envelope.identity if envelope is not None else None
+        status, headers, body = self.exposition.reply(
+            "GET", dict(request.scope.get("headers") or ()), identity)
+        response = Response(body, status_code=status)
+        response.raw_headers = headers  # the core strips the body of a HEAD
+        return response

@@ -1,8 +1,9 @@
 """The ``metrics`` plugin: wires the per-server registry, observers, exposition and workers.
 
-Everything lives on the plugin instance (one per server): the ``CollectorRegistry``, the metric
-objects and their cached label children. The per-request observers are plain methods that the
-core compiles into its observer lists; they do a few dict lookups and ``inc``/``observe`` calls.
+Everything lives on the plugin instance (one per server): the ``CollectorRegistry`` and the
+store (``LocalMetrics``, or ``SharedMetrics`` in multiprocess mode), chosen when the plugin is
+built. The one per-request hook, ``genro_asgi_envelope_closed``, is the store's observer
+closure, which the core compiles into its observer list and calls directly.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
-from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, values
@@ -19,10 +19,10 @@ from prometheus_client import CollectorRegistry, values
 from genro_asgi import Plugin, hookimpl
 
 from .config import MetricsConfig
-from .exposition import Exposition, ExpositionApp
+from .exposition import Exposition, ExpositionRoute
 from .hookspecs import MetricsHookSpecs
 from .listener import MetricsListener
-from .metrics import UNMATCHED, LocalMetrics, ServerMetrics, SharedMetrics, path_filter
+from .metrics import LocalMetrics, ServerMetrics, SharedMetrics, path_filter
 from .multiprocess import (
     multiprocess_dir_from_env,
     prepare_directory,
@@ -32,7 +32,7 @@ from .multiprocess import (
 from .websocket import websocket_middleware
 
 if TYPE_CHECKING:
-    from genro_asgi import AsgiServer, Envelope
+    from genro_asgi import AsgiServer
     from genro_asgi.types import ASGIApp
 
 logger = logging.getLogger("genro_asgi_metrics")
@@ -47,56 +47,69 @@ class MetricsPlugin(Plugin):
     hookspecs = MetricsHookSpecs
     config: MetricsConfig
 
+    # -- construction -------------------------------------------------------------------------
+
     def __init__(self, server: AsgiServer, config: MetricsConfig) -> None:
         super().__init__(server, config)
         self.registry = CollectorRegistry(auto_describe=True)
-        self.multiprocess_dir: str | None = None
-        self.metrics: ServerMetrics | None = None
+        self.listener: MetricsListener | None = None
+        self.exposition: Exposition | None = None
         # in-progress requests and open WebSockets are counted from the envelope registry,
         # never per request: at scrape time, and in multiprocess mode also every
         # GAUGE_INTERVAL seconds into this worker's live gauges
         self._gauges: tuple[Any, Any] | None = None
         self._sampler: asyncio.Task[None] | None = None
-        self._slots: dict[Any, Any] = {}
-        self.listener: MetricsListener | None = None
-        self.exposition: Exposition | None = None
+        self._exposition_route: str | None = None
         skip = list(config.skip_paths)
         if config.port is None:
             skip.append(config.path)
         self.skipped: Callable[[str], bool] = path_filter(skip)
-        # the closed observer checks the user's skip_paths only when there are some, and
-        # recognises the exposition's own mount by its route (the core labels a mounted ASGI
-        # app with its prefix)
-        self._skip_mounts = frozenset(skip) - frozenset(config.skip_paths)
-        self._skip_user: Callable[[str], bool] | None = \
-            path_filter(config.skip_paths) if config.skip_paths else None
+        self.multiprocess_dir = self._multiprocess_directory(server)
+        self.metrics: ServerMetrics = self._store()
+        # The per-request observer: a closure over the store, registered under the hook's
+        # name as an attribute, so the core calls it directly (no method call in between).
+        # The exposition's own route is recognised by the store's index, once per label set;
+        # the user's skip_paths are checked per request only when there are some.
+        self.observe_request = hookimpl(specname="genro_asgi_envelope_closed")(
+            self.metrics.observer(path_filter(config.skip_paths) if config.skip_paths else None))
 
-    # -- construction -------------------------------------------------------------------------
-
-    @hookimpl
-    def genro_asgi_configure(self, server: AsgiServer) -> None:
+    def _multiprocess_directory(self, server: AsgiServer) -> str | None:
         directory = multiprocess_dir_from_env()
         if directory is None and server.settings.server.workers > 1:
             # the parent, before uvicorn spawns the workers: they inherit the variable
             directory = prepare_directory(self.config.multiprocess_dir)
-        self.multiprocess_dir = directory
         if directory is not None and not getattr(values.ValueClass, "_multiprocess", False):
             # prometheus_client picks its value class when first imported; this process
             # imported it before the directory was exported
             values.ValueClass = values.MultiProcessValue()
+        return directory
+
+    def _store(self) -> ServerMetrics:
         buckets = {"duration_buckets": self.config.duration_buckets,
                    "size_buckets": self.config.byte_buckets}
-        if directory is None:
-            self.metrics = LocalMetrics(in_progress=self._in_progress,
-                                        websockets_open=self._websockets_open, **buckets)
-            self.registry.register(self.metrics)
-            self._slots = self.metrics._slots
-        else:
-            # created after the environment is set; the values live in the directory's files
-            # and each scrape aggregates them, so they join no registry
-            shared = self.metrics = SharedMetrics(None, **buckets)
-            self._gauges = shared.in_progress, shared.ws_active
-            self._slots = shared._slots
+        if self.multiprocess_dir is None:
+            local = LocalMetrics(in_progress=self._in_progress,
+                                 websockets_open=self._websockets_open,
+                                 skipped_route=self._is_exposition_route, **buckets)
+            self.registry.register(local)
+            return local
+        # created after the environment is set: the values live in the directory's files and
+        # each scrape aggregates them, so they join no registry
+        shared = SharedMetrics(None, skipped_route=self._is_exposition_route, **buckets)
+        self._gauges = shared.in_progress, shared.ws_active
+        return shared
+
+    def _is_exposition_route(self, route: str) -> bool:
+        """Whether ``route`` (a route template) is the scrape's own (asked once per label set)."""
+        if self.config.port is not None:
+            return False
+        if self._exposition_route is None:
+            found = self.server.find_route(self.config.path)
+            self._exposition_route = found[0].path if found is not None else ""
+        return route == self._exposition_route
+
+    @hookimpl
+    def genro_asgi_configure(self, server: AsgiServer) -> None:
         server.plugins.call_sync("genro_asgi_metrics_collectors", server=server,
                                  registry=self.registry)
         token = self.config.token.get_secret_value() if self.config.token else None
@@ -125,11 +138,11 @@ class MetricsPlugin(Plugin):
     def genro_asgi_mount(self, server: AsgiServer) -> Mapping[str, Any] | None:
         if self.config.port is not None or self.exposition is None:
             return None
-        return {self.config.path: ExpositionApp(self.exposition)}
+        return {self.config.path: ExpositionRoute(self.exposition)}
 
     @hookimpl
     def genro_asgi_middleware(self) -> Callable[[ASGIApp], ASGIApp] | None:
-        if not self.config.websocket or self.metrics is None:
+        if not self.config.websocket:
             return None
         return websocket_middleware(self.metrics, self.skipped)
 
@@ -163,28 +176,13 @@ class MetricsPlugin(Plugin):
         if self.multiprocess_dir is not None:
             process_exited(self.multiprocess_dir)
 
-    # -- per request: the only per-request hook (compiled into a plain list by the core) -----
-
-    @hookimpl
-    def genro_asgi_envelope_closed(self, envelope: Envelope) -> None:
-        # the hottest code of the plugin: every line is measured (bench/metrics_overhead.py)
-        if envelope.error is not None:
-            self.metrics.error(type(envelope.error)).inc()  # type: ignore[union-attr]
-        scope = envelope.scope  # read directly: cheaper than the envelope's properties
-        if scope["type"] != "http":
-            return
-        route = envelope.route  # a route template, a mount prefix, or None: no match
-        if route is None:
-            route = UNMATCHED
-        elif route in self._skip_mounts:
-            return
-        if self._skip_user is not None and self._skip_user(scope["path"]):
-            return
-        key = (scope["method"], route, envelope.status)
-        slot = self._slots.get(key) or self.metrics.slot(*key)  # type: ignore[union-attr]
-        slot.record(monotonic() - envelope.created_at, envelope.request_size,
-                    envelope.response_size)
+    # -- events from the watchdog and the executor --------------------------------------------
 
     @hookimpl
     def genro_asgi_envelope_stuck(self, level: str) -> None:
-        self.metrics.stuck(level).inc()  # type: ignore[union-attr]
+        self.metrics.stuck(level).inc()
+
+    @hookimpl(optionalhook=True)
+    def genro_asgi_executor_task_event(self, event: Mapping[str, Any]) -> None:
+        """Declared by genro-asgi-executor: counts ``executor_task_events_total{kind,state}``."""
+        self.metrics.task_event(event)
