@@ -195,7 +195,7 @@ class Dispatcher:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         envelope: Envelope | None = scope.get("genro.envelope")
-        if self.mounts:
+        if self.mounts and path.startswith(self.mount_starts):
             for prefix, under, app in self.mounts:
                 if path == prefix or path.startswith(under) or (
                     prefix == "/" and not self._routable(path)
@@ -288,6 +288,8 @@ class Dispatcher:
         """ASGI apps by prefix, longest first, with ``prefix/`` precomputed for matching."""
         ordered = sorted(mounts, key=lambda m: len(m[0]), reverse=True)
         self.mounts = [(prefix, prefix + "/", app) for prefix, app in ordered]
+        # one C call rules out every mount for most requests; "" matches all (a root mount)
+        self.mount_starts = tuple("" if prefix == "/" else prefix for prefix, _ in ordered)
 
     def _routable(self, path: str) -> bool:
         """Whether the route table answers ``path`` (an ASGI app at "/" is only a fallback)."""
