@@ -121,20 +121,7 @@ class Binder:
         if with_body and (self.params or self.accepts_kwargs or self.request_param is None):
             for name, value in (await request.body_params()).items():
                 self._put(values, sources, name, value, "body", self.by_name.get(name))
-        kwargs: dict[str, Any] = {}
-        for name, value in values.items():
-            spec = self.by_name.get(name)
-            kwargs[name] = spec.coerce(value) if spec is not None else value
-        for param in self.params:
-            if param.required and param.name not in kwargs:
-                raise BadRequest(detail=f"missing required parameter {param.name!r}")
-        if self.request_param is not None:
-            kwargs[self.request_param] = request
-        if extra_args:
-            positional_names = [p.name for p in self.positional]
-            args = tuple(kwargs.pop(n) for n in positional_names) + extra_args
-            return args, kwargs
-        return (), kwargs
+        return self._arguments(values, extra_args, request)
 
     def bind_mapping(
         self, data: Mapping[str, Any], segments: Sequence[str] = (), connection: Any = None
@@ -156,6 +143,11 @@ class Binder:
             if not isinstance(name, str):
                 raise BadRequest(detail=f"parameter names must be strings, got {name!r}")
             self._put(values, sources, name, value, "data", self.by_name.get(name))
+        return self._arguments(values, extra_args, connection)
+
+    def _arguments(self, values: dict[str, Any], extra_args: tuple[Any, ...],
+                   request: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Coerce the gathered values, check the required ones, place the positional ones."""
         kwargs: dict[str, Any] = {}
         for name, value in values.items():
             spec = self.by_name.get(name)
@@ -164,7 +156,7 @@ class Binder:
             if param.required and param.name not in kwargs:
                 raise BadRequest(detail=f"missing required parameter {param.name!r}")
         if self.request_param is not None:
-            kwargs[self.request_param] = connection
+            kwargs[self.request_param] = request
         if extra_args:
             args = tuple(kwargs.pop(p.name) for p in self.positional) + extra_args
             return args, kwargs

@@ -26,8 +26,19 @@ class JwtVerifier:
             raise ConfigError("plugins.auth.jwt needs PyJWT: pip install "
                               "'genro-asgi-core[jwt]'") from None
         self._jwt = jwt
-        # PyJWT >= 2.10 checks that 'sub' is a string itself
-        self._invalid_subject: Any = getattr(jwt.exceptions, "InvalidSubjectError", ())
+        reasons: list[tuple[Any, str]] = [
+            (jwt.ExpiredSignatureError, "token expired"),
+            (jwt.ImmatureSignatureError, "token not valid yet"),
+            (jwt.InvalidAudienceError, "token audience not accepted"),
+            (jwt.InvalidIssuerError, "token issuer not accepted"),
+            (jwt.InvalidSignatureError, "token signature does not verify"),
+            (jwt.InvalidAlgorithmError, "token algorithm not accepted"),
+            (jwt.DecodeError, "malformed token"),
+        ]
+        invalid_subject = getattr(jwt.exceptions, "InvalidSubjectError", None)
+        if invalid_subject is not None:  # PyJWT >= 2.10 checks that 'sub' is a string itself
+            reasons.insert(0, (invalid_subject, "token 'sub' claim must be a string"))
+        self._reasons = tuple(reasons)
         self.config = config
         self.algorithms = list(config.algorithms)
         if set(self.algorithms) & HMAC_ALGORITHMS:
@@ -57,26 +68,13 @@ class JwtVerifier:
                 token, self.key, algorithms=self.algorithms, audience=config.audience,
                 issuer=config.issuer, leeway=config.leeway, options=self.options,
             )
-        except jwt.ExpiredSignatureError:
-            raise InvalidToken("token expired") from None
-        except jwt.ImmatureSignatureError:
-            raise InvalidToken("token not valid yet") from None
-        except jwt.InvalidAudienceError:
-            raise InvalidToken("token audience not accepted") from None
-        except jwt.InvalidIssuerError:
-            raise InvalidToken("token issuer not accepted") from None
         except jwt.MissingRequiredClaimError as exc:
             raise InvalidToken(f"token lacks the {exc.claim!r} claim") from None
-        except jwt.InvalidSignatureError:
-            raise InvalidToken("token signature does not verify") from None
-        except jwt.InvalidAlgorithmError:
-            raise InvalidToken("token algorithm not accepted") from None
-        except self._invalid_subject:
-            raise InvalidToken("token 'sub' claim must be a string") from None
-        except jwt.DecodeError:
-            raise InvalidToken("malformed token") from None
-        except jwt.InvalidTokenError:
-            raise InvalidToken("invalid token") from None
+        except jwt.InvalidTokenError as exc:
+            # the first class that matches says why; subclasses come before their bases
+            reason = next((text for kind, text in self._reasons if isinstance(exc, kind)),
+                          "invalid token")
+            raise InvalidToken(reason) from None
         subject = claims.get(config.id_claim)
         if not isinstance(subject, (str, int)) or isinstance(subject, bool) or subject == "":
             raise InvalidToken(f"token lacks a usable {config.id_claim!r} claim")
