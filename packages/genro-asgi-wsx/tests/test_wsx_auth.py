@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 import pytest
-from wsx_helpers import close_code, make, open_ws, rpc, serving, wsx
 from websockets.exceptions import InvalidStatus
+from wsx_helpers import close_code, make, open_ws, rpc, serving, wsx
 
 pytestmark = pytest.mark.e2e
 

@@ -39,12 +39,16 @@ if TYPE_CHECKING:
 logger = logging.getLogger("genro_asgi_wsx.calls")
 
 MAX_PATH = 2048
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def bind(route: CompiledRoute, params: Any, segments: list[str], connection: Any
          ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Arguments from path segments plus params: an object binds by name, an array by
     position (after the segments), exactly as the core binds an HTTP call's values."""
+    if route.takes_nothing and not segments and not params and (
+            params is None or isinstance(params, (list, Mapping))):
+        return (), {}  # what the binder answers for a handler without parameters
     binder = route.binder
     try:
         if isinstance(params, list):
@@ -70,28 +74,66 @@ class CallRunner:
     def __init__(self, server: AsgiServer) -> None:
         self.server = server
 
-    async def call(self, base_scope: dict[str, Any], identity: Identity | None, path: str,
-                   params: Any, *, method: str | None = None,
+    async def call(self, call_scope: dict[str, Any], identity: Identity | None, path: str,
+                   params: Any, method: str | None = None,
                    request_id: str | None = None) -> Any:
-        """Call the route at ``path``; returns its (plain) result or raises WsxError."""
+        """Call the route at ``path``; returns its (plain) result or raises WsxError.
+
+        ``call_scope`` is the connection's template of a call's scope (WsxConnection).
+        """
         if not isinstance(path, str) or not path or len(path) > MAX_PATH:
             raise WsxError(E.INVALID_REQUEST, f"path must be a string of 1 to {MAX_PATH} "
                            "characters")
         if not path.startswith("/"):
             path = "/" + path
         server = self.server
-        scope = {**base_scope, "type": "wsx", "path": path, "method": method or "CALL",
-                 "genro.identity": identity}
+        scope = call_scope.copy()
+        scope["path"] = path
+        if method:  # else the template's "CALL"
+            scope["method"] = method
+        scope["genro.identity"] = identity
         envelope = server.envelopes.open(scope)
         scope["genro.envelope"] = envelope
-        envelope.identity = identity
+        if identity is not None:  # None is the class default: no instance dict for it
+            envelope.identity = identity
         if request_id is not None:
             envelope.external_id = request_id
         compiled = server.compiled
         if compiled.envelope_opened:
             notify_observers(compiled.envelope_opened, envelope, "envelope_opened")
+        # one coroutine for the whole call, no helper awaited on the way: every call takes
+        # this path, and each coroutine layer is a measurable part of its cost
         try:
-            result = await self._call(envelope, scope, identity, path, params, method)
+            if server.draining:
+                raise WsxError(E.SHUTTING_DOWN, "the server is shutting down")
+            found = server.find_route(path)
+            if found is None:
+                raise WsxError(E.NOT_FOUND, f"no route for {path[:200]!r}")
+            route, segments = found
+            envelope.route = route.path
+            if method is not None and method.upper() not in route.methods:
+                raise WsxError(E.METHOD_NOT_ALLOWED,
+                               f"{method[:20]} is not allowed on {route.path}",
+                               data={"allow": route.allow})
+            args, kwargs = bind(route, params, segments, call_scope["wsx.connection"].ws)
+            envelope.params = kwargs
+            try:
+                # route.invoke(), without its coroutine: authorize, then the handler
+                result = await route.callable_for(identity)(*args, **kwargs)
+            except WsxError:
+                raise
+            except (Unauthorized, NotAuthenticated):
+                raise WsxError(E.UNAUTHENTICATED, "authentication required") from None
+            except (Forbidden, NotAuthorized):
+                raise WsxError(E.FORBIDDEN, "not authorized for this route") from None
+            except (RouteNotFound, NotAvailable):
+                raise WsxError(E.NOT_FOUND, f"no route for {path[:200]!r}") from None
+            except HTTPException as exc:
+                raise WsxError(E.HANDLER_ERROR, exc.detail, status=exc.status_code) from None
+            except Exception as exc:
+                raise await self._internal(scope, exc) from None
+            if type(result) not in _SCALARS:
+                result = plain(result)
             envelope.status = 200
             return result
         except WsxError as exc:
@@ -105,36 +147,6 @@ class CallRunner:
             server.envelopes.close(envelope)
             if compiled.envelope_closed:
                 notify_observers(compiled.envelope_closed, envelope, "envelope_closed")
-
-    async def _call(self, envelope: Envelope, scope: dict[str, Any], identity: Identity | None,
-                    path: str, params: Any, method: str | None) -> Any:
-        if self.server.draining:
-            raise WsxError(E.SHUTTING_DOWN, "the server is shutting down")
-        found = self.server.find_route(path)
-        if found is None:
-            raise WsxError(E.NOT_FOUND, f"no route for {path[:200]!r}")
-        route, segments = found
-        envelope.route = route.path
-        if method is not None and method.upper() not in route.methods:
-            raise WsxError(E.METHOD_NOT_ALLOWED, f"{method[:20]} is not allowed on {route.path}",
-                           data={"allow": route.allow})
-        args, kwargs = bind(route, params, segments, scope["wsx.connection"].ws)
-        envelope.params = kwargs
-        try:
-            result = await route.invoke(identity, args, kwargs)
-        except WsxError:
-            raise
-        except (Unauthorized, NotAuthenticated):
-            raise WsxError(E.UNAUTHENTICATED, "authentication required") from None
-        except (Forbidden, NotAuthorized):
-            raise WsxError(E.FORBIDDEN, "not authorized for this route") from None
-        except (RouteNotFound, NotAvailable):
-            raise WsxError(E.NOT_FOUND, f"no route for {path[:200]!r}") from None
-        except HTTPException as exc:
-            raise WsxError(E.HANDLER_ERROR, exc.detail, status=exc.status_code) from None
-        except Exception as exc:
-            raise await self._internal(scope, exc) from None
-        return plain(result)
 
     async def _internal(self, scope: dict[str, Any], exc: Exception) -> WsxError:
         """Hand an unexpected exception to the error hooks (they log it with an error_id)."""
@@ -156,6 +168,8 @@ async def _no_body() -> dict[str, Any]:
 
 def plain(value: Any) -> Any:
     """What TYTX can encode: models and dataclasses as dicts, a Response as its body."""
+    if type(value) in _SCALARS:
+        return value
     if isinstance(value, BaseModel):
         return value.model_dump()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -166,7 +180,7 @@ def plain(value: Any) -> Any:
             return body.decode(value.charset or "utf-8")
         except (UnicodeDecodeError, LookupError):
             return body
-    if isinstance(value, list | tuple):
+    if isinstance(value, (list, tuple)):
         return [plain(item) for item in value]
     if isinstance(value, dict):
         return {key: plain(item) for key, item in value.items()}

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
+from json import encoder as _json_encoder
+from json.encoder import encode_basestring
 from typing import Any
 
 from genro_tytx import from_tytx, to_tytx
@@ -26,10 +29,21 @@ def _no_constants(name: str) -> Any:
 _DECODER = json.JSONDecoder(parse_constant=_no_constants)
 
 
-def parse_json(text: str) -> Any:
-    """Strict JSON (no NaN/Infinity); malformed or too deep is a parse error."""
+_SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
+
+
+def parse_json(text: str, start: int = 0) -> Any:
+    """Strict JSON (no NaN/Infinity) from ``text[start:]``; malformed or too deep is a parse
+    error."""
+    try:  # what decode() does, less its whitespace handling: one value filling the text
+        value, end = _SCAN(text, start)
+        if end == len(text):
+            return value
+    except (StopIteration, ValueError, RecursionError):
+        pass
+    # not that simple case: the full decoder gives the verdict and the message
     try:
-        return _DECODER.decode(text)
+        return _DECODER.decode(text[start:] if start else text)
     except (ValueError, RecursionError) as exc:
         raise WsxError(E.PARSE_ERROR, f"invalid JSON: {_short(exc)}") from None
 
@@ -54,8 +68,22 @@ def _short(exc: BaseException) -> str:
     return str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
 
 
+def json_string(text: str) -> str:
+    """``text`` as a JSON string literal (non-ASCII left as is), as the encoders write it."""
+    return encode_basestring(text)
+
+
 def tytx_text(value: Any) -> str:
     """``to_tytx(value)`` as text: ``'{"p":"1.5::N"}::JS'``, ``'"hello"'``, ``'null'``."""
+    kind = type(value)
+    if kind is str:  # the plain scalars TYTX writes as JSON: most results, at less cost
+        return encode_basestring(value)
+    if kind is int:
+        return int.__repr__(value)
+    if value is None:
+        return "null"
+    if kind is bool:
+        return "true" if value else "false"
     text = to_tytx(value)
     return text if isinstance(text, str) else text.decode("utf-8")
 
@@ -65,6 +93,8 @@ def tytx_json_fragment(value: Any) -> tuple[str, bool]:
 
     The fragment is embedded in a larger frame, which then needs the ``::JS`` mark when typed.
     """
+    if type(value) in _SCALARS:
+        return tytx_text(value), False
     text = tytx_text({"v": value})
     typed = text.endswith(TYPED_TAIL)
     body = text[: -len(TYTX_MARK)] if typed else text
@@ -72,22 +102,43 @@ def tytx_json_fragment(value: Any) -> tuple[str, bool]:
 
 
 TYPED_TAIL = "}" + TYTX_MARK
+_SCALARS = frozenset({str, int, bool, type(None)})
 
 
 def _plain_default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
-    if isinstance(value, datetime.date | datetime.time):
+    if isinstance(value, (datetime.date, datetime.time)):
         return value.isoformat()
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
-    if isinstance(value, set | frozenset | tuple):
+    if isinstance(value, (set, frozenset, tuple)):
         return list(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+c_make_encoder = getattr(_json_encoder, "c_make_encoder", None)  # the C encoder, not typed
 _ENCODER = json.JSONEncoder(default=_plain_default, ensure_ascii=False, separators=(",", ":"),
                             allow_nan=False)
 
-plain_json = _ENCODER.encode
-"""Compact JSON; Decimal as a string, date/datetime/time as ISO strings."""
+
+def plain_json(value: Any) -> str:
+    """Compact JSON; Decimal as a string, date/datetime/time as ISO strings.
+
+    ``_ENCODER.encode(value)``, less the per-call setup ``JSONEncoder.encode`` repeats.
+    """
+    kind = type(value)
+    if kind is str:
+        return encode_basestring(value)
+    if kind is int:
+        return int.__repr__(value)
+    if value is None:
+        return "null"
+    if kind is bool:
+        return "true" if value else "false"
+    if c_make_encoder is None:  # pragma: no cover - CPython always has the C encoder
+        return _ENCODER.encode(value)
+    # a fresh markers dict per call: the circular-reference check (and a failed call
+    # leaves entries behind)
+    return "".join(c_make_encoder({}, _plain_default, encode_basestring, None, ":", ",",
+                                  False, False, False)(value, 0))

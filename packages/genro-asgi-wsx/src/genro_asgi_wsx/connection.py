@@ -1,23 +1,34 @@
 """One WSX connection: the receive loop, the bounded outbound queue, heartbeat and limits.
 
-Four tasks live as long as the socket: the reader (frames go to the subprotocol), the writer
-(the only one that sends, so frames never interleave), the heartbeat and, while no identity is
-established, the auth deadline. Each call runs in its own task, counted against
-``max_in_flight`` and cancelled when the connection ends. Closing from anywhere (slow consumer,
+These tasks live as long as the socket: the reader (frames go to the subprotocol), the writer
+(it sends queued frames one at a time, so frames never interleave), the heartbeat and, while
+no identity is established, the auth deadline. Closing from anywhere (slow consumer,
 heartbeat, shutdown) sets a code and wakes ``run``, which tears everything down in one place.
+
+The common call costs no task: the reader runs it in place, and when it finishes without
+waiting (an async handler answering at once) its answer is sent there and then, when nothing
+else is waiting to be sent. A call that waits keeps the task it started in, which stops
+reading and hands that job to a new reader task: the call keeps one task for its whole life
+(``asyncio.current_task()``, ``asyncio.timeout()`` and cancellation behave as in a task of its
+own), is counted against ``max_in_flight`` and is cancelled when the connection ends. Each call
+runs in its own copy of the context, as a task would.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import itertools
 import logging
-from collections.abc import Coroutine
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Protocol
 
-from genro_asgi import Unauthorized, WebSocket, WebSocketDisconnect
+from genro_asgi import Unauthorized, WebSocket
+from genro_asgi.types import Receive, Send
+from genro_asgi.websocket import WebSocketState
 
 from . import errors as E
 from .broker import Publication
@@ -51,18 +62,29 @@ class WsxConnection:
 
     _ids = itertools.count(1)
 
-    def __init__(self, plugin: WsxPlugin, ws: WebSocket, identity: Identity | None,
-                 require_identity: bool, tytx: bool) -> None:
+    def __init__(self, plugin: WsxPlugin, ws: WebSocket, receive: Receive, send: Send,
+                 identity: Identity | None, require_identity: bool, tytx: bool) -> None:
         self.plugin = plugin
+        self.runner = plugin.runner
         self.config = config = plugin.config
         self.ws = ws
+        # the ASGI callables behind ``ws``: frames are read and written with them directly,
+        # as a bare endpoint would, and ``ws.connection_state`` is kept as WebSocket keeps it
+        self._receive = receive
+        self._send = send
         self.id = next(self._ids)
         self.identity = identity
         self.require_identity = require_identity
         self.tytx = tytx
         self.protocol: Subprotocol | None = None
-        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=config.outbound_queue)
-        self.tasks: set[asyncio.Task[Any]] = set()
+        # frames, or a send that started at once and had to wait (the writer finishes it)
+        self.queue: asyncio.Queue[str | _Unfinished] = asyncio.Queue(
+            maxsize=config.outbound_queue)
+        self.tasks: set[asyncio.Task[Any]] = set()  # calls that are waiting
+        self._reader_task: asyncio.Task[None] | None = None
+        self._handling = False  # the reader is inside protocol.handle()
+        self._next_call: Coroutine[Any, Any, Any] | None = None  # for the reader to run
+        self._writing = False  # the writer holds a frame it has not finished sending
         self.subscriptions: dict[str, int] = {}
         self._pending_subscriptions = 0
         self._sub_ids = itertools.count(1)
@@ -77,6 +99,10 @@ class WsxConnection:
         self.base_scope = {"headers": scope.get("headers") or [], "client": scope.get("client"),
                            "scheme": scope.get("scheme", "ws"), "server": scope.get("server"),
                            "query_string": b"", "root_path": "", "wsx.connection": self}
+        # every call's scope is a copy of this, with its own values written in (a copy of a
+        # dict sized for all the keys costs half what building the dict does)
+        self.call_scope = {**self.base_scope, "type": "wsx", "path": "", "method": "CALL",
+                           "genro.identity": None, "genro.envelope": None}
 
     @property
     def needs_identity(self) -> bool:
@@ -92,12 +118,11 @@ class WsxConnection:
             helpers.append(asyncio.create_task(self._heartbeat()))
         if self.identity is None and self.require_identity:
             helpers.append(asyncio.create_task(self._auth_deadline()))
-        reader = asyncio.create_task(self._reader())
-        closer = asyncio.create_task(self._closed.wait())
+        self._reader_task = asyncio.create_task(self._reader())
         try:
-            await asyncio.wait({reader, closer}, return_when=asyncio.FIRST_COMPLETED)
+            await self._closed.wait()  # set by close(), the reader's end or a failed send
         finally:
-            await self._teardown(reader, closer, helpers)
+            await self._teardown(helpers)
 
     def close(self, code: int, *, flush: bool = False) -> None:
         """Ask for the connection to end with ``code`` (the first code asked wins)."""
@@ -106,17 +131,22 @@ class WsxConnection:
             self._flush_before_close = flush
             self._closed.set()
 
-    async def _teardown(self, reader: asyncio.Task[Any], closer: asyncio.Task[Any],
-                        helpers: list[asyncio.Task[Any]]) -> None:
-        for task in (reader, closer, *self.tasks):
+    async def _teardown(self, helpers: list[asyncio.Task[Any]]) -> None:
+        reader = self._reader_task
+        assert reader is not None
+        for task in (reader, *self.tasks):
             task.cancel()
         if self._flush_before_close and self.close_code is not None:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.queue.join(), 1.0)
         for task in helpers:
             task.cancel()
-        await asyncio.gather(reader, closer, *self.tasks, *helpers, return_exceptions=True)
+        await asyncio.gather(reader, *self.tasks, *helpers, return_exceptions=True)
         self.tasks.clear()
+        while not self.queue.empty():  # never sent: a started send is closed, not left to gc
+            item = self.queue.get_nowait()
+            if not isinstance(item, str):
+                item.coro.close()
         handles = list(self.subscriptions.values())
         self.subscriptions.clear()
         for handle in handles:
@@ -127,36 +157,72 @@ class WsxConnection:
 
     async def _reader(self) -> None:
         ws = self.ws
+        receive = self._receive
         max_size = self.max_size
         protocol = self.protocol
         assert protocol is not None
-        while True:
-            try:
-                message = await ws.receive()
-            except WebSocketDisconnect:
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "websocket.disconnect":
+                    ws.connection_state = WebSocketState.CLOSED
+                    return
+                text = message.get("text")
+                data = message.get("bytes") if text is None else None
+                size = len(text) if text is not None else len(data or b"")
+                if size > max_size // 4 and (
+                    len(text.encode("utf-8")) if text is not None else size
+                ) > max_size:
+                    self.close(CloseCode.MESSAGE_TOO_BIG)
+                    return
+                self.last_seen = monotonic()
+                self._handling = True
+                try:
+                    protocol.handle(text, data)
+                finally:
+                    self._handling = False
+                work = self._next_call
+                if work is None:
+                    continue
+                self._next_call = None
+                context = contextvars.copy_context()
+                try:
+                    waiting_on = context.run(work.send, None)
+                except StopIteration:
+                    continue  # done without waiting: the common call
+                except asyncio.CancelledError:
+                    continue  # raised by the call itself: it ends, as its task would
+                # the call waits: this task is the call's from now on, a new one reads
+                me = asyncio.current_task()
+                assert me is not None
+                self.tasks.add(me)
+                self._reader_task = asyncio.create_task(self._reader())
+                try:
+                    await _carry_on(work, waiting_on, context)
+                finally:
+                    self.tasks.discard(me)
                 return
-            text = message.get("text")
-            data = message.get("bytes") if text is None else None
-            size = len(text) if text is not None else len(data or b"")
-            if size > max_size // 4 and (
-                len(text.encode("utf-8")) if text is not None else size
-            ) > max_size:
-                self.close(CloseCode.MESSAGE_TOO_BIG)
-                return
-            self.last_seen = monotonic()
-            protocol.handle(text, data)
+        finally:
+            if self._reader_task is asyncio.current_task():
+                self._closed.set()  # reading ended: the connection ends
 
     async def _writer(self) -> None:
         queue = self.queue
-        send = self.ws.send_text
+        send = self._send_text
         while True:
-            frame = await queue.get()
+            item = await queue.get()
+            self._writing = True
             try:
-                await send(frame)
+                if isinstance(item, str):
+                    await send(item)
+                else:
+                    await _carry_on(item.coro, item.waiting_on)
             except Exception:  # the client is gone: nothing more can be sent
                 queue.task_done()
                 self._closed.set()
                 return
+            finally:
+                self._writing = False
             queue.task_done()
 
     async def _heartbeat(self) -> None:
@@ -181,6 +247,41 @@ class WsxConnection:
 
     # -- used by the subprotocols ------------------------------------------------------------
 
+    def reply(self, frame: str) -> None:
+        """Send an answer at once when nothing is waiting to be sent, else queue it.
+
+        Only answers take this path: each answers a frame the client sent (and
+        ``max_in_flight`` bounds them), while events, which a publisher can burst, always go
+        through the bounded queue. Should the send have to wait (the client reads slowly),
+        the writer finishes it and frames sent after it queue behind it, in order.
+        """
+        if self.close_code is not None:
+            return
+        if self._writing or not self.queue.empty():
+            self.send(frame)
+            return
+        if self.ws.connection_state is WebSocketState.CONNECTED:  # _send_text(), inlined
+            sending = self._send({"type": "websocket.send", "text": frame})
+            if type(sending) is not types.CoroutineType:
+                sending = _await(sending)
+        else:
+            sending = _not_connected(self.ws.connection_state)
+        try:
+            waiting_on = sending.send(None)
+        except StopIteration:
+            return
+        except Exception:  # the client is gone: nothing more can be sent
+            self._closed.set()
+            return
+        self.queue.put_nowait(_Unfinished(sending, waiting_on))  # empty, so never full
+
+    def _send_text(self, frame: str) -> Coroutine[Any, Any, None]:
+        """``ws.send_text(frame)``, with one coroutine less: the ASGI send, when connected."""
+        if self.ws.connection_state is not WebSocketState.CONNECTED:
+            return _not_connected(self.ws.connection_state)
+        sending = self._send({"type": "websocket.send", "text": frame})
+        return sending if type(sending) is types.CoroutineType else _await(sending)
+
     def send(self, frame: str) -> None:
         """Queue a frame; a full queue means the client does not read: close with 4000."""
         if self.close_code is not None:
@@ -192,30 +293,35 @@ class WsxConnection:
                            self.id)
             self.close(CloseCode.SLOW_CONSUMER)
 
-    def frame_ok(self) -> None:
-        self.bad_frames = 0
-
     def frame_bad(self) -> None:
         self.bad_frames += 1
         if self.bad_frames >= self.config.max_protocol_errors:
             self.close(CloseCode.PROTOCOL_ERROR, flush=True)
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> bool:
-        """Run ``work`` as an in-flight call; False (and ``work`` dropped) when at the limit."""
+        """Run ``work`` as an in-flight call; False (and ``work`` dropped) when at the limit.
+
+        Called from ``protocol.handle``, the first call of a frame runs in the reader right
+        after it (see the module docstring); any other gets a task.
+        """
         if len(self.tasks) >= self.config.max_in_flight or self.close_code is not None:
             work.close()
             return False
+        if self._handling and self._next_call is None:
+            self._next_call = work
+            return True
         task = asyncio.create_task(work)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return True
 
-    async def call(self, path: Any, params: Any, *, method: str | None = None,
-                   request_id: str | None = None) -> Any:
-        if self.needs_identity:
+    def call(self, path: Any, params: Any, method: str | None = None,
+             request_id: str | None = None) -> Coroutine[Any, Any, Any]:
+        """The call of the route at ``path``, to await (WsxError raised here or from it)."""
+        identity = self.identity
+        if identity is None and self.require_identity:
             raise WsxError(E.AUTH_REQUIRED, "authenticate first")
-        return await self.plugin.runner.call(self.base_scope, self.identity, path, params,
-                                             method=method, request_id=request_id)
+        return self.runner.call(self.call_scope, identity, path, params, method, request_id)
 
     async def authenticate(self, token: Any) -> Identity:
         """Establish the identity from a token sent in a message (once per connection)."""
@@ -278,3 +384,53 @@ class WsxConnection:
         if handle is None:
             raise WsxError(E.UNKNOWN_SUBSCRIPTION, "no such subscription on this connection")
         await self.plugin.broker.unsubscribe(handle)
+
+
+class _Unfinished:
+    """A send that was started at once and had to wait: the writer finishes it."""
+
+    __slots__ = ("coro", "waiting_on")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+        self.coro = coro
+        self.waiting_on = waiting_on
+
+
+async def _await(awaitable: Awaitable[None]) -> None:
+    await awaitable  # a send that is an awaitable but not a coroutine
+
+
+async def _not_connected(state: WebSocketState) -> None:
+    raise RuntimeError(f"cannot send on a WebSocket that is {state.name}")
+
+
+def _call(function: Callable[..., Any], *args: Any) -> Any:
+    return function(*args)
+
+
+@types.coroutine
+def _carry_on(coro: Coroutine[Any, Any, Any], waiting_on: Any,
+              context: contextvars.Context | None = None) -> Generator[Any, None, Any]:
+    """Await ``coro`` after its first step was taken by hand and yielded ``waiting_on``.
+
+    What ``await coro`` would do from there: the task waits on what the coroutine waits on,
+    and then resumes it (in ``context``, when given) or throws into it what the task got
+    (a cancellation), until it returns.
+    """
+    run = context.run if context is not None else _call
+    while True:
+        try:
+            yield waiting_on
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:  # a cancellation: it goes to the coroutine
+            try:
+                waiting_on = run(coro.throw, exc)
+            except StopIteration as done:
+                return done.value
+        else:
+            try:
+                waiting_on = run(coro.send, None)
+            except StopIteration as done:
+                return done.value

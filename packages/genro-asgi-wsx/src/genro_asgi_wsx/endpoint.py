@@ -82,7 +82,7 @@ class WsxEndpoint:
                 limit and len(plugin.connections) >= limit):
             await ws.close(CloseCode.TRY_AGAIN_LATER)
             return
-        conn = WsxConnection(plugin, ws, scope.get("genro.identity"),
+        conn = WsxConnection(plugin, ws, receive, send, scope.get("genro.identity"),
                              require_identity=plugin.require_identity,
                              tytx=chosen == "jsonrpc" and _wants_tytx(ws, scope))
         plugin.connections.add(conn)

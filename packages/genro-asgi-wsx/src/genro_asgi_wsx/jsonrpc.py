@@ -11,11 +11,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from . import errors as E
 from .broker import Publication
-from .codec import TYTX_MARK, parse_json, parse_tytx, plain_json, tytx_json_fragment
+from .codec import (
+    TYTX_MARK,
+    parse_json,
+    parse_tytx,
+    plain_json,
+    tytx_json_fragment,
+)
 from .errors import WsxError
 
 if TYPE_CHECKING:
@@ -27,6 +34,7 @@ PING = '{"jsonrpc":"2.0","method":"wsx.ping"}'
 _EVENT_HEAD = '{"jsonrpc":"2.0","method":"wsx.event","params":{"subscription":"'
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _NO_ID = object()  # a notification: no "id" member at all
+_PLAIN_IDS = frozenset({str, int, type(None)})
 
 
 class JsonRpcProtocol:
@@ -50,6 +58,9 @@ class JsonRpcProtocol:
     def _fragment(self, response: dict[str, Any], typed: bool) -> tuple[str, bool]:
         """One response as JSON text, and whether it holds typed values."""
         try:
+            rid = response["id"]
+            if "result" in response and type(rid) in _PLAIN_IDS:
+                return _result_text(rid, response["result"], typed)
             if typed:
                 return tytx_json_fragment(response)
             return plain_json(response), False
@@ -59,10 +70,10 @@ class JsonRpcProtocol:
 
     def _send_one(self, response: dict[str, Any], typed: bool) -> None:
         text, has_types = self._fragment(response, typed)
-        self.conn.send(text + TYTX_MARK if has_types else text)
+        self.conn.reply(text + TYTX_MARK if has_types else text)
 
     def _send_error(self, rid: Any, exc: WsxError) -> None:
-        self.conn.send(plain_json(error_response(rid, exc)))
+        self.conn.reply(plain_json(error_response(rid, exc)))
 
     # -- frames in ---------------------------------------------------------------------------
 
@@ -78,7 +89,7 @@ class JsonRpcProtocol:
             conn.frame_bad()
             self._send_error(None, exc)
             return
-        conn.frame_ok()
+        conn.bad_frames = 0  # a good frame resets the protocol-error count
         typed = typed or conn.tytx
         if isinstance(payload, dict):
             self._single(payload, typed)
@@ -107,16 +118,33 @@ class JsonRpcProtocol:
             refused = [error_response(item.get("id"), self._too_many()) for item in items
                        if isinstance(item, dict) and "id" in item]
             if refused:
-                self.conn.send(plain_json(refused))
+                self.conn.reply(plain_json(refused))
 
     def _too_many(self) -> WsxError:
         return WsxError(E.TOO_MANY_CALLS,
                         f"at most {self.conn.config.max_in_flight} calls in flight")
 
     async def _respond(self, item: dict[str, Any], rid: Any, typed: bool) -> None:
-        response = await self._process(item, rid)
-        if response is not None:
-            self._send_one(response, typed)
+        # _process, inlined: one coroutine less on every call's path
+        try:
+            result = await self._dispatch(item["method"], item.get("params"))
+        except Exception as exc:
+            response = self._failed(item, rid, exc)
+            if response is not None:
+                self._send_one(response, typed)
+            return
+        if rid is _NO_ID:
+            return
+        if type(rid) in _PLAIN_IDS:  # the common answer, without a response dict
+            try:
+                text, has_types = _result_text(rid, result, typed)
+            except (TypeError, ValueError):  # a result that cannot be encoded
+                failure = WsxError(E.INTERNAL_ERROR, "the result cannot be encoded")
+                self._send_error(rid, failure)
+                return
+            self.conn.reply(text + TYTX_MARK if has_types else text)
+        else:
+            self._send_one({"jsonrpc": "2.0", "result": result, "id": rid}, typed)
 
     async def _respond_batch(self, items: list[Any], typed: bool) -> None:
         responses = await asyncio.gather(*(self._process_item(item) for item in items))
@@ -124,7 +152,7 @@ class JsonRpcProtocol:
         if not fragments:
             return  # a batch of notifications is not answered at all
         body = "[" + ",".join(text for text, _ in fragments) + "]"
-        self.conn.send(body + TYTX_MARK if any(t for _, t in fragments) else body)
+        self.conn.reply(body + TYTX_MARK if any(t for _, t in fragments) else body)
 
     async def _process_item(self, item: Any) -> dict[str, Any] | None:
         rid, problem = validate(item)
@@ -136,36 +164,53 @@ class JsonRpcProtocol:
         """Run one valid request; its response, or None for a notification."""
         try:
             result = await self._dispatch(item["method"], item.get("params"))
-        except WsxError as exc:
-            return None if rid is _NO_ID else error_response(rid, exc)
-        except Exception:
-            logger.exception("jsonrpc method %r failed", item.get("method"))
-            failure = WsxError(E.INTERNAL_ERROR, "Internal Server Error")
-            return None if rid is _NO_ID else error_response(rid, failure)
+        except Exception as exc:
+            return self._failed(item, rid, exc)
         if rid is _NO_ID:
             return None
         return {"jsonrpc": "2.0", "result": result, "id": rid}
 
-    async def _dispatch(self, method: str, params: Any) -> Any:
-        conn = self.conn
+    def _failed(self, item: dict[str, Any], rid: Any, exc: Exception) -> dict[str, Any] | None:
+        """The error response for a failed request (None for a notification)."""
+        if not isinstance(exc, WsxError):
+            logger.error("jsonrpc method %r failed", item.get("method"), exc_info=exc)
+            exc = WsxError(E.INTERNAL_ERROR, "Internal Server Error")
+        return None if rid is _NO_ID else error_response(rid, exc)
+
+    def _dispatch(self, method: str, params: Any) -> Awaitable[Any]:
+        """What answers ``method``, to await; a route call is not wrapped in a coroutine."""
         if method.startswith("rpc."):
             raise WsxError(E.NOT_FOUND, "rpc.* methods are reserved")
         if method.startswith("wsx."):
-            name = method[4:]
-            if name == "subscribe":
-                return await conn.subscribe(_argument(params, "channel"))
-            if name == "unsubscribe":
-                await conn.unsubscribe(_argument(params, "subscription"))
-                return True
-            if name == "auth":
-                return (await conn.authenticate(_argument(params, "token"))).summary()
-            if name == "ping":
-                return "pong"
-            if name == "pong":
-                return None
-            raise WsxError(E.NOT_FOUND, f"no method {method[:80]!r}")
-        path = method if "/" in method else method.replace(".", "/")
-        return await conn.call(path, params)
+            return self._wsx_method(method, params)
+        path = method if "/" in method else "/" + method.replace(".", "/")
+        return self.conn.call(path, params)
+
+    async def _wsx_method(self, method: str, params: Any) -> Any:
+        conn = self.conn
+        name = method[4:]
+        if name == "subscribe":
+            return await conn.subscribe(_argument(params, "channel"))
+        if name == "unsubscribe":
+            await conn.unsubscribe(_argument(params, "subscription"))
+            return True
+        if name == "auth":
+            return (await conn.authenticate(_argument(params, "token"))).summary()
+        if name == "ping":
+            return "pong"
+        if name == "pong":
+            return None
+        raise WsxError(E.NOT_FOUND, f"no method {method[:80]!r}")
+
+
+def _result_text(rid: Any, result: Any, typed: bool) -> tuple[str, bool]:
+    """``{"jsonrpc":"2.0","result":...,"id":...}`` as encoding that dict writes it, for an id
+    that is never typed (str, int, None), and whether the result holds typed values."""
+    if typed:
+        fragment, has_types = tytx_json_fragment(result)
+    else:
+        fragment, has_types = plain_json(result), False
+    return f'{{"jsonrpc":"2.0","result":{fragment},"id":{plain_json(rid)}}}', has_types
 
 
 def validate(item: Any) -> tuple[Any, WsxError | None]:
@@ -174,7 +219,7 @@ def validate(item: Any) -> tuple[Any, WsxError | None]:
         return None, WsxError(E.INVALID_REQUEST, "a request is a JSON object")
     rid = item.get("id", _NO_ID)
     if rid is not _NO_ID and not (rid is None or isinstance(rid, str) or (
-            isinstance(rid, int | float) and not isinstance(rid, bool))):
+            isinstance(rid, (int, float)) and not isinstance(rid, bool))):
         return None, WsxError(E.INVALID_REQUEST, "id must be a string, a number or null")
     shown = None if rid is _NO_ID else rid
     if item.get("jsonrpc") != "2.0":
@@ -182,7 +227,7 @@ def validate(item: Any) -> tuple[Any, WsxError | None]:
     method = item.get("method")
     if not isinstance(method, str) or not method:
         return shown, WsxError(E.INVALID_REQUEST, "method must be a non-empty string")
-    if "params" in item and not isinstance(item["params"], list | dict):
+    if "params" in item and not isinstance(item["params"], (list, dict)):
         return shown, WsxError(E.INVALID_REQUEST, "params must be an array or an object")
     return rid, None
 
