@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
 import hmac
 import inspect
 import logging
@@ -38,18 +37,17 @@ NEEDS_AWAIT = object()  # Authenticator.check: the answer needs check_slow
 _MAX_SUBJECT_LOGGED = 64
 
 
-def _digest(secret: str | bytes) -> bytes:
-    # BLAKE2s from CPython itself: half the cost of OpenSSL's SHA-256 on this per-request path
-    raw = secret.encode("utf-8") if isinstance(secret, str) else secret
-    return hashlib.blake2s(raw).digest()
+def _secret(value: str) -> bytes:
+    return value.encode("utf-8")
 
 
 def _match(candidate: bytes, table: list[tuple[bytes, Identity]]) -> Identity | None:
-    """Compare against every entry, so timing does not tell which (or whether one) matched."""
+    """Compare with every entry in constant time (hmac.compare_digest), without stopping at
+    a match, so timing tells neither which entry matched nor how much of one did. (Like every
+    compare_digest use, a length mismatch may show; token lengths are not the secret.)"""
     found = None
-    digest = _digest(candidate)
     for stored, identity in table:
-        if hmac.compare_digest(digest, stored):
+        if hmac.compare_digest(candidate, stored):
             found = identity
     return found
 
@@ -59,7 +57,7 @@ class Authenticator:
 
     def __init__(self, config: AuthConfig) -> None:
         self.realm = config.realm
-        self.tokens = [(_digest(spec.token.get_secret_value()), Identity.of(name, spec.tags,
+        self.tokens = [(_secret(spec.token.get_secret_value()), Identity.of(name, spec.tags,
                                                                              "bearer"))
                        for name, spec in config.bearer.items()]
         self.users = {name: (PasswordHash.parse(spec.password_hash.get_secret_value()),
@@ -75,7 +73,7 @@ class Authenticator:
         self._decoy = PasswordHash.parse(hash_password(secrets.token_hex(8), rounds))
         api = config.api_key
         self.api_header = api.header.lower().encode("latin-1") if api and api.keys else None
-        self.keys = [(_digest(spec.key.get_secret_value()), Identity.of(name, spec.tags,
+        self.keys = [(_secret(spec.key.get_secret_value()), Identity.of(name, spec.tags,
                                                                          "api_key"))
                      for name, spec in (api.keys.items() if api else ())]
         self.jwt = JwtVerifier(config.jwt) if config.jwt is not None else None
