@@ -14,8 +14,14 @@ $(STAMP): $(foreach p,$(PACKAGES),$(p)/pyproject.toml) requirements-dev.txt
 	$(BIN)/python -m pip install --quiet $(foreach p,$(PACKAGES),-e $(p))
 	touch $(STAMP)
 
-serve: $(STAMP)
+DEMO_SECRET := examples/demo/.debug-secret
+
+serve: $(STAMP) $(DEMO_SECRET)
 	$(BIN)/genro-asgi serve examples/demo
+
+# the demo's remote debugger needs a secret: a random one, readable only by you, never committed
+$(DEMO_SECRET):
+	umask 077 && $(BIN)/python -c "import secrets; print(secrets.token_hex(32))" > $@
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

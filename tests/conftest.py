@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -59,6 +60,18 @@ class ServerProcess:
         if self.process.poll() is None:
             return "(still running)"
         return self.process.stdout.read() if self.process.stdout else ""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def demo_debug_secret() -> None:
+    """What `make serve` does first: the demo's debug plugin reads its secret from this file."""
+    secret = DEMO / ".debug-secret"
+    if not secret.exists():
+        old = os.umask(0o077)
+        try:
+            secret.write_text(secrets.token_hex(32) + "\n")
+        finally:
+            os.umask(old)
 
 
 @pytest.fixture

@@ -103,7 +103,8 @@ def test_every_plugin_is_enabled_in_the_demo() -> None:
         capture_output=True, text=True, check=True,
     )
     enabled = {row["name"] for row in json.loads(listing.stdout) if row["enabled"]}
-    assert {"errors", "wsx", "executor", "metrics", "debug"} <= enabled
+    assert {"errors", "cors", "auth", "compression", "wsx", "executor", "metrics",
+            "debug"} <= enabled
 
     routes = subprocess.run(
         [sys.executable, "-m", "genro_asgi", "routes", str(DEMO), "--json"],
@@ -149,3 +150,14 @@ def test_two_workers_serve_the_demo(serve) -> None:
     statuses = {httpx.get(server.url + "/hello").status_code for _ in range(20)}
     assert statuses == {200}
     assert server.stop() in (0, -signal.SIGTERM)
+
+
+def test_demo_debugger_answers_with_the_generated_secret(serve) -> None:
+    serve()
+    listing = subprocess.run(
+        [sys.executable, "-m", "genro_asgi", "debug", str(DEMO), "incidents"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert listing.returncode == 0, listing.stderr
+    assert listing.stdout.split()[:3] == ["PID", "ID", "AGE"]
+    assert (DEMO / ".debug-secret").stat().st_mode & 0o077 == 0
