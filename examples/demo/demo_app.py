@@ -85,3 +85,13 @@ class ShopApp(AsgiApplication):
         product = self.product(pid)
         return {"pid": pid, "quantity": quantity, "total": product["price"] * quantity,
                 "currency": self.config.get("currency", "EUR")}
+
+    @route(methods=["GET"])
+    def average_price(self, pid: str = "") -> dict[str, object]:
+        """A deliberate bug for the remote debugger: with no match, it divides by zero.
+
+        ``curl /shop/average_price?pid=nope`` is parked for a debugger; attach with
+        ``genro-asgi debug examples/demo attach --wait 60`` and ``p matching``.
+        """
+        matching = [p["price"] for p in PRODUCTS.values() if not pid or p["id"] == pid]
+        return {"average": sum(matching) / len(matching)}
