@@ -19,18 +19,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.machine import wait_for_quiet
+from bench.inprocess import Lifespan
+from bench.side_by_side import compare, request_once
 
 PAGE = ("<p>The quick brown fox jumps over the lazy dog, again and again.</p>\n" * 40).encode()
 CHUNK = PAGE[:1024]
@@ -111,96 +109,20 @@ def scope(path: str, accept: bytes | None) -> dict[str, Any]:
             "query_string": b"", "headers": headers, "state": {}}
 
 
-class Sink:
-    """A ``send`` that keeps only what a check needs: status, coding and body size."""
-
-    def __init__(self) -> None:
-        self.status = 0
-        self.coding: bytes | None = None
-        self.size = 0
-
-    async def __call__(self, message: Any) -> None:
-        if message["type"] == "http.response.start":
-            self.status = message["status"]
-            self.coding = dict(message["headers"]).get(b"content-encoding")
-        elif message["type"] == "http.response.body":
-            self.size += len(message.get("body", b""))
-
-
-async def receive() -> dict[str, Any]:
-    await asyncio.sleep(3600)  # only a streaming response listens (for a disconnect)
-    return {"type": "http.disconnect"}
-
-
-async def request_once(app: Any, base: dict[str, Any]) -> Sink:
-    sink = Sink()
-    await app(dict(base), receive, sink)
-    return sink
-
-
-async def time_app(app: Any, base: dict[str, Any], requests: int) -> float:
-    gc.collect()
-    gc.disable()
-    try:
-        started = time.perf_counter()
-        for _ in range(requests):
-            await app(dict(base), receive, Sink())
-        return (time.perf_counter() - started) / requests * 1e6
-    finally:
-        gc.enable()
-
-
-class Lifespan:
-    """The ASGI lifespan of one app: ``await start()`` ... ``await stop()``."""
-
-    def __init__(self, app: Any) -> None:
-        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.task = asyncio.ensure_future(app({"type": "lifespan", "asgi": {"version": "3.0"},
-                                               "state": {}}, self.inbox.get, self.outbox.put))
-
-    async def start(self) -> None:
-        await self.inbox.put({"type": "lifespan.startup"})
-        await self.outbox.get()
-
-    async def stop(self) -> None:
-        await self.inbox.put({"type": "lifespan.shutdown"})
-        await self.outbox.get()
-        await self.task
-
-
 async def main(rounds: int, requests: int) -> None:
     apps = {name: make() for name, make in APPS.items()}
     lifespans = [Lifespan(app) for app in apps.values()]
     for running in lifespans:
         await running.start()
     print(f"{'scenario':28} {'app':18} {'status':>6} {'coding':>6} {'bytes':>6}")
-    for label, (path, accept) in SCENARIOS.items():
+    scopes = {label: scope(path, accept) for label, (path, accept) in SCENARIOS.items()}
+    for label, base in scopes.items():
         for name, app in apps.items():
-            sink = await request_once(app, scope(path, accept))
+            sink = await request_once(app, base)
             print(f"{label:28} {name:18} {sink.status:>6} "
                   f"{(sink.coding or b'-').decode():>6} {sink.size:>6}")
-    figures: dict[tuple[str, str], list[float]] = {}
-    busy = 0
-    for _ in range(rounds):
-        if not wait_for_quiet():
-            busy += 1
-        for label, (path, accept) in SCENARIOS.items():
-            base = scope(path, accept)
-            for name, app in apps.items():
-                await time_app(app, base, requests // 10)  # warm up
-                figures.setdefault((label, name), []).append(
-                    await time_app(app, base, requests))
-    median = {key: statistics.median(values) for key, values in figures.items()}
-    print(f"\nmedians of {rounds} rounds x {requests} requests, us/request "
-          f"({busy} rounds started on a busy machine)")
-    print(f"{'scenario':28} {'genro off':>10} {'genro on':>10} {'added':>8}   "
-          f"{'starlette':>10} {'st. gzip':>10} {'added':>8}")
-    for label in SCENARIOS:
-        g0, g1 = median[(label, "genro off")], median[(label, "genro compression")]
-        s0, s1 = median[(label, "starlette")], median[(label, "starlette gzip")]
-        print(f"{label:28} {g0:10.2f} {g1:10.2f} {g1 - g0:8.2f}   "
-              f"{s0:10.2f} {s1:10.2f} {s1 - s0:8.2f}")
+    await compare(apps, scopes, rounds, requests,
+                  ("genro off", "genro compression", "starlette", "starlette gzip"), "st. gzip")
     for running in lifespans:
         await running.stop()
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -31,8 +30,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.compression_overhead import Lifespan, Sink, request_once, time_app
-from bench.machine import wait_for_quiet
+from bench.inprocess import Lifespan
+from bench.side_by_side import compare, request_once
 
 ORIGIN = "https://app.example"
 OPTIONS = {"allow_origins": [ORIGIN], "allow_methods": ["GET", "POST", "PUT"],
@@ -103,31 +102,13 @@ async def main(rounds: int, requests: int) -> None:
     for running in lifespans:
         await running.start()
     print(f"{'scenario':24} {'app':16} {'status':>6}")
-    for label, (method, extra) in SCENARIOS.items():
+    scopes = {label: scope(method, extra) for label, (method, extra) in SCENARIOS.items()}
+    for label, base in scopes.items():
         for name, app in apps.items():
-            sink: Sink = await request_once(app, scope(method, extra))
+            sink = await request_once(app, base)
             print(f"{label:24} {name:16} {sink.status:>6}")
-    figures: dict[tuple[str, str], list[float]] = {}
-    busy = 0
-    for _ in range(rounds):
-        if not wait_for_quiet():
-            busy += 1
-        for label, (method, extra) in SCENARIOS.items():
-            base = scope(method, extra)
-            for name, app in apps.items():
-                await time_app(app, base, requests // 10)  # warm up
-                figures.setdefault((label, name), []).append(
-                    await time_app(app, base, requests))
-    median = {key: statistics.median(values) for key, values in figures.items()}
-    print(f"\nmedians of {rounds} rounds x {requests} requests, us/request "
-          f"({busy} rounds started on a busy machine)")
-    print(f"{'scenario':24} {'genro off':>10} {'genro on':>10} {'added':>8}   "
-          f"{'starlette':>10} {'st. cors':>10} {'added':>8}")
-    for label in SCENARIOS:
-        g0, g1 = median[(label, "genro off")], median[(label, "genro cors")]
-        s0, s1 = median[(label, "starlette")], median[(label, "starlette cors")]
-        print(f"{label:24} {g0:10.2f} {g1:10.2f} {g1 - g0:8.2f}   "
-              f"{s0:10.2f} {s1:10.2f} {s1 - s0:8.2f}")
+    await compare(apps, scopes, rounds, requests,
+                  ("genro off", "genro cors", "starlette", "starlette cors"), "st. cors")
     for running in lifespans:
         await running.stop()
 
