@@ -55,25 +55,29 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class TokenSpec(_Strict):
+class _Tagged(_Strict):
+    """A credential and the tags its identity gets."""
+
+    tags: list[str] = Field(default_factory=list)
+
+    _tags = field_validator("tags")(_check_tags)
+
+
+class TokenSpec(_Tagged):
     """One static bearer token: ``bearer: {<name>: {token: ..., tags: [...]}}``."""
 
     token: SecretStr
-    tags: list[str] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
     def _long_enough(cls, data: Any) -> Any:
         return _check_secret(data, "token", _min_length("token"))
 
-    _tags = field_validator("tags")(_check_tags)
 
-
-class UserSpec(_Strict):
+class UserSpec(_Tagged):
     """One basic-auth user: ``basic: {<username>: {password_hash: ..., tags: [...]}}``."""
 
     password_hash: SecretStr
-    tags: list[str] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -83,21 +87,16 @@ class UserSpec(_Strict):
                              "instead (make one with 'genro-asgi hash-password')")
         return _check_secret(data, "password_hash", PasswordHash.parse)
 
-    _tags = field_validator("tags")(_check_tags)
 
-
-class KeySpec(_Strict):
+class KeySpec(_Tagged):
     """One API key: ``api_key: {keys: {<name>: {key: ..., tags: [...]}}}``."""
 
     key: SecretStr
-    tags: list[str] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
     def _long_enough(cls, data: Any) -> Any:
         return _check_secret(data, "key", _min_length("key"))
-
-    _tags = field_validator("tags")(_check_tags)
 
 
 class ApiKeyConfig(_Strict):
