@@ -272,3 +272,13 @@ def test_parse_json_from_an_offset_is_parse_json_of_the_rest(text: str) -> None:
         assert outcome(lambda: parse_json(text))[0] == "error"
     else:
         assert parse_json(text) == reference
+
+
+async def test_a_mount_after_the_first_call_is_seen_by_open_connections(tmp_path: Any) -> None:
+    server = make(tmp_path)
+    async with AsyncTestClient(server) as client, client.websocket_connect("/_wsx") as ws:
+        missing = await exchange(ws, {"id": 1, "path": "/probe/hello"})
+        assert missing["status"] == 404 and missing["error"]["code"] == "not_found"
+        server.mount("/probe", Probe())  # the core replaces its route table
+        answer = await exchange(ws, {"id": 2, "path": "/probe/hello"})
+        assert answer == {"id": 2, "status": 200, "data": '"hello"'}

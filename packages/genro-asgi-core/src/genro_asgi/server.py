@@ -237,6 +237,15 @@ class AsgiServer:
                            self.root_app.route)
         return table
 
+    @property
+    def routes(self) -> Mapping[str, CompiledRoute]:
+        """The compiled route table, keyed by exact URL path (``/shop/products``). Read it,
+        never change it: it is replaced, not updated, whenever an app is mounted, so a
+        transport may hold it and compare identities to know when to look again."""
+        dispatcher = self._dispatcher
+        assert dispatcher is not None  # built by the constructor
+        return dispatcher.table
+
     def find_route(self, path: str) -> tuple[CompiledRoute, list[str]] | None:
         """The compiled route answering ``path`` and the trailing segments it takes as
         positional arguments, or None: what a non-HTTP transport (WSX) uses to call handlers."""

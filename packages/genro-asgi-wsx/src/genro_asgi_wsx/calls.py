@@ -74,7 +74,7 @@ class CallRunner:
     def __init__(self, server: AsgiServer) -> None:
         self.server = server
 
-    async def call(self, call_scope: dict[str, Any], identity: Identity | None, path: str,
+    async def call(self, call_scope: dict[str, Any], identity: Identity | None, path: Any,
                    params: Any, method: str | None = None,
                    request_id: str | None = None) -> Any:
         """Call the route at ``path``; returns its (plain) result or raises WsxError.
@@ -106,20 +106,35 @@ class CallRunner:
         try:
             if server.draining:
                 raise WsxError(E.SHUTTING_DOWN, "the server is shutting down")
-            found = server.find_route(path)
-            if found is None:
-                raise WsxError(E.NOT_FOUND, f"no route for {path[:200]!r}")
-            route, segments = found
+            # the exact path straight from the core's route table (replaced on every mount):
+            # find_route() only for paths with trailing segments
+            route = server.routes.get(path)
+            if route is None:
+                found = server.find_route(path)
+                if found is None:
+                    raise WsxError(E.NOT_FOUND, f"no route for {path[:200]!r}")
+                route, segments = found
+            else:
+                segments = None
             envelope.route = route.path
             if method is not None and method.upper() not in route.methods:
                 raise WsxError(E.METHOD_NOT_ALLOWED,
                                f"{method[:20]} is not allowed on {route.path}",
                                data={"allow": route.allow})
-            args, kwargs = bind(route, params, segments, call_scope["wsx.connection"].ws)
-            envelope.params = kwargs
+            # bind()'s answer for no params to a handler without parameters, without the call
+            bare = params is None and segments is None and route.takes_nothing
+            if bare:
+                envelope.params = {}
+            else:
+                args, kwargs = bind(route, params, segments or [],
+                                    call_scope["wsx.connection"].ws)
+                envelope.params = kwargs
             try:
-                # route.invoke(), without its coroutine: authorize, then the handler
-                result = await route.callable_for(identity)(*args, **kwargs)
+                # route.invoke(), without its coroutine: authorize (inline when there is
+                # nothing to authorize), then the handler
+                call = route.call if identity is None and route.auth_rule is None \
+                    else route.callable_for(identity)
+                result = await (call() if bare else call(*args, **kwargs))
             except WsxError:
                 raise
             except (Unauthorized, NotAuthenticated):

@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("genro_asgi_wsx.connection")
 
 MAX_TOKEN = 4096
+_CONNECTED = WebSocketState.CONNECTED
+_COROUTINE = types.CoroutineType
 
 
 class Subprotocol(Protocol):
@@ -260,9 +262,9 @@ class WsxConnection:
         if self._writing or not self.queue.empty():
             self.send(frame)
             return
-        if self.ws.connection_state is WebSocketState.CONNECTED:  # _send_text(), inlined
+        if self.ws.connection_state is _CONNECTED:  # _send_text(), inlined
             sending = self._send({"type": "websocket.send", "text": frame})
-            if type(sending) is not types.CoroutineType:
+            if type(sending) is not _COROUTINE:
                 sending = _await(sending)
         else:
             sending = _not_connected(self.ws.connection_state)

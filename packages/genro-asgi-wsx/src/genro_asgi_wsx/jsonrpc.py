@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable
+from json.encoder import encode_basestring
 from typing import TYPE_CHECKING, Any
 
 from . import errors as E
@@ -91,21 +92,17 @@ class JsonRpcProtocol:
             return
         conn.bad_frames = 0  # a good frame resets the protocol-error count
         typed = typed or conn.tytx
-        if isinstance(payload, dict):
-            self._single(payload, typed)
+        if isinstance(payload, dict):  # _single(), inline: every call's path
+            rid, problem = validate(payload)
+            if problem is not None:
+                self._send_error(rid, problem)
+            elif not conn.spawn(self._respond(payload, rid, typed)) and rid is not _NO_ID:
+                self._send_error(rid, self._too_many())
         elif isinstance(payload, list):
             self._batch(payload, typed)
         else:
             self._send_error(None, WsxError(E.INVALID_REQUEST,
                                             "a request is an object or an array of them"))
-
-    def _single(self, item: dict[str, Any], typed: bool) -> None:
-        rid, problem = validate(item)
-        if problem is not None:
-            self._send_error(rid, problem)
-            return
-        if not self.conn.spawn(self._respond(item, rid, typed)) and rid is not _NO_ID:
-            self._send_error(rid, self._too_many())
 
     def _batch(self, items: list[Any], typed: bool) -> None:
         limit = self.conn.config.max_batch
@@ -127,13 +124,28 @@ class JsonRpcProtocol:
     async def _respond(self, item: dict[str, Any], rid: Any, typed: bool) -> None:
         # _process, inlined: one coroutine less on every call's path
         try:
-            result = await self._dispatch(item["method"], item.get("params"))
+            method = item["method"]
+            if method.startswith(("rpc.", "wsx.")):
+                result = await self._dispatch(method, item.get("params"))
+            else:  # _dispatch() and conn.call(), inline for a route call
+                conn = self.conn
+                identity = conn.identity
+                if identity is None and conn.require_identity:
+                    raise WsxError(E.AUTH_REQUIRED, "authenticate first")
+                result = await conn.runner.call(
+                    conn.call_scope, identity,
+                    method if "/" in method else "/" + method.replace(".", "/"),
+                    item.get("params"))
         except Exception as exc:
             response = self._failed(item, rid, exc)
             if response is not None:
                 self._send_one(response, typed)
             return
         if rid is _NO_ID:
+            return
+        if type(result) is str and type(rid) is int and not typed:  # _result_text(), inline
+            self.conn.reply(f'{{"jsonrpc":"2.0","result":{encode_basestring(result)},'
+                            f'"id":{int.__repr__(rid)}}}')
             return
         if type(rid) in _PLAIN_IDS:  # the common answer, without a response dict
             try:
