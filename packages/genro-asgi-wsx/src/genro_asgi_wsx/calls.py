@@ -122,10 +122,9 @@ class CallRunner:
                                f"{method[:20]} is not allowed on {route.path}",
                                data={"allow": route.allow})
             # bind()'s answer for no params to a handler without parameters, without the call
+            # like HTTP, a call that binds nothing leaves envelope.params None (no dict for it)
             bare = params is None and segments is None and route.takes_nothing
-            if bare:
-                envelope.params = {}
-            else:
+            if not bare:
                 args, kwargs = bind(route, params, segments or [],
                                     call_scope["wsx.connection"].ws)
                 envelope.params = kwargs
