@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import datetime
+import gc
 import json
 from collections import deque
 from decimal import Decimal
@@ -24,6 +25,7 @@ from wsx_helpers import TIMEOUT, make
 
 from genro_asgi import AsgiApplication, route
 from genro_asgi.testing import AsyncTestClient
+from genro_asgi_wsx import jsonrpc as jsonrpc_module
 from genro_asgi_wsx import publish
 from genro_asgi_wsx.codec import (
     _ENCODER,
@@ -282,3 +284,40 @@ async def test_a_mount_after_the_first_call_is_seen_by_open_connections(tmp_path
         server.mount("/probe", Probe())  # the core replaces its route table
         answer = await exchange(ws, {"id": 2, "path": "/probe/hello"})
         assert answer == {"id": 2, "status": 200, "data": '"hello"'}
+
+
+async def test_jsonrpc_method_paths_are_remembered_within_bounds(tmp_path: Any) -> None:
+    server = server_with_probe(tmp_path)
+    long_name = "probe." + "x" * (jsonrpc_module._CACHED_METHOD + 1)
+    remembered = server.plugins.get("wsx").runner.route_paths  # per server, never global
+    async with AsyncTestClient(server) as client, \
+            client.websocket_connect("/_wsx", subprotocols=["jsonrpc"]) as ws:
+        for n in range(3):  # the first call works the path out, the others reuse it
+            await ws.send_text(json.dumps({"jsonrpc": "2.0", "method": "probe.hello", "id": n}))
+            answer = json.loads(await asyncio.wait_for(ws.receive_text(), TIMEOUT))
+            assert answer == {"jsonrpc": "2.0", "result": "hello", "id": n}
+        assert remembered["probe.hello"] == "/probe/hello"
+        for method in ("wsx.ping", long_name):
+            await ws.send_text(json.dumps({"jsonrpc": "2.0", "method": method, "id": 9}))
+            await asyncio.wait_for(ws.receive_text(), TIMEOUT)
+        assert "wsx.ping" not in remembered  # never a route
+        assert long_name not in remembered  # too long to keep
+    assert len(remembered) <= jsonrpc_module._CACHED_METHODS
+
+
+async def test_a_call_leaves_no_reference_cycle_behind(tmp_path: Any) -> None:
+    server = server_with_probe(tmp_path)
+    async with AsyncTestClient(server) as client, client.websocket_connect("/_wsx") as ws:
+        await exchange(ws, {"id": 1, "path": "/probe/hello"})
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            for n in range(5):
+                answer = await exchange(ws, {"id": n, "path": "/probe/hello"})
+                assert answer["status"] == 200
+            gc.collect()
+            left = [o for o in gc.garbage if type(o).__name__ == "Envelope"]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+    assert left == []  # the scope -> envelope link is dropped when the call ends

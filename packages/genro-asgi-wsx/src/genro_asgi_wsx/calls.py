@@ -73,6 +73,10 @@ class CallRunner:
 
     def __init__(self, server: AsgiServer) -> None:
         self.server = server
+        # JSON-RPC method name -> route path (never rpc.* or wsx.*): a name maps to the same
+        # path on every call, so it is worked out once; bounded in count and name length, and
+        # per server, so a dropped server takes it along
+        self.route_paths: dict[str, str] = {}
 
     async def call(self, call_scope: dict[str, Any], identity: Identity | None, path: Any,
                    params: Any, method: str | None = None,
@@ -161,6 +165,9 @@ class CallRunner:
             server.envelopes.close(envelope)
             if compiled.envelope_closed:
                 notify_observers(compiled.envelope_closed, envelope, "envelope_closed")
+            # the envelope keeps the scope; dropping the way back leaves no reference cycle
+            # for the garbage collector to find (as the core's dispatcher does)
+            del scope["genro.envelope"]
 
     async def _internal(self, scope: dict[str, Any], exc: Exception) -> WsxError:
         """Hand an unexpected exception to the error hooks (they log it with an error_id)."""

@@ -29,7 +29,10 @@ def _no_constants(name: str) -> Any:
 _DECODER = json.JSONDecoder(parse_constant=_no_constants)
 
 
-_SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
+# one JSON value from ``text[start:]`` and where it ends; raises on anything else (the
+# subprotocols try it first, inline, and take parse_json() for the verdict when it fails)
+scan_json: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
+_SCAN = scan_json
 
 
 def parse_json(text: str, start: int = 0) -> Any:

@@ -86,7 +86,10 @@ class WsxConnection:
         self._reader_task: asyncio.Task[None] | None = None
         self._handling = False  # the reader is inside protocol.handle()
         self._next_call: Coroutine[Any, Any, Any] | None = None  # for the reader to run
-        self._writing = False  # the writer holds a frame it has not finished sending
+        # frames queued plus the one the writer is sending: reply() sends at once only at 0
+        # (a counter, not queue.empty() and a flag: reply() is on every call's path)
+        self._unsent = 0
+        self._sender = _runner()  # runs reply()'s sends (see _runner)
         self.subscriptions: dict[str, int] = {}
         self._pending_subscriptions = 0
         self._sub_ids = itertools.count(1)
@@ -147,6 +150,7 @@ class WsxConnection:
         self.tasks.clear()
         while not self.queue.empty():  # never sent: a started send is closed, not left to gc
             item = self.queue.get_nowait()
+            self._unsent -= 1
             if not isinstance(item, str):
                 item.coro.close()
         handles = list(self.subscriptions.values())
@@ -163,6 +167,7 @@ class WsxConnection:
         max_size = self.max_size
         protocol = self.protocol
         assert protocol is not None
+        runner = _runner()
         try:
             while True:
                 message = await receive()
@@ -189,20 +194,22 @@ class WsxConnection:
                 self._next_call = None
                 context = contextvars.copy_context()
                 try:
-                    waiting_on = context.run(work.send, None)
-                except StopIteration:
+                    waiting_on = context.run(runner.send, work)
+                except asyncio.CancelledError:  # raised by the call itself: it ends, as its
+                    runner = _runner()  # task would (and the runner with it)
+                    continue
+                if waiting_on is _DONE:
                     continue  # done without waiting: the common call
-                except asyncio.CancelledError:
-                    continue  # raised by the call itself: it ends, as its task would
                 # the call waits: this task is the call's from now on, a new one reads
                 me = asyncio.current_task()
                 assert me is not None
                 self.tasks.add(me)
                 self._reader_task = asyncio.create_task(self._reader())
                 try:
-                    await _carry_on(work, waiting_on, context)
+                    await _carry_on(runner, waiting_on, context)
                 finally:
                     self.tasks.discard(me)
+                    runner.close()
                 return
         finally:
             if self._reader_task is asyncio.current_task():
@@ -213,7 +220,6 @@ class WsxConnection:
         send = self._send_text
         while True:
             item = await queue.get()
-            self._writing = True
             try:
                 if isinstance(item, str):
                     await send(item)
@@ -224,7 +230,7 @@ class WsxConnection:
                 self._closed.set()
                 return
             finally:
-                self._writing = False
+                self._unsent -= 1
             queue.task_done()
 
     async def _heartbeat(self) -> None:
@@ -259,7 +265,7 @@ class WsxConnection:
         """
         if self.close_code is not None:
             return
-        if self._writing or not self.queue.empty():
+        if self._unsent:
             self.send(frame)
             return
         if self.ws.connection_state is _CONNECTED:  # _send_text(), inlined
@@ -268,14 +274,19 @@ class WsxConnection:
                 sending = _await(sending)
         else:
             sending = _not_connected(self.ws.connection_state)
+        sender = self._sender
         try:
-            waiting_on = sending.send(None)
-        except StopIteration:
-            return
+            waiting_on = sender.send(sending)
         except Exception:  # the client is gone: nothing more can be sent
+            self._sender = _runner()
             self._closed.set()
             return
-        self.queue.put_nowait(_Unfinished(sending, waiting_on))  # empty, so never full
+        if waiting_on is _DONE:
+            return
+        # the send waits: the writer finishes it, with the runner it is in
+        self._sender = _runner()
+        self.queue.put_nowait(_Unfinished(sender, waiting_on))  # empty, so never full
+        self._unsent += 1
 
     def _send_text(self, frame: str) -> Coroutine[Any, Any, None]:
         """``ws.send_text(frame)``, with one coroutine less: the ASGI send, when connected."""
@@ -290,6 +301,7 @@ class WsxConnection:
             return
         try:
             self.queue.put_nowait(frame)
+            self._unsent += 1
         except asyncio.QueueFull:
             logger.warning("wsx connection %d: outbound queue full, closing (slow consumer)",
                            self.id)
@@ -393,7 +405,7 @@ class _Unfinished:
 
     __slots__ = ("coro", "waiting_on")
 
-    def __init__(self, coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+    def __init__(self, coro: Generator[Any, Any, None], waiting_on: Any) -> None:
         self.coro = coro
         self.waiting_on = waiting_on
 
@@ -410,17 +422,44 @@ def _call(function: Callable[..., Any], *args: Any) -> Any:
     return function(*args)
 
 
+_DONE = object()  # what a _runner yields when the coroutine it runs has returned
+
+
+def _runner() -> Generator[Any, Any, None]:
+    """A primed _running() generator."""
+    runner = _running()
+    runner.send(None)
+    return runner
+
+
 @types.coroutine
-def _carry_on(coro: Coroutine[Any, Any, Any], waiting_on: Any,
+def _running() -> Generator[Any, Any, None]:
+    """Runs each coroutine sent to it and yields ``_DONE`` when it returns.
+
+    ``runner.send(coro)`` takes the coroutine's first step as ``coro.send(None)`` would, but
+    a coroutine that returns at once answers ``_DONE`` instead of raising StopIteration: no
+    exception object per call and per answer. One that waits yields what it waits on and
+    keeps the runner (see _carry_on); an exception leaves the runner finished.
+    """
+    work = yield
+    while True:
+        yield from work
+        work = yield _DONE
+
+
+@types.coroutine
+def _carry_on(coro: Generator[Any, Any, Any] | Coroutine[Any, Any, Any], waiting_on: Any,
               context: contextvars.Context | None = None) -> Generator[Any, None, Any]:
     """Await ``coro`` after its first step was taken by hand and yielded ``waiting_on``.
 
     What ``await coro`` would do from there: the task waits on what the coroutine waits on,
     and then resumes it (in ``context``, when given) or throws into it what the task got
-    (a cancellation), until it returns.
+    (a cancellation), until it returns (or, a _runner, yields ``_DONE``).
     """
     run = context.run if context is not None else _call
     while True:
+        if waiting_on is _DONE:
+            return None
         try:
             yield waiting_on
         except GeneratorExit:

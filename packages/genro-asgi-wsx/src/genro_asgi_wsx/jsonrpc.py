@@ -22,6 +22,7 @@ from .codec import (
     parse_json,
     parse_tytx,
     plain_json,
+    scan_json,
     tytx_json_fragment,
 )
 from .errors import WsxError
@@ -36,6 +37,9 @@ _EVENT_HEAD = '{"jsonrpc":"2.0","method":"wsx.event","params":{"subscription":"'
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _NO_ID = object()  # a notification: no "id" member at all
 _PLAIN_IDS = frozenset({str, int, type(None)})
+_CONTAINERS = frozenset({list, dict})
+_CACHED_METHODS = 1024  # CallRunner.route_paths: at most this many names,
+_CACHED_METHOD = 200  # and names of at most this many characters
 
 
 class JsonRpcProtocol:
@@ -83,9 +87,15 @@ class JsonRpcProtocol:
         try:
             if text is None:
                 raise WsxError(E.PARSE_ERROR, "binary frames are not part of JSON-RPC here")
-            stripped = text.rstrip()
-            typed = stripped.endswith(TYTX_MARK)
-            payload = parse_tytx(stripped) if typed else parse_json(text)
+            try:  # plain JSON filling the frame, the common case: parse_json(text), inline
+                payload, end = scan_json(text, 0)
+                if end != len(text):
+                    raise ValueError  # trailing text: a TYTX mark, whitespace or garbage
+                typed = False
+            except (StopIteration, ValueError, RecursionError):
+                stripped = text.rstrip()
+                typed = stripped.endswith(TYTX_MARK)
+                payload = parse_tytx(stripped) if typed else parse_json(text)
         except WsxError as exc:
             conn.frame_bad()
             self._send_error(None, exc)
@@ -93,7 +103,15 @@ class JsonRpcProtocol:
         conn.bad_frames = 0  # a good frame resets the protocol-error count
         typed = typed or conn.tytx
         if isinstance(payload, dict):  # _single(), inline: every call's path
-            rid, problem = validate(payload)
+            # validate(), with a fast path for the common well-formed request
+            rid = payload.get("id", _NO_ID)
+            method = payload.get("method")
+            if (type(rid) is int or type(rid) is str) and type(method) is str and method \
+                    and payload.get("jsonrpc") == "2.0" and (
+                    "params" not in payload or type(payload["params"]) in _CONTAINERS):
+                problem = None
+            else:
+                rid, problem = validate(payload)
             if problem is not None:
                 self._send_error(rid, problem)
             elif not conn.spawn(self._respond(payload, rid, typed)) and rid is not _NO_ID:
@@ -125,17 +143,21 @@ class JsonRpcProtocol:
         # _process, inlined: one coroutine less on every call's path
         try:
             method = item["method"]
-            if method.startswith(("rpc.", "wsx.")):
+            route_paths = self.conn.runner.route_paths
+            path = route_paths.get(method)
+            if path is None and not method.startswith(("rpc.", "wsx.")):
+                path = method if "/" in method else "/" + method.replace(".", "/")
+                if len(method) <= _CACHED_METHOD and len(route_paths) < _CACHED_METHODS:
+                    route_paths[method] = path
+            if path is None:
                 result = await self._dispatch(method, item.get("params"))
             else:  # _dispatch() and conn.call(), inline for a route call
                 conn = self.conn
                 identity = conn.identity
                 if identity is None and conn.require_identity:
                     raise WsxError(E.AUTH_REQUIRED, "authenticate first")
-                result = await conn.runner.call(
-                    conn.call_scope, identity,
-                    method if "/" in method else "/" + method.replace(".", "/"),
-                    item.get("params"))
+                result = await conn.runner.call(conn.call_scope, identity, path,
+                                                item.get("params"))
         except Exception as exc:
             response = self._failed(item, rid, exc)
             if response is not None:

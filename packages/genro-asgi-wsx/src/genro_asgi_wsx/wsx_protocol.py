@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import errors as E
 from .broker import Publication
-from .codec import parse_json, parse_tytx, plain_json, tytx_text
+from .codec import parse_json, parse_tytx, plain_json, scan_json, tytx_text
 from .errors import WsxError
 
 if TYPE_CHECKING:
@@ -73,8 +73,13 @@ class WsxProtocol:
                 raise WsxError(E.PARSE_ERROR, "binary frames are not part of the wsx protocol")
             if not text.startswith(PREFIX):
                 raise WsxError(E.PARSE_ERROR, "a wsx frame starts with 'WSX://'")
-            message = parse_json(text, 6)
-            if not isinstance(message, dict):
+            try:  # parse_json(text, 6), inline for the common well-formed frame
+                message, end = scan_json(text, 6)
+                if end != len(text):
+                    message = parse_json(text, 6)
+            except (StopIteration, ValueError, RecursionError):
+                message = parse_json(text, 6)
+            if type(message) is not dict:
                 raise WsxError(E.PARSE_ERROR, "a wsx frame holds a JSON object")
         except WsxError as exc:
             conn.frame_bad()
