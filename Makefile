@@ -28,7 +28,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check packages tests bench examples
-	$(BIN)/mypy packages/genro-asgi-core/src/genro_asgi
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -151,7 +151,8 @@ def _row(record: TaskRecord) -> tuple[Any, ...]:
     result_error = record.result_error
     if record.state == "done" and result_text is None and result_error is None:
         try:
-            result_text = to_tytx(record.result)
+            encoded = to_tytx(record.result)  # text, in its default JSON form
+            result_text = encoded if isinstance(encoded, str) else encoded.decode()
         except Exception as exc:
             result_error = f"not stored: the result is not JSON/TYTX-serialisable: {exc}"[:500]
     values = {name: getattr(record, name) for name in _COLUMNS if name != "result"}

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator
 from .channels import check_pattern
 
 Subprotocol = Literal["wsx", "jsonrpc"]
+_BOTH: list[Subprotocol] = ["wsx", "jsonrpc"]
 
 
 class WsxConfig(BaseModel):
@@ -18,8 +19,7 @@ class WsxConfig(BaseModel):
 
     path: str = "/_wsx"
     """Where the WebSocket endpoint is served; ``<path>/client.js`` serves the browser client."""
-    subprotocols: list[Subprotocol] = Field(default_factory=lambda: ["wsx", "jsonrpc"],
-                                            min_length=1)
+    subprotocols: list[Subprotocol] = Field(default_factory=lambda: _BOTH.copy(), min_length=1)
     """The subprotocols offered; a client offering none gets the first of this list."""
     allowed_origins: list[str] | None = None
     """Browser origins allowed to connect (``["*"]``: any). Unset: the cors plugin's rule when

@@ -6,6 +6,7 @@ on the scope, and hands the accepted socket to a WsxConnection.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib.resources import files
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
@@ -13,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 from genro_asgi import WebSocket, WebSocketDisconnect
 from genro_asgi.types import Receive, Scope, Send
 
-from .connection import WsxConnection
+from .connection import Subprotocol, WsxConnection
 from .errors import CloseCode
 from .jsonrpc import JsonRpcProtocol
 from .wsx_protocol import WsxProtocol
@@ -21,7 +22,8 @@ from .wsx_protocol import WsxProtocol
 if TYPE_CHECKING:
     from .plugin import WsxPlugin
 
-PROTOCOLS = {"wsx": WsxProtocol, "jsonrpc": JsonRpcProtocol}
+PROTOCOLS: dict[str, Callable[[WsxConnection], Subprotocol]] = {
+    "wsx": WsxProtocol, "jsonrpc": JsonRpcProtocol}
 CLIENT_JS = "client.js"
 
 

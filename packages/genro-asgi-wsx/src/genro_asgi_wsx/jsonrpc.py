@@ -54,6 +54,7 @@ class JsonRpcProtocol:
         return PING
 
     def event_frame(self, subscription: str, publication: Publication) -> str:
+        tail: str
         if self.conn.tytx:
             tail = publication.encoded("jsonrpc-tytx", _typed_event_tail)
         else:
