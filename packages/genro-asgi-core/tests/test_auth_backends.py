@@ -6,6 +6,7 @@ secret, a password or a malformed hash back into the message or the log.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import ValidationError
 
 from genro_asgi import AsgiServer, GenroAsgiError, Identity
@@ -28,7 +29,7 @@ from genro_asgi.builtin.auth.passwords import (
 )
 
 MakeServer = Callable[..., AsgiServer]
-SECRET = "s3cret-" * 6  # 42 bytes: HS256 wants at least 32
+SECRET = "s3cret-" * 10  # 70 bytes: HS512 wants at least 64
 SENTINEL = "hunter2-SENTINEL"  # a "secret" that must never appear in an error message
 
 
@@ -206,11 +207,6 @@ def hs_verifier(**options: Any) -> JwtVerifier:
     return JwtVerifier(JwtConfig.model_validate({"secret": SECRET, **options}))
 
 
-@pytest.fixture(autouse=True)
-def _quiet_key_length(recwarn: pytest.WarningsRecorder) -> None:
-    """PyJWT warns about a 42-byte key for HS512; the tests use it on purpose."""
-
-
 def claims(**extra: Any) -> dict[str, Any]:
     return {"sub": "bob", "exp": int(time.time()) + 600, **extra}
 
@@ -342,6 +338,11 @@ def test_jwt_wrong_secret() -> None:
         ({"algorithms": ["RS256"]}, "needs 'public_key'"),
         ({"algorithms": ["HS256"]}, "need 'secret'"),
         ({"secret": "x" * 31}, "at least 32 bytes"),
+        ({"algorithms": ["HS256", "HS384"], "secret": "x" * 47}, "at least 48 bytes"),
+        ({"algorithms": ["HS512"], "secret": "x" * 63}, "at least 64 bytes"),
+        ({"algorithms": ["RS256", "ES256"], "public_key": "k"}, "different kinds of key"),
+        ({"algorithms": ["ES256", "ES384"], "public_key": "k"}, "different kinds of key"),
+        ({"algorithms": ["PS256", "EdDSA"], "public_key": "k"}, "different kinds of key"),
         ({"secret": SECRET, "leeway": 601}, "less than or equal to 600"),
     ],
 )
@@ -376,3 +377,74 @@ def test_jwt_public_key_from_file(make_server: MakeServer, rsa_keys: tuple[Any, 
         assert client.get("/nowhere", headers={"authorization": f"Bearer {token}"}
                           ).status_code == 404
         assert client.get("/nowhere").status_code == 401
+
+
+def ec_pem(curve: Any) -> tuple[Any, str]:
+    key = ec.generate_private_key(curve)
+    return key, key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def test_jwt_rsa_family_shares_one_key(rsa_keys: tuple[Any, str]) -> None:
+    private, public = rsa_keys
+    verifier = JwtVerifier(JwtConfig.model_validate({"algorithms": ["RS256", "PS256"],
+                                                     "public_key": public}))
+    for algorithm in ("RS256", "PS256"):
+        assert verifier.verify(jwt.encode(claims(), private, algorithm)).id == "bob"
+
+
+def test_jwt_es_key_on_another_curve_refused_at_startup(make_server: MakeServer) -> None:
+    _, public = ec_pem(ec.SECP256R1())
+    with pytest.raises(GenroAsgiError, match=r"not a usable ES384 public key.*secp256r1"):
+        make_server({"plugins": {"auth": {"jwt": {"algorithms": ["ES384"],
+                                                  "public_key": public}}}})
+    private, public = ec_pem(ec.SECP384R1())
+    verifier = JwtVerifier(JwtConfig.model_validate({"algorithms": ["ES384"],
+                                                     "public_key": public}))
+    assert verifier.verify(jwt.encode(claims(), private, "ES384")).id == "bob"
+
+
+def test_jwt_rsa_key_for_es_algorithm_refused_at_startup(
+        make_server: MakeServer, rsa_keys: tuple[Any, str]) -> None:
+    with pytest.raises(GenroAsgiError, match="not a usable ES256 public key"):
+        make_server({"plugins": {"auth": {"jwt": {"algorithms": ["ES256"],
+                                                  "public_key": rsa_keys[1]}}}})
+
+
+def test_jwt_any_other_pyjwt_refusal_is_an_invalid_token(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever PyJWT raises for a hostile token is a 401 reason, never a 500."""
+    verifier = hs_verifier()
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise jwt.exceptions.InvalidKeyError("key and token disagree")
+
+    monkeypatch.setattr(jwt, "decode", refuse)
+    with pytest.raises(InvalidToken, match="invalid token"):
+        verifier.verify(jwt.encode(claims(), SECRET, "HS256"))
+
+
+def test_weaker_hashes_cost_the_strongest_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Verification spends the server's highest iteration count, so a user with an older,
+    weaker hash answers as slowly as an unknown name (no timing tells them apart)."""
+    spent: list[int] = []
+    real = hashlib.pbkdf2_hmac
+
+    def counting(name: str, password: bytes, salt: bytes, rounds: int, *rest: Any) -> bytes:
+        spent.append(rounds)
+        return real(name, password, salt, rounds, *rest)
+
+    weak = PasswordHash.parse(hash_password("pw", 1000))
+    monkeypatch.setattr(hashlib, "pbkdf2_hmac", counting)
+    assert weak.verify("pw", 5000) and not weak.verify("nope", 5000)
+    assert spent == [1000, 4000, 1000, 4000]
+    spent.clear()
+    assert weak.verify("pw")  # no padding asked: its own rounds only
+    assert spent == [1000]
+
+
+@pytest.mark.parametrize("realm", ["認証", "caf\u00e9", 'say "hi"', "a\\b", ""])
+def test_realm_must_be_plain_ascii(make_server: MakeServer, realm: str) -> None:
+    """It is written into WWW-Authenticate: anything else would break every 401."""
+    assert "printable ASCII" in auth_error(make_server, {"realm": realm,
+                                                         "bearer": {"a": {"token": "t" * 16}}})

@@ -291,6 +291,24 @@ class Dispatcher:
         # one C call rules out every mount for most requests; "" matches all (a root mount)
         self.mount_starts = tuple("" if prefix == "/" else prefix for prefix, _ in ordered)
 
+    def served_by(self, path: str) -> tuple[str, bool] | None:
+        """Who answers ``path``, as ``__call__`` decides: (a mount's prefix, True), (the route
+        table's key that matched, False: ``path`` without trailing slashes and the segments
+        peeled off as arguments), or None when nothing does (a 404)."""
+        if self.mounts and path.startswith(self.mount_starts):
+            for prefix, under, _app in self.mounts:
+                if path == prefix or path.startswith(under) or (
+                    prefix == "/" and not self._routable(path)
+                ):
+                    return prefix, True
+        if path in self.table:
+            return path, False
+        route, segments = self._resolve(path)
+        if route is None:
+            return None
+        key = "/" + path.strip("/")
+        return (key.rsplit("/", len(segments))[0] if segments else key) or "/", False
+
     def _routable(self, path: str) -> bool:
         """Whether the route table answers ``path`` (an ASGI app at "/" is only a fallback)."""
         return path in self.table or self._resolve(path)[0] is not None

@@ -257,6 +257,17 @@ class AsgiServer:
         found, segments = self._dispatcher._resolve(path)
         return (found, segments) if found is not None else None
 
+    def served_by(self, path: str) -> tuple[str, bool] | None:
+        """Who answers ``path``: (mount prefix, True), (route path, False) or None (404).
+
+        The route's path can differ from ``path``: trailing slashes are dropped and trailing
+        segments peeled off as positional arguments (``/shop/get/42`` is served by
+        ``/shop/get``).
+        """
+        self.build()
+        assert self._dispatcher is not None
+        return self._dispatcher.served_by(path)
+
     async def identify(self, source: Connection | Scope) -> Identity | None:
         """Who presents the credentials in ``source`` (a connection, or a scope with headers).
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ...connection import Connection
-from ...exceptions import PluginError, Unauthorized
+from ...exceptions import BadRequest, PluginError, Unauthorized
 from ...identity import Identity
 from ...types import Scope
 from .config import AuthConfig
@@ -39,6 +39,11 @@ _MAX_SUBJECT_LOGGED = 64
 
 def _secret(value: str) -> bytes:
     return value.encode("utf-8")
+
+
+def _ambiguous(header: str) -> NoReturn:
+    """Two credentials in one request: refused, so no two readers can take different ones."""
+    raise BadRequest(detail=f"more than one {header} header")
 
 
 def _match(candidate: bytes, table: list[tuple[bytes, Identity]]) -> Identity | None:
@@ -68,9 +73,10 @@ class Authenticator:
                 logger.warning("plugins.auth.basic.%s: the password hash has only %d "
                                "iterations (use at least %d)", name, parsed.iterations,
                                WEAK_ITERATIONS)
-        # unknown users cost a verification too, so timing does not reveal which names exist
-        rounds = max((p.iterations for p, _ in self.users.values()), default=1)
-        self._decoy = PasswordHash.parse(hash_password(secrets.token_hex(8), rounds))
+        # every basic verification costs the same rounds (unknown users a decoy's, users with
+        # fewer iterations padding), so timing does not reveal which names exist
+        self._rounds = max((p.iterations for p, _ in self.users.values()), default=1)
+        self._decoy = PasswordHash.parse(hash_password(secrets.token_hex(8), self._rounds))
         api = config.api_key
         self.api_header = api.header.lower().encode("latin-1") if api and api.keys else None
         self.keys = [(_secret(spec.key.get_secret_value()), Identity.of(name, spec.tags,
@@ -115,8 +121,12 @@ class Authenticator:
         api_header = self.api_header
         for name, value in scope["headers"]:
             if name == _AUTHORIZATION:
+                if authorization is not None:
+                    _ambiguous("Authorization")
                 authorization = value
             elif name == api_header:
+                if api_key is not None:
+                    _ambiguous(name.decode("latin-1"))
                 api_key = value
         if authorization is not None:
             scheme, _, param = authorization.partition(b" ")
@@ -173,7 +183,7 @@ class Authenticator:
         user = self.users.get(username)
         parsed = user[0] if user is not None else self._decoy
         async with self._hashing:  # verification is deliberately slow: keep it off the loop
-            verified = await asyncio.to_thread(parsed.verify, password)
+            verified = await asyncio.to_thread(parsed.verify, password, self._rounds)
         if user is None or not verified:
             self._refuse(scope, "basic", username, "wrong username or password")
         identity = user[1]

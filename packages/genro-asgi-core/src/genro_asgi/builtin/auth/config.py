@@ -20,6 +20,9 @@ _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 KEY_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
                             "ES256", "ES384", "ES512", "EdDSA"})
+# one public key serves every listed algorithm, so they must all take the same kind of key
+_KEY_KINDS = {**dict.fromkeys(("RS256", "RS384", "RS512", "PS256", "PS384", "PS512"), "RSA"),
+              "ES256": "EC P-256", "ES384": "EC P-384", "ES512": "EC P-521", "EdDSA": "EdDSA"}
 
 
 def _check_tags(tags: list[str]) -> list[str]:
@@ -141,6 +144,10 @@ class JwtConfig(_Strict):
         if set(value) & HMAC_ALGORITHMS and set(value) & KEY_ALGORITHMS:
             raise ValueError("do not mix HS* with public-key algorithms: a public key must "
                              "never be usable as an HMAC secret (algorithm confusion)")
+        kinds = sorted({_KEY_KINDS[a] for a in value if a in KEY_ALGORITHMS})
+        if len(kinds) > 1:
+            raise ValueError(f"{value} need different kinds of key ({', '.join(kinds)}); "
+                             "one public_key serves them all: list algorithms of one kind")
         return value
 
     @model_validator(mode="after")
@@ -148,8 +155,10 @@ class JwtConfig(_Strict):
         if set(self.algorithms) & HMAC_ALGORITHMS:
             if self.secret is None:
                 raise ValueError("HS* algorithms need 'secret'")
-            if len(self.secret.get_secret_value().encode()) < 32:
-                raise ValueError("secret must be at least 32 bytes for HS* (RFC 7518 3.2)")
+            needed = max(int(a[2:]) // 8 for a in self.algorithms)  # the hash's size
+            if len(self.secret.get_secret_value().encode()) < needed:
+                raise ValueError(f"secret must be at least {needed} bytes for "
+                                 f"{', '.join(self.algorithms)} (RFC 7518 3.2)")
         elif self.public_key is None:
             raise ValueError(f"{self.algorithms[0]} needs 'public_key' (PEM)")
         return self
@@ -178,8 +187,9 @@ class AuthConfig(_Strict):
     @field_validator("realm")
     @classmethod
     def _realm(cls, value: str) -> str:
-        if not value or '"' in value or "\\" in value or not value.isprintable():
-            raise ValueError("must be printable text without quotes or backslashes")
+        if not value or '"' in value or "\\" in value or not value.isprintable() \
+                or not value.isascii():  # it goes into a WWW-Authenticate header
+            raise ValueError("must be printable ASCII text without quotes or backslashes")
         return value
 
     @field_validator("public")

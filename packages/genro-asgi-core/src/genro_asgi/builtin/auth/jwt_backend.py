@@ -47,12 +47,14 @@ class JwtVerifier:
         else:
             assert config.public_key is not None
             pem = config.public_key.get_secret_value()
-            try:  # parse the PEM once, at startup, not per request
-                algorithm = jwt.algorithms.get_default_algorithms()[self.algorithms[0]]
-                self.key = algorithm.prepare_key(pem)
-            except Exception as exc:
-                raise ConfigError(f"plugins.auth.jwt.public_key: not a usable "
-                                  f"{self.algorithms[0]} public key: {exc}") from None
+            # parse the PEM once, at startup, not per request; it must suit every algorithm
+            for name in self.algorithms:
+                try:
+                    algorithm = jwt.algorithms.get_default_algorithms()[name]
+                    self.key = algorithm.prepare_key(pem)
+                except Exception as exc:
+                    raise ConfigError(f"plugins.auth.jwt.public_key: not a usable {name} "
+                                      f"public key: {exc}") from None
         required = list(config.require)
         if config.audience is not None and "aud" not in required:
             required.append("aud")
@@ -75,6 +77,8 @@ class JwtVerifier:
             reason = next((text for kind, text in self._reasons if isinstance(exc, kind)),
                           "invalid token")
             raise InvalidToken(reason) from None
+        except jwt.PyJWTError:  # anything else PyJWT refuses (e.g. a key error): never a 500
+            raise InvalidToken("invalid token") from None
         subject = claims.get(config.id_claim)
         if not isinstance(subject, (str, int)) or isinstance(subject, bool) or subject == "":
             raise InvalidToken(f"token lacks a usable {config.id_claim!r} claim")
@@ -87,3 +91,4 @@ class JwtVerifier:
             raise InvalidToken(f"the {config.tags_claim!r} claim must be a list of strings "
                                "or a space-separated string")
         return Identity.of(str(subject), tags, "jwt", claims)
+

@@ -58,7 +58,7 @@ class AuthMiddleware:
             return
         if identity is None:
             path = scope["path"]
-            if not (self.anonymous or path in self.public
+            if not (self.anonymous or self._public(path)
                     or path in self.server.self_authenticating_paths):
                 await self._deny(scope, receive, send,
                                  Unauthorized(detail="authentication required"))
@@ -69,6 +69,17 @@ class AuthMiddleware:
             if envelope is not None:
                 envelope.identity = identity
         await self.app(scope, receive, send)
+
+    def _public(self, path: str) -> bool:
+        """Whether ``path`` is public: it matches a pattern (trailing slashes aside) and so does
+        the route serving it, so a public-looking path cannot reach a parent route that is not
+        public (``/shop/catalog`` under ``/shop/catalog/*`` served by ``/shop``'s index). A
+        mounted app is judged by the path: its routes are its own."""
+        public = self.public
+        if path not in public and "/" + path.strip("/") not in public:
+            return False
+        served = self.server.served_by(path)
+        return served is None or served[1] or served[0] in public
 
     async def _deny(self, scope: Scope, receive: Receive, send: Send,
                     exc: HTTPException) -> None:

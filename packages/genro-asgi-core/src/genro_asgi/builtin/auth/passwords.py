@@ -53,9 +53,13 @@ class PasswordHash:
             raise ValueError("salt or hash too short")
         return cls(iterations, salt, digest)
 
-    def verify(self, password: str) -> bool:
+    def verify(self, password: str, rounds: int = 0) -> bool:
+        """Whether ``password`` matches; ``rounds`` above ``iterations`` are spent anyway, so a
+        weaker (older) hash takes as long as the strongest one a server holds."""
         candidate = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), self.salt,
                                         self.iterations, len(self.digest))
+        if rounds > self.iterations:
+            hashlib.pbkdf2_hmac("sha256", candidate, self.salt, rounds - self.iterations)
         return hmac.compare_digest(candidate, self.digest)
 
 
