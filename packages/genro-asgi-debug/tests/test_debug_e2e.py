@@ -72,6 +72,10 @@ def test_attach_read_a_local_continue_then_500(tmp_path: Path) -> None:
     assert all(e["peer"].startswith("unix:") for e in events if e["event"] == "pdb")
     kinds = [e["event"] for e in events]
     assert kinds.index("parked") < kinds.index("attached") < kinds.index("released")
+    (parked,) = [e for e in events if e["event"] == "parked"]
+    assert parked["request"]["path"] == "/shop/checkout"  # what happened, no headers or query
+    assert "query" not in parked["request"] and "headers" not in parked["request"]
+    assert "hunter2" not in (tmp_path / "audit.jsonl").read_text()
     assert os.stat(tmp_path / "audit.jsonl").st_mode & 0o777 == 0o600
 
 

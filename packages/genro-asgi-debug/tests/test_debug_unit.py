@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+from typing import Any
 
 import pytest
+from debug_helpers import SECRET
 
-from genro_asgi import Request
+from genro_asgi import AsgiServer, Request
 from genro_asgi_debug.config import ip_allowed, is_loopback
 from genro_asgi_debug.incidents import IncidentBoard
 from genro_asgi_debug.protocol import (
@@ -25,6 +27,7 @@ from genro_asgi_debug.protocol import (
 )
 from genro_asgi_debug.redact import Redactor
 from genro_asgi_debug.remote_pdb import LineInput, OutputBridge, start_post_mortem
+from genro_asgi_debug.session import Attachment, Session
 
 WAIT = 20.0
 
@@ -98,6 +101,41 @@ def test_redaction_of_headers_and_query() -> None:
                                         "x-my-session": "***", "accept": "text/html"}
     assert summary["client"] == "127.0.0.1:5000"
     assert Redactor(["x-tenant"]).is_secret("X-Tenant")
+
+
+@pytest.mark.parametrize("name", ["ticket", "pass", "pw", "sid", "phpsessid", "jsessionid",
+                                  "signature", "hash", "nonce", "SAMLResponse", "private_key"])
+def test_redaction_of_more_secret_looking_names(name: str) -> None:
+    assert Redactor().is_secret(name)
+
+
+def test_redaction_of_the_servers_credential_headers(tmp_path: Any) -> None:
+    """The auth plugin's API-key header, whatever its name, is redacted through
+    server.credential_headers: the debug plugin knows nothing of auth's config."""
+    server = AsgiServer(tmp_path, environ={"DEBUG_SECRET": SECRET}, config={"plugins": {
+        "auth": {"api_key": {"header": "X-Partner", "keys": {"p": {"key": "k" * 16}}}},
+        "debug": {"secret": {"$env": "DEBUG_SECRET"}, "socket_dir": str(tmp_path / "s")}}})
+    redactor = server.plugins.get("debug").redactor
+    scope = {"type": "http", "method": "GET", "path": "/p", "query_string": b"",
+             "headers": [(b"x-partner", b"PARTNER-KEY"), (b"accept", b"*/*")]}
+    summary = redactor.request_summary(Request(scope, None))  # type: ignore[arg-type]
+    assert dict(summary["headers"]) == {"x-partner": "***", "accept": "*/*"}
+
+
+async def test_a_release_of_an_earlier_incident_leaves_the_new_attachment_alone() -> None:
+    """Detach from A and attach to B in one write: A's release (a callback that may run after
+    B's attach) must not end B's session."""
+    session = Session(None, None, None, "test")  # type: ignore[arg-type]
+    ended: list[str] = []
+    session.end_attach = ended.append  # type: ignore[method-assign]
+    first, second = object(), object()
+    session.attachment = Attachment(second, None, None)  # type: ignore[arg-type]
+    released = asyncio.get_running_loop().create_future()
+    released.set_result("detached by the client")
+    session._released(first, released)  # type: ignore[arg-type]
+    assert ended == [] and session.attachment.incident is second
+    session._released(second, released)  # type: ignore[arg-type]
+    assert ended == ["request released (detached by the client)"]
 
 
 def test_redaction_bounds_oversized_input() -> None:

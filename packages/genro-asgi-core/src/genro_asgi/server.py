@@ -117,6 +117,9 @@ class AsgiServer:
         # endpoints that authenticate their clients themselves (WSX's first-message token):
         # the auth plugin lets a request without a credential through there as anonymous
         self.self_authenticating_paths: set[str] = set()
+        # header names (lower case) that carry credentials: whatever logs or shows requests
+        # (the debug plugin's incidents) redacts them; the auth plugin adds its API-key header
+        self.credential_headers: set[str] = {"authorization", "proxy-authorization", "cookie"}
         self.plugins = PluginManager(self, self.settings.plugins, source=self.config.source_of,
                                      trace=self.settings.logging.trace_hooks)
         self._mounting_from_setup = True

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("genro_asgi_debug")
 SECRET_PATH = ("plugins", "debug", "secret")
+_AUDITED = ("request_id", "method", "path", "client")  # of a request summary
 DRAIN_POLL = 0.5  # seconds: how soon a parked request notices the server is shutting down
 
 
@@ -52,7 +53,8 @@ class DebugPlugin(Plugin):
         if config.enabled:
             self._refuse_unsafe(server, config)
         self.board = IncidentBoard(config.max_parked)
-        self.redactor = Redactor(config.redact)
+        # the server's set itself, so headers a later plugin declares are redacted too
+        self.redactor = Redactor(config.redact, server.credential_headers)
         self.listener: DebugListener | None = None
         audit_path = None
         if config.audit_file:
@@ -140,7 +142,9 @@ class DebugPlugin(Plugin):
             logger.warning("debug: %d incidents already parked; %s %s fails normally",
                            len(self.board), request.method, request.path)
             return None
-        self.audit.record("parked", "-", incident.id, request=incident.request,
+        summary = incident.request  # the audit keeps no headers or query: only what happened
+        self.audit.record("parked", "-", incident.id,
+                          request={k: summary.get(k) for k in _AUDITED},
                           exception=incident.exc_type)
         logger.warning("debug: %s %s failed with %s; parked as incident %s for up to %gs: "
                        "genro-asgi-debug attach %s", request.method, request.path,

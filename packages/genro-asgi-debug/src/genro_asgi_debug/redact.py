@@ -1,15 +1,16 @@
 """The request summary stored with an incident, with credentials redacted.
 
 Incident listings end up in terminals, tickets and the audit log, so they never carry
-credentials: the ``Authorization``/``Cookie``-like headers and any header or query parameter
-whose name looks secret are replaced by ``***``. (The attached debugger itself sees the live
-objects: holding the secret means seeing everything, see docs/debug.md.)
+credentials: the ``Authorization``/``Cookie``-like headers, the server's
+``credential_headers`` (the auth plugin's API-key header among them) and any header or query
+parameter whose name looks secret are replaced by ``***``. (The attached debugger itself sees
+the live objects: holding the secret means seeing everything, see docs/debug.md.)
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -19,7 +20,8 @@ REDACTED = "***"
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie",
                             "x-api-key", "x-auth-token", "x-csrf-token", "x-xsrf-token"})
 SECRET_NAME = re.compile(
-    r"token|key|passw|pwd|secret|auth|session|sig|credential|jwt|bearer|otp|pin\b|code\b",
+    r"token|key|pass|pwd|pw\b|secret|auth|sess|sid\b|sig|credential|jwt|bearer|otp|pin\b"
+    r"|code\b|ticket|hash|nonce|cert|private|saml|sso\b",
     re.IGNORECASE,
 )
 MAX_VALUE = 200  # characters kept of any one value
@@ -29,12 +31,15 @@ MAX_ITEMS = 50  # headers / query parameters kept
 class Redactor:
     """Decides which names are secret: the defaults plus the plugin's ``redact`` option."""
 
-    def __init__(self, extra: Iterable[str] = ()) -> None:
+    def __init__(self, extra: Iterable[str] = (), credential_headers: Set[str] = frozenset()
+                 ) -> None:
         self.extra = frozenset(name.lower() for name in extra)
+        self.credential_headers = credential_headers  # live: the server's set (see plugin)
 
     def is_secret(self, name: str) -> bool:
         lowered = name.lower()
         return (lowered in SECRET_HEADERS or lowered in self.extra
+                or lowered in self.credential_headers
                 or SECRET_NAME.search(lowered) is not None)
 
     def pairs(self, items: Iterable[tuple[str, str]]) -> list[list[str]]:

@@ -190,9 +190,7 @@ class Session:
                                    lambda: self._from_thread(self._pdb_finished, incident),
                                    incident.id)
         self.attachment = Attachment(incident, stdin, thread)
-        incident.released.add_done_callback(
-            lambda future: self.end_attach(
-                f"request released ({'cancelled' if future.cancelled() else future.result()})"))
+        incident.released.add_done_callback(lambda future: self._released(incident, future))
 
     def _input(self, message: dict[str, Any]) -> None:
         attachment = self.attachment
@@ -219,6 +217,12 @@ class Session:
     def _output(self, incident: Incident, text: str) -> None:
         if self.attachment is not None and self.attachment.incident is incident:
             self.send({"type": "output", "incident": incident.id, "data": text})
+
+    def _released(self, incident: Incident, future: asyncio.Future[Any]) -> None:
+        # only while still attached to it: a detach and a new attach may have come first
+        if self.attachment is not None and self.attachment.incident is incident:
+            self.end_attach(
+                f"request released ({'cancelled' if future.cancelled() else future.result()})")
 
     def _pdb_finished(self, incident: Incident) -> None:
         if self.attachment is not None and self.attachment.incident is incident:

@@ -28,6 +28,8 @@ class AuthPlugin(Plugin):
         self.authenticator = Authenticator(config)
         server.authenticator = self.authenticator
         server.auth_challenge = self.authenticator.challenge
+        if config.api_key is not None:
+            server.credential_headers.add(config.api_key.header.lower())
 
     @hookimpl
     def genro_asgi_configure(self, server: AsgiServer) -> None:
