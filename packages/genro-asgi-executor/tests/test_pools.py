@@ -17,6 +17,7 @@ from genro_asgi_executor import (
     PoolFull,
     RemoteJobError,
     RemoteTraceback,
+    TaskCancelled,
     WorkerCrashed,
 )
 
@@ -181,3 +182,116 @@ async def test_shutdown_stops_every_worker_process(tmp_path: Path) -> None:
         pids = await asyncio.gather(*[executor.run_process(jobs.whoami) for _ in range(2)])
     for seen in pids:
         await until(lambda seen=seen: not pid_alive(seen["pid"]), "the worker to exit")
+
+
+# -- plain thread calls (run_blocking / run_in): no Job, the thread counts itself ------------
+
+
+async def test_a_plain_call_cancelled_while_pending_never_runs(tmp_path: Path) -> None:
+    started, release, ran = threading.Event(), threading.Event(), threading.Event()
+    pools = {"io": {"kind": "thread", "workers": 1}}
+    async with running(tmp_path, pools=pools) as executor:
+        pool = executor.pool("io")
+        busy = asyncio.ensure_future(executor.run_blocking(jobs.ignore_cancel, started, release))
+        await until(lambda: pool.running == 1, "the worker to be busy")
+        queued = asyncio.ensure_future(executor.run_blocking(ran.set))
+        await until(lambda: pool.pending == 1, "one pending job")
+        queued.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        await until(lambda: pool.pending == 0, "the slot to be given back")
+        release.set()
+        assert await busy == "finished anyway"
+        assert await executor.run_blocking(jobs.add, 1) == 1  # after the queued one, in order
+        assert not ran.is_set()
+        assert pool.pending == 0 and pool.running == 0
+
+
+async def test_a_plain_call_cancelled_while_running_is_discarded(tmp_path: Path) -> None:
+    started, release = threading.Event(), threading.Event()
+    async with running(tmp_path) as executor:
+        pool = executor.pool("io")
+        call = asyncio.ensure_future(executor.run_blocking(jobs.ignore_cancel, started, release))
+        await until(lambda: pool.running == 1, "the job to run")
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert pool.running == 1  # a thread cannot be stopped: it still holds its worker
+        release.set()
+        await until(lambda: pool.running == 0, "the thread to return")
+        assert await executor.run_blocking(jobs.add, 2, 3) == 5
+
+
+async def test_a_plain_call_that_raises_frees_its_worker(tmp_path: Path) -> None:
+    async with running(tmp_path) as executor:
+        pool = executor.pool("io")
+        results = await asyncio.gather(*[executor.run_blocking(jobs.boom, f"no {i}")
+                                         for i in range(5)], return_exceptions=True)
+        assert [str(error) for error in results] == [f"no {i}" for i in range(5)]
+        assert all(isinstance(error, ValueError) for error in results)
+        assert pool.pending == 0 and pool.running == 0
+        with pytest.raises(TypeError, match="not callable"):
+            await executor.run_blocking(42)
+        assert pool.pending == 0
+
+
+async def test_a_waiter_gets_the_slot_when_a_queued_call_starts(tmp_path: Path) -> None:
+    first, release_first = threading.Event(), threading.Event()
+    second, release_second = threading.Event(), threading.Event()
+    pools = {"io": {"kind": "thread", "workers": 1, "max_pending": 1, "when_full": "wait"}}
+    async with running(tmp_path, pools=pools) as executor:
+        pool = executor.pool("io")
+        busy = asyncio.ensure_future(executor.run_blocking(jobs.ignore_cancel, first,
+                                                           release_first))
+        await until(lambda: pool.running == 1, "the worker to be busy")
+        queued = asyncio.ensure_future(executor.run_blocking(jobs.ignore_cancel, second,
+                                                             release_second))
+        await until(lambda: pool.pending == 1, "one pending job")
+        waiting = asyncio.ensure_future(executor.run_blocking(jobs.add, 3))
+        await until(lambda: len(pool._waiters) == 1, "a caller waiting for room")
+        release_first.set()
+        # the queued call took the worker: its thread hands its pending slot to the waiter
+        await until(lambda: second.is_set() and not pool._waiters, "the waiter admitted")
+        assert (pool.running, pool.pending) == (1, 1)
+        release_second.set()
+        assert list(await asyncio.gather(busy, queued, waiting)) == ["finished anyway"] * 2 + [3]
+        assert pool.pending == 0 and pool.running == 0
+
+
+async def test_shutdown_fails_plain_calls_that_had_not_started(tmp_path: Path) -> None:
+    started, release = threading.Event(), threading.Event()
+    pools = {"io": {"kind": "thread", "workers": 1}}
+    async with running(tmp_path, pools=pools) as executor:
+        pool = executor.pool("io")
+        busy = asyncio.ensure_future(executor.run_blocking(jobs.ignore_cancel, started, release))
+        await until(lambda: pool.running == 1, "the worker to be busy")
+        queued = asyncio.ensure_future(executor.run_blocking(jobs.add, 1))
+        await until(lambda: pool.pending == 1, "one pending job")
+        await pool.close()
+        with pytest.raises(TaskCancelled, match="before it started"):
+            await queued
+        assert pool.pending == 0
+        release.set()
+        assert await busy == "finished anyway"  # a running job still returns its result
+
+
+async def test_a_caller_given_room_as_the_pool_closes_is_refused(tmp_path: Path) -> None:
+    started, release = threading.Event(), threading.Event()
+    pools = {"io": {"kind": "thread", "workers": 1, "max_pending": 1, "when_full": "wait"}}
+    async with running(tmp_path, pools=pools) as executor:
+        pool = executor.pool("io")
+        busy = asyncio.ensure_future(executor.run_blocking(jobs.ignore_cancel, started, release))
+        await until(lambda: pool.running == 1, "the worker to be busy")
+        queued = asyncio.ensure_future(executor.run_blocking(jobs.add, 1))
+        waiting = asyncio.ensure_future(executor.run_blocking(jobs.add, 2))
+        await until(lambda: len(pool._waiters) == 1, "a caller waiting for room")
+        pool.max_pending = 2
+        pool._hand_over()  # room for the waiter: it resumes only after the close below
+        await pool.close()
+        with pytest.raises(ExecutorClosed, match="shutting down"):
+            await waiting
+        with pytest.raises(TaskCancelled):
+            await queued
+        release.set()
+        assert await busy == "finished anyway"
+        await until(lambda: pool.pending == 0 and pool.running == 0, "the accounting")

@@ -75,7 +75,7 @@ class ExecutorPlugin(Plugin):
 
     async def run_blocking(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Run a blocking function in the default thread pool and return its result."""
-        return await self.run_in(self._default("thread"), fn, *args, **kwargs)
+        return await self.pool(self._default("thread")).run(fn, *args, **kwargs)
 
     async def run_process(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Run a picklable, module-level function in the default process pool."""

@@ -3,7 +3,11 @@
 A job goes ``prepare`` (a process pool pickles it now, so an unpicklable function or argument
 fails in the caller) -> ``admit`` (the ``max_pending`` bound: wait or fail fast) -> ``launch``.
 Its ``future`` (an asyncio future on the server's loop) gets the result or the exception.
-Bookkeeping happens on the event loop; worker threads reach it with ``call_soon_threadsafe``.
+Bookkeeping happens on the event loop; worker threads reach it with ``call_soon_threadsafe``,
+except the ``pending``/``running`` counts of a thread pool, which its threads keep themselves
+(under the pool's lock) so a job needs no loop wake-up to start. A plain call (``run``, not a
+task) of a thread pool skips the ``Job`` altogether: one wake-up delivers its outcome, as with
+``loop.run_in_executor``.
 
 The process pool is our own, not ``ProcessPoolExecutor``: each worker is a process with a pipe
 and a reader thread, so a job's process is known. Cancelling a running job kills exactly that
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import multiprocessing
 import pickle
 import signal
@@ -144,6 +149,8 @@ class Pool:
         self.max_pending = config.max_pending
         self.pending = 0  # admitted, not started
         self.running = 0  # holding a worker
+        # pending/running and the waiters: thread pool workers update them from their threads
+        self._lock = threading.Lock()
         self.restarts = 0  # worker processes replaced after dying
         self.closed = False
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -160,17 +167,29 @@ class Pool:
 
     async def admit(self) -> None:
         """Take a pending slot, waiting or failing per ``when_full`` when there is none."""
+        waiter = self._enter()
+        if waiter is not None:
+            await self._wait_for_room(waiter)
+
+    def _enter(self) -> asyncio.Future[None] | None:
+        """Take a pending slot now (None), raise PoolFull, or queue for one: the future to
+        await (``_wait_for_room``). Split from ``admit`` so the common case costs no await."""
         if self.closed or self.loop is None:
             raise ExecutorClosed(f"pool {self.name!r} is not accepting jobs")
-        if self.max_pending is None or (self.pending < self.max_pending and not self._waiters):
-            self.pending += 1
-            return
-        if self.config.when_full == "fail":
-            raise PoolFull(self.name, self.pending, self.config.retry_after)
-        waiter = self.loop.create_future()
-        self._waiters.append(waiter)
+        with self._lock:  # a thread that frees a slot now sees the waiter, or we see the slot
+            if self.max_pending is None or (self.pending < self.max_pending
+                                            and not self._waiters):
+                self.pending += 1
+                return None
+            if self.config.when_full == "fail":
+                raise PoolFull(self.name, self.pending, self.config.retry_after)
+            waiter = self.loop.create_future()
+            self._waiters.append(waiter)
+        return waiter
+
+    async def _wait_for_room(self, waiter: asyncio.Future[None]) -> None:
         try:
-            await waiter  # _free hands the slot over: pending was counted for us
+            await waiter  # _hand_over gave us the slot: pending was counted for us
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self._leave_pending()
@@ -178,6 +197,9 @@ class Pool:
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
             raise
+        if self.closed:  # closed after the hand-over, before this caller resumed
+            self._leave_pending()
+            raise ExecutorClosed(f"pool {self.name!r} is shutting down")
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` here and return its result (or raise its exception).
@@ -211,31 +233,20 @@ class Pool:
 
     # -- bookkeeping, on the loop ------------------------------------------------------------
 
-    def _mark_started(self, job: Job) -> bool:
-        if job.state != "pending":
-            return False
-        job.state = "running"
-        self.running += 1
-        self._leave_pending()
-        if job.future.done():  # stopped while queued, in the instant before it started
-            return False
-        job.started()
-        return True
-
-    def _mark_ended(self, job: Job) -> None:
-        if job.state == "pending":
-            self._leave_pending()
-        elif job.state == "running":
-            self.running -= 1
-        job.state = "ended"
-
     def _leave_pending(self) -> None:
-        self.pending -= 1
-        while self._waiters and (self.max_pending is None or self.pending < self.max_pending):
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                self.pending += 1
-                waiter.set_result(None)
+        with self._lock:
+            self.pending -= 1
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Give free pending slots to the callers waiting for room, in order."""
+        with self._lock:
+            while self._waiters and (self.max_pending is None
+                                     or self.pending < self.max_pending):
+                waiter = self._waiters.popleft()
+                if not waiter.done():
+                    self.pending += 1
+                    waiter.set_result(None)
 
     def stats(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "workers": self.workers,
@@ -256,6 +267,38 @@ class ThreadPool(Pool):
         super().start(loop)
         self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix=f"pool-{self.name}")
 
+    async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``Pool.run`` without a ``Job``: no task context, progress or cancel flag to carry,
+        so the thread counts itself and a single loop wake-up delivers the outcome."""
+        if not callable(fn):
+            raise TypeError(f"{fn!r} is not callable")
+        waiter = self._enter()
+        if waiter is not None:
+            await self._wait_for_room(waiter)
+        loop, executor = self.loop, self._executor
+        assert loop is not None and executor is not None
+        future: asyncio.Future[Any] = loop.create_future()
+        handle = executor.submit(self._hold, fn, args, kwargs)
+        handle.add_done_callback(functools.partial(call_threadsafe, loop, self._settle, future))
+        try:
+            return await future
+        except asyncio.CancelledError:
+            handle.cancel()  # not started: it never runs (_settle frees its slot); else discarded
+            raise
+
+    def _settle(self, future: asyncio.Future[Any], done: ConcurrentFuture[Any]) -> None:
+        if done.cancelled():  # never started (caller gone, or shutdown): its slot is free
+            self._leave_pending()
+            error: BaseException | None = TaskCancelled("cancelled before it started")
+        else:
+            error = done.exception()
+        if future.done():  # the caller went away
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(done.result())
+
     def launch(self, job: Job) -> None:
         loop, executor = self.loop, self._executor
         assert loop is not None and executor is not None
@@ -264,20 +307,48 @@ class ThreadPool(Pool):
         if job.task_id is not None:
             job.relay = ProgressRelay(loop, job.progress)
             context = TaskContext(job.task_id, job.relay, job.cancel_event)
-        handle = job.handle = executor.submit(self._work, loop, job, context)
+        handle = job.handle = executor.submit(self._hold, self._work, (loop, job, context), {})
         handle.add_done_callback(lambda done: call_threadsafe(loop, self._done, job, done))
+
+    # -- in the worker thread ----------------------------------------------------------------
+
+    def _hold(self, fn: Callable[..., Any], args: tuple[Any, ...],
+              kwargs: dict[str, Any]) -> Any:
+        """Every thread job runs inside this: it counts as running while it holds the thread."""
+        with self._lock:
+            self.pending -= 1
+            self.running += 1
+            wake = bool(self._waiters)
+        if wake:  # the slot this job left belongs to a caller waiting for room
+            assert self.loop is not None
+            call_threadsafe(self.loop, self._hand_over)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            with self._lock:
+                self.running -= 1
 
     def _work(self, loop: asyncio.AbstractEventLoop, job: Job,
               context: TaskContext | None) -> Any:
         if job.cancel_event.is_set():
             raise TaskCancelled("cancelled before it started")
-        call_threadsafe(loop, self._mark_started, job)
+        call_threadsafe(loop, self._started, job)
         return run_with_context(context, job.fn, job.args, job.kwargs)
 
+    # -- task jobs, on the loop --------------------------------------------------------------
+
+    def _started(self, job: Job) -> None:
+        if job.state != "pending":
+            return
+        job.state = "running"
+        if not job.future.done():  # not stopped in the instant before it started
+            job.started()
+
     def _done(self, job: Job, done: ConcurrentFuture[Any]) -> None:
-        # _mark_started was scheduled by the thread before the job ran, so it came first
-        self._mark_ended(job)
-        if done.cancelled():
+        # _started was scheduled by the thread before the job ran, so it came first
+        job.state = "ended"
+        if done.cancelled():  # never started: its slot is free again
+            self._leave_pending()
             job.resolve(error=TaskCancelled("cancelled before it started"))
             return
         error = done.exception()
@@ -370,6 +441,25 @@ class ProcessPool(Pool):
                 continue
             if not self._mark_started(job):  # stopped in the meantime: recycle the worker
                 self._kill(worker)
+
+    # process jobs are counted on the loop: the pool hands each job to its worker from here
+    def _mark_started(self, job: Job) -> bool:
+        if job.state != "pending":
+            return False
+        job.state = "running"
+        self.running += 1
+        self._leave_pending()
+        if job.future.done():  # stopped while queued, in the instant before it started
+            return False
+        job.started()
+        return True
+
+    def _mark_ended(self, job: Job) -> None:
+        if job.state == "pending":
+            self._leave_pending()
+        elif job.state == "running":
+            self.running -= 1
+        job.state = "ended"
 
     def _spawn(self) -> _Worker:
         assert self.loop is not None
