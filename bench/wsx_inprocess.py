@@ -222,7 +222,9 @@ def callgrind(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _client_trips(url: str, subprotocol: str | None, frame: Any, connections: int,
-                        calls: int) -> None:
+                        calls: int, opened: Any = None, done: Any = None) -> None:
+    """``calls`` round trips on each of ``connections`` sockets; ``opened()`` runs once all are
+    open and ``done()`` before they close, so the counted window holds round trips only."""
     import websockets
 
     protocols = [subprotocol] if subprotocol else None
@@ -235,7 +237,11 @@ async def _client_trips(url: str, subprotocol: str | None, frame: Any, connectio
             await ws.recv()
 
     try:
+        if opened is not None:
+            await asyncio.to_thread(opened)
         await asyncio.gather(*(one(ws) for ws in sockets))
+        if done is not None:
+            await asyncio.to_thread(done)
     finally:
         await asyncio.gather(*(ws.close() for ws in sockets))
 
@@ -281,12 +287,16 @@ def server_callgrind(args: argparse.Namespace) -> dict[str, Any]:
             for name, (path, subprotocol, frame) in VARIANTS.items():
                 url = f"ws://127.0.0.1:{port}{path}"
                 asyncio.run(_client_trips(url, subprotocol, frame, args.connections, WARMUP))
-                subprocess.run(["callgrind_control", "-z", str(process.pid)], check=True,
-                               capture_output=True, timeout=120)
-                asyncio.run(_client_trips(url, subprotocol, frame, args.connections,
-                                          args.calls))
-                subprocess.run(["callgrind_control", "-d", str(process.pid)], check=True,
-                               capture_output=True, timeout=120)
+
+                def control(option: str) -> None:
+                    subprocess.run(["callgrind_control", option, str(process.pid)], check=True,
+                                   capture_output=True, timeout=120)
+
+                # counters zeroed once the connections are open and dumped before they close:
+                # handshakes and closes stay out of the per-round-trip figure
+                asyncio.run(_client_trips(url, subprotocol, frame, args.connections, args.calls,
+                                          opened=lambda: control("-z"),
+                                          done=lambda: control("-d")))
                 total, seen = _latest_summary(directory, seen)
                 per_trip[name] = total / (args.calls * args.connections)
         finally:
