@@ -59,6 +59,10 @@ class Typed(AsgiApplication):
     def with_request(self, request: Request, n: int = 1) -> dict[str, Any]:
         return {"n": n, "ct": request.content_type}
 
+    @route()
+    def files(self, request: Request, root: str = "", *parts: str) -> dict[str, Any]:
+        return {"root": root, "parts": list(parts), "method": request.method}
+
 
 @pytest.fixture
 def client(make_server: Any, make_client: Any) -> Any:
@@ -291,6 +295,29 @@ def test_a_request_only_handler_reads_a_raw_body(make_server: Any, make_client: 
     refused = client.post("/u/named", content=b"\x00",
                           headers={"Content-Type": "application/octet-stream"})
     assert refused.status_code == 415
+
+
+@pytest.mark.parametrize(("path", "expected"), [
+    ("/b/files", {"root": "", "parts": []}),
+    ("/b/files/docs", {"root": "docs", "parts": []}),
+    ("/b/files/docs/a/b.txt", {"root": "docs", "parts": ["a", "b.txt"]}),
+])
+def test_trailing_segments_fill_args_beside_the_request(client: Any, path: str,
+                                                        expected: dict[str, Any]) -> None:
+    """The Request before ``*parts`` goes by position too: never a 'multiple values' 500."""
+    response = client.get(path)
+    assert response.status_code == 200, response.text
+    assert response.json() == {**expected, "method": "GET"}
+
+
+def test_bind_mapping_fills_args_beside_the_connection() -> None:
+    def handler(request: Request, root: str = "", *parts: str) -> None:
+        return None
+
+    binder = Binder(handler)
+    connection = object()
+    args, kwargs = binder.bind_mapping({}, ["docs", "a", "b"], connection)
+    assert args == (connection, "docs", "a", "b") and kwargs == {}
 
 
 def test_binder_compiles_the_signature_once() -> None:

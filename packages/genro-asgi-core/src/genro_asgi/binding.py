@@ -63,8 +63,8 @@ def _is_multi(annotation: Any) -> bool:
 class Binder:
     """Turns a request into the keyword arguments of one handler."""
 
-    __slots__ = ("accepts_args", "accepts_kwargs", "by_name", "params", "positional",
-                 "request_param")
+    __slots__ = ("accepts_args", "accepts_kwargs", "by_name", "call_order", "params",
+                 "positional", "request_param")
 
     def __init__(self, func: Callable[..., Any]) -> None:
         signature = inspect.signature(func)
@@ -76,7 +76,13 @@ class Binder:
         self.request_param: str | None = None
         self.accepts_args = False
         self.accepts_kwargs = False
+        # names passed by position when trailing segments fill ``*args`` (the Request's too,
+        # when it comes before ``*args``): keywords would clash with those positions
+        self.call_order: list[str] = []
         for parameter in signature.parameters.values():
+            if parameter.kind in (inspect.Parameter.POSITIONAL_ONLY,
+                                  inspect.Parameter.POSITIONAL_OR_KEYWORD):
+                self.call_order.append(parameter.name)
             annotation = hints.get(parameter.name, parameter.annotation)
             if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
                 self.accepts_args = True
@@ -158,7 +164,7 @@ class Binder:
         if self.request_param is not None:
             kwargs[self.request_param] = request
         if extra_args:
-            args = tuple(kwargs.pop(p.name) for p in self.positional) + extra_args
+            args = tuple(kwargs.pop(name) for name in self.call_order) + extra_args
             return args, kwargs
         return (), kwargs
 
