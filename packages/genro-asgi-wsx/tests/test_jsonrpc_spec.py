@@ -151,6 +151,21 @@ def test_invalid_requests(ws: Any, payload: Any) -> None:
     assert answer["id"] in (None, 1)
 
 
+def test_params_reach_the_handler_whatever_the_other_members(ws: Any) -> None:
+    # members the spec does not define are ignored, with or without params; an id the fast
+    # check does not take (null, a float) still passes the params on
+    for extra in ({"extra": 1}, {"extra": 1, "params": [42, 23]}):
+        answer = rpc(ws, {"jsonrpc": "2.0", "method": "subtract", "id": 1,
+                          **{"params": [42, 23], **extra}})
+        assert answer == {"jsonrpc": "2.0", "result": 19, "id": 1}
+    answer = rpc(ws, {"jsonrpc": "2.0", "method": "get_data", "extra": True, "id": 2})
+    assert answer == {"jsonrpc": "2.0", "result": ["hello", 5], "id": 2}
+    for rid in (None, 2.5):
+        answer = rpc(ws, {"jsonrpc": "2.0", "method": "subtract", "params": [42, 23],
+                          "id": rid})
+        assert answer == {"jsonrpc": "2.0", "result": 19, "id": rid}
+
+
 def test_invalid_params(ws: Any) -> None:
     for params in ([1], [1, 2, 3], {"minuend": 1}, {"minuend": "x", "subtrahend": 1},
                    {"minuend": 1, "subtrahend": 2, "bogus": 3}):

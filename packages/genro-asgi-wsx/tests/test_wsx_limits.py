@@ -40,6 +40,9 @@ def test_in_flight_limit_and_cancellation_on_disconnect(tmp_path: Any) -> None:
             wait_for(lambda: getattr(shop.state, "slow_started", 0) == 2)
             refused = wsx(ws, {"id": 3, "path": "/shop/hello"})
             assert refused["status"] == 429 and refused["error"]["code"] == "too_many_calls"
+            # a call with more than id and path is refused the same way
+            refused = wsx(ws, {"id": 4, "path": "/shop/hello", "data": {"name": "ada"}})
+            assert refused["status"] == 429 and refused["error"]["code"] == "too_many_calls"
         wait_for(lambda: getattr(shop.state, "slow_cancelled", 0) == 2)
         wait_for(lambda: len(server.envelopes) == 0)
 

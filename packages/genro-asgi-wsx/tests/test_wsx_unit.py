@@ -128,3 +128,35 @@ def test_tytx_fragment() -> None:
     assert tytx_json_fragment({"a": 1}) == ('{"a":1}', False)
     assert tytx_json_fragment(Decimal("1.5")) == ('"1.5::N"', True)
     assert tytx_json_fragment(None) == ("null", False)
+
+
+async def test_heartbeat_pings_a_quiet_client_only_and_drops_a_silent_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames read since the heartbeat last looked prove the client alive; no frame after a
+    ping closes 4002. Driven step by step: each sleep is one scripted stretch of traffic."""
+    from types import SimpleNamespace
+
+    from genro_asgi_wsx import connection as connection_module
+    from genro_asgi_wsx.connection import WsxConnection
+    from genro_asgi_wsx.errors import CloseCode
+
+    sent: list[str] = []
+    closed: list[int] = []
+    conn = SimpleNamespace(
+        config=SimpleNamespace(heartbeat_interval=5.0, heartbeat_timeout=2.0),
+        protocol=SimpleNamespace(ping_frame=lambda: "ping"), frames_in=7,
+        send=sent.append, close=closed.append)
+    # frames the client sends during each sleep: traffic (no ping), quiet (ping), a pong,
+    # quiet again (ping), then silence after the ping
+    script = [3, 0, 1, 0, 0]
+    slept: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        slept.append(delay)
+        conn.frames_in += script[len(slept) - 1]
+
+    monkeypatch.setattr(connection_module.asyncio, "sleep", sleep)
+    await WsxConnection._heartbeat(conn)  # type: ignore[arg-type]
+    assert slept == [5.0, 5.0, 2.0, 5.0, 2.0]
+    assert sent == ["ping", "ping"]
+    assert closed == [CloseCode.HEARTBEAT_TIMEOUT]

@@ -88,17 +88,17 @@ class CallRunner:
         if not isinstance(path, str) or not path or len(path) > MAX_PATH:
             raise WsxError(E.INVALID_REQUEST, f"path must be a string of 1 to {MAX_PATH} "
                            "characters")
-        if not path.startswith("/"):
+        if path[0] != "/":
             path = "/" + path
         server = self.server
         scope = call_scope.copy()
         scope["path"] = path
         if method:  # else the template's "CALL"
             scope["method"] = method
-        scope["genro.identity"] = identity
         envelope = server.envelopes.open(scope)
         scope["genro.envelope"] = envelope
-        if identity is not None:  # None is the class default: no instance dict for it
+        if identity is not None:  # None: the template's, and the class default (no instance
+            scope["genro.identity"] = identity  # dict for it)
             envelope.identity = identity
         if request_id is not None:
             envelope.external_id = request_id

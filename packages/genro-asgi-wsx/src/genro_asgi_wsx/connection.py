@@ -23,7 +23,6 @@ import itertools
 import logging
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator
-from time import monotonic
 from typing import TYPE_CHECKING, Any, Protocol
 
 from genro_asgi import Unauthorized, WebSocket
@@ -93,7 +92,9 @@ class WsxConnection:
         self.subscriptions: dict[str, int] = {}
         self._pending_subscriptions = 0
         self._sub_ids = itertools.count(1)
-        self.last_seen = monotonic()
+        # frames read so far: the heartbeat looks for new ones (a count, not the time of the
+        # last one: a clock read per frame costs more than an addition)
+        self.frames_in = 0
         self.bad_frames = 0
         self.close_code: int | None = None
         self._flush_before_close = False
@@ -168,6 +169,8 @@ class WsxConnection:
         protocol = self.protocol
         assert protocol is not None
         runner = _runner()
+        run_first = runner.send
+        copy_context = contextvars.copy_context
         try:
             while True:
                 message = await receive()
@@ -182,7 +185,7 @@ class WsxConnection:
                 ) > max_size:
                     self.close(CloseCode.MESSAGE_TOO_BIG)
                     return
-                self.last_seen = monotonic()
+                self.frames_in += 1
                 self._handling = True
                 try:
                     protocol.handle(text, data)
@@ -192,11 +195,12 @@ class WsxConnection:
                 if work is None:
                     continue
                 self._next_call = None
-                context = contextvars.copy_context()
+                context = copy_context()
                 try:
-                    waiting_on = context.run(runner.send, work)
+                    waiting_on = context.run(run_first, work)
                 except asyncio.CancelledError:  # raised by the call itself: it ends, as its
                     runner = _runner()  # task would (and the runner with it)
+                    run_first = runner.send
                     continue
                 if waiting_on is _DONE:
                     continue  # done without waiting: the common call
@@ -237,16 +241,18 @@ class WsxConnection:
         interval = self.config.heartbeat_interval
         timeout = self.config.heartbeat_timeout
         assert self.protocol is not None
+        seen = self.frames_in
         while True:
             await asyncio.sleep(interval)
-            if monotonic() - self.last_seen < interval:
-                continue  # traffic from the client already proves it is alive
-            pinged_at = monotonic()
+            if self.frames_in != seen:  # traffic from the client since the last look already
+                seen = self.frames_in  # proves it is alive
+                continue
             self.send(self.protocol.ping_frame())
             await asyncio.sleep(timeout)
-            if self.last_seen < pinged_at:
+            if self.frames_in == seen:  # not a frame since the ping
                 self.close(CloseCode.HEARTBEAT_TIMEOUT)
                 return
+            seen = self.frames_in
 
     async def _auth_deadline(self) -> None:
         await asyncio.sleep(self.config.auth_deadline)

@@ -109,13 +109,17 @@ class JsonRpcProtocol:
             method = payload.get("method")
             if (type(rid) is int or type(rid) is str) and type(method) is str and method \
                     and payload.get("jsonrpc") == "2.0" and (
-                    "params" not in payload or type(payload["params"]) in _CONTAINERS):
+                    len(payload) == 3 or "params" not in payload
+                    or type(payload["params"]) in _CONTAINERS):
+                # three members found: jsonrpc, method and id, so no params to look up
                 problem = None
+                params = None if len(payload) == 3 else payload.get("params")
             else:
                 rid, problem = validate(payload)
+                params = payload.get("params")
             if problem is not None:
                 self._send_error(rid, problem)
-            elif not conn.spawn(self._respond(payload, rid, typed)) and rid is not _NO_ID:
+            elif not conn.spawn(self._respond(method, params, rid, typed)) and rid is not _NO_ID:
                 self._send_error(rid, self._too_many())
         elif isinstance(payload, list):
             self._batch(payload, typed)
@@ -140,27 +144,26 @@ class JsonRpcProtocol:
         return WsxError(E.TOO_MANY_CALLS,
                         f"at most {self.conn.config.max_in_flight} calls in flight")
 
-    async def _respond(self, item: dict[str, Any], rid: Any, typed: bool) -> None:
-        # _process, inlined: one coroutine less on every call's path
+    async def _respond(self, method: Any, params: Any, rid: Any, typed: bool) -> None:
+        # _process, inlined: one coroutine less on every call's path (``method`` is a
+        # validated, non-empty str; ``params`` the request's, None when it has none)
         try:
-            method = item["method"]
-            route_paths = self.conn.runner.route_paths
+            conn = self.conn
+            route_paths = conn.runner.route_paths
             path = route_paths.get(method)
             if path is None and not method.startswith(("rpc.", "wsx.")):
                 path = method if "/" in method else "/" + method.replace(".", "/")
                 if len(method) <= _CACHED_METHOD and len(route_paths) < _CACHED_METHODS:
                     route_paths[method] = path
             if path is None:
-                result = await self._dispatch(method, item.get("params"))
+                result = await self._dispatch(method, params)
             else:  # _dispatch() and conn.call(), inline for a route call
-                conn = self.conn
                 identity = conn.identity
                 if identity is None and conn.require_identity:
                     raise WsxError(E.AUTH_REQUIRED, "authenticate first")
-                result = await conn.runner.call(conn.call_scope, identity, path,
-                                                item.get("params"))
+                result = await conn.runner.call(conn.call_scope, identity, path, params)
         except Exception as exc:
-            response = self._failed(item, rid, exc)
+            response = self._failed(method, rid, exc)
             if response is not None:
                 self._send_one(response, typed)
             return
@@ -168,7 +171,7 @@ class JsonRpcProtocol:
             return
         if type(result) is str and type(rid) is int and not typed:  # _result_text(), inline
             self.conn.reply(f'{{"jsonrpc":"2.0","result":{encode_basestring(result)},'
-                            f'"id":{int.__repr__(rid)}}}')
+                            f'"id":{rid}}}')  # an int (exactly): its repr
             return
         if type(rid) in _PLAIN_IDS:  # the common answer, without a response dict
             try:
@@ -200,15 +203,15 @@ class JsonRpcProtocol:
         try:
             result = await self._dispatch(item["method"], item.get("params"))
         except Exception as exc:
-            return self._failed(item, rid, exc)
+            return self._failed(item["method"], rid, exc)
         if rid is _NO_ID:
             return None
         return {"jsonrpc": "2.0", "result": result, "id": rid}
 
-    def _failed(self, item: dict[str, Any], rid: Any, exc: Exception) -> dict[str, Any] | None:
+    def _failed(self, method: str, rid: Any, exc: Exception) -> dict[str, Any] | None:
         """The error response for a failed request (None for a notification)."""
         if not isinstance(exc, WsxError):
-            logger.error("jsonrpc method %r failed", item.get("method"), exc_info=exc)
+            logger.error("jsonrpc method %r failed", method, exc_info=exc)
             exc = WsxError(E.INTERNAL_ERROR, "Internal Server Error")
         return None if rid is _NO_ID else error_response(rid, exc)
 

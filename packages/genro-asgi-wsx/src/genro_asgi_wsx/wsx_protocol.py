@@ -71,7 +71,7 @@ class WsxProtocol:
         try:
             if text is None:
                 raise WsxError(E.PARSE_ERROR, "binary frames are not part of the wsx protocol")
-            if not text.startswith(PREFIX):
+            if text[:6] != PREFIX:
                 raise WsxError(E.PARSE_ERROR, "a wsx frame starts with 'WSX://'")
             try:  # parse_json(text, 6), inline for the common well-formed frame
                 message, end = scan_json(text, 6)
@@ -92,9 +92,16 @@ class WsxProtocol:
                                      f"id must be a string of at most {MAX_ID} characters "
                                      "or an integer"))
             return
+        if len(message) == 2 and msg_id is not None and "path" in message:
+            # {"id", "path"}: a call and nothing else, the common frame (no lookups for the
+            # members it cannot hold)
+            if not conn.spawn(self._calling(msg_id, message, True)):
+                self.fail(msg_id, WsxError(E.TOO_MANY_CALLS,
+                                           f"at most {conn.config.max_in_flight} calls in flight"))
+            return
         kind = message.get("type", "call")
         if kind == "call":
-            if not conn.spawn(self._calling(msg_id, message)) and msg_id is not None:
+            if not conn.spawn(self._calling(msg_id, message, False)) and msg_id is not None:
                 self.fail(msg_id, WsxError(E.TOO_MANY_CALLS,
                                            f"at most {conn.config.max_in_flight} calls in flight"))
         elif kind == "pong":
@@ -139,26 +146,33 @@ class WsxProtocol:
             except (TypeError, ValueError):  # a result TYTX cannot encode
                 self.fail(msg_id, WsxError(E.INTERNAL_ERROR, "the result cannot be encoded"))
 
-    async def _calling(self, msg_id: Any, message: dict[str, Any]) -> None:
+    async def _calling(self, msg_id: Any, message: dict[str, Any], bare: bool) -> None:
         """``_answering`` of a call, with the call's preparation and ``conn.call`` inline: every
-        call takes this path, and each function layer is a measurable part of its cost."""
+        call takes this path, and each function layer is a measurable part of its cost.
+
+        ``bare``: the message holds only ``id`` and ``path`` (no method, data, query or
+        headers to look up)."""
         conn = self.conn
         try:
-            method = message.get("method")
-            if method is not None and not isinstance(method, str):
-                raise WsxError(E.INVALID_REQUEST, "method must be a string")
-            data = message.get("data")
-            params = None if data is None else _decode_data(data)
-            query = message.get("query")
-            if query is not None:
-                params = _merge_query(params, query)
-            headers = message.get("headers")
+            if bare:
+                method = params = request_id = None
+            else:
+                method = message.get("method")
+                if method is not None and not isinstance(method, str):
+                    raise WsxError(E.INVALID_REQUEST, "method must be a string")
+                data = message.get("data")
+                params = None if data is None else _decode_data(data)
+                query = message.get("query")
+                if query is not None:
+                    params = _merge_query(params, query)
+                headers = message.get("headers")
+                request_id = None if headers is None else _request_id(headers)
             identity = conn.identity
             if identity is None and conn.require_identity:
                 raise WsxError(E.AUTH_REQUIRED, "authenticate first")
-            result = await conn.runner.call(conn.call_scope, identity, message.get("path"),
-                                            params, method,
-                                            None if headers is None else _request_id(headers))
+            result = await conn.runner.call(conn.call_scope, identity, message["path"]
+                                            if bare else message.get("path"), params, method,
+                                            request_id)
         except WsxError as exc:
             if msg_id is not None:
                 self.fail(msg_id, exc)
@@ -171,7 +185,7 @@ class WsxProtocol:
         if msg_id is None:
             return
         if type(result) is str and type(msg_id) is int:  # answer(), for the common answer
-            conn.reply(f'WSX://{{"id":{int.__repr__(msg_id)},"status":200,'
+            conn.reply(f'WSX://{{"id":{msg_id},"status":200,'
                        f'"data":{json_string(encode_basestring(result))}}}')
             return
         try:
