@@ -203,3 +203,30 @@ def test_server_errors_use_the_documented_range(ws: Any, tmp_path: Path) -> None
     assert set(internal["error"]["data"]) == {"status", "error_id"}
     auth = rpc(ws, {"jsonrpc": "2.0", "method": "shop.admin_only", "id": 3})
     assert auth["error"]["code"] == -32001
+
+
+@pytest.mark.parametrize("frame", [
+    '{"jsonrpc":"2.0","method":"get_data","id":1e999}',  # parses as inf: no JSON echoes it
+    '[{"jsonrpc":"2.0","method":"get_data","id":-1e999}]',
+    '{"jsonrpc":"2.0","method":"get_data","id":"1e999::R"}::JS',
+])
+def test_non_finite_ids_are_invalid_requests(ws: Any, frame: str) -> None:
+    ws.send(frame)
+    answer = json.loads(ws.recv(timeout=TIMEOUT))
+    answer = answer[0] if isinstance(answer, list) else answer
+    assert answer["error"]["code"] == -32600 and answer["id"] is None
+    assert rpc(ws, {"jsonrpc": "2.0", "method": "get_data", "id": 1})["result"] == ["hello", 5]
+
+
+def test_hostile_frames_get_errors_and_the_socket_stays(ws: Any) -> None:
+    for frame, code in [(b"\x00binary", -32700), ("[" * 100_000, -32700),
+                        ('{"jsonrpc":"2.0","method":"x","id":1}::JS' + "[" * 50_000, -32700),
+                        ('{"jsonrpc":"2.0","method":"get_data","id":' + "9" * 5000 + "}",
+                         -32700)]:
+        ws.send(frame)
+        answer = json.loads(ws.recv(timeout=TIMEOUT))
+        assert answer["error"]["code"] == code and answer["id"] is None, frame[:40]
+    # an unknown TYTX type is not a type: the string reaches the handler as it is
+    ws.send('{"jsonrpc":"2.0","method":"shop.hello","params":{"name":"x::ZZ"},"id":1}::JS')
+    assert json.loads(ws.recv(timeout=TIMEOUT))["result"] == "hello x::ZZ"
+    assert rpc(ws, {"jsonrpc": "2.0", "method": "get_data", "id": 2})["result"] == ["hello", 5]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
+import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 from wsx_helpers import close_code, make, open_ws, rpc, serving, wsx
+
+from genro_asgi.testing import AsyncTestClient
 
 pytestmark = pytest.mark.e2e
 
@@ -130,3 +134,31 @@ def test_star_allows_any_origin(tmp_path: Any) -> None:
     with serving(make(tmp_path, {"allowed_origins": ["*"]})) as live, \
             open_ws(live, origin="https://anything.example") as ws:
         assert wsx(ws, {"id": 1, "path": "/shop/hello"})["status"] == 200
+
+
+def test_client_js_needs_no_credential(live: Any) -> None:
+    # a browser imports the module without an Authorization header
+    assert httpx.get(live.url + "/_wsx/client.js").status_code == 200
+    assert httpx.get(live.url + "/shop/hello").status_code == 401  # the rest stays protected
+
+
+async def test_concurrent_auth_messages_set_the_identity_once(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = make(tmp_path, plugins={"auth": AUTH})
+    identify = server.identify
+
+    async def slow_identify(source: Any) -> Any:
+        await asyncio.sleep(0.01)  # both auth messages wait here together
+        return await identify(source)
+
+    monkeypatch.setattr(server, "identify", slow_identify)
+    async with AsyncTestClient(server) as client, client.websocket_connect("/_wsx") as ws:
+        for n, token in ((1, USER), (2, ADMIN)):
+            await ws.send_text("WSX://" + json.dumps({"id": n, "type": "auth", "token": token}))
+        answers = [json.loads((await asyncio.wait_for(ws.receive_text(), 5))[6:])
+                   for _ in range(2)]
+        assert sorted(a["status"] for a in answers) == [200, 400]
+        winner = next(json.loads(a["data"])["id"] for a in answers if a["status"] == 200)
+        await ws.send_text('WSX://{"id":3,"path":"/shop/whoami"}')
+        who = json.loads((await asyncio.wait_for(ws.receive_text(), 5))[6:])
+        assert json.loads(who["data"]) == winner

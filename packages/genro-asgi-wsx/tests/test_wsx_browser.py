@@ -58,6 +58,12 @@ try {
   out.events = events;
   out.opens = opens;
   client.close();
+  // closed for good: callers get an error, never a promise that hangs
+  out.afterClose = await client.call("/shop/hello").then(() => "answered", (e) => e.code);
+  // a refused token ends the client too (this server does not close the socket for it)
+  const refused = new WsxClient("/_wsx", { token: "not-a-token", minDelay: 50 });
+  out.refused = await refused.connected().then(() => "open", (e) => [e.status, e.code]);
+  out.refusedCall = await refused.call("/shop/hello").then(() => "answered", (e) => e.status);
   await report(out);
 } catch (error) {
   await report({ failed: String(error && error.stack || error) });
@@ -119,3 +125,5 @@ def test_browser_client(tmp_path: Path) -> None:
     # the subscription survived the reconnect: the second event came on the new socket
     assert result["events"] == [["orders.7", "2.5"], ["orders.8", 1]]
     assert result["opens"] >= 2
+    assert result["afterClose"] == "closed"
+    assert result["refused"] == [401, "auth_required"] and result["refusedCall"] == 401

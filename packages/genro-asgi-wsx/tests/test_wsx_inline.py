@@ -321,3 +321,29 @@ async def test_a_call_leaves_no_reference_cycle_behind(tmp_path: Any) -> None:
             gc.set_debug(0)
             gc.garbage.clear()
     assert left == []  # the scope -> envelope link is dropped when the call ends
+
+
+async def test_a_bug_in_a_frame_or_a_call_never_ends_the_connection(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The protocols catch every error a client can cause; should one slip through (a server
+    bug), the reader logs it and keeps serving instead of dying silently."""
+    original = WsxProtocol.handle
+
+    async def broken_call() -> None:
+        raise RuntimeError("a bug in a call")
+
+    def handle(self: WsxProtocol, text: str | None, data: bytes | None) -> None:
+        if text == "WSX://bug-in-handle":
+            raise RuntimeError("a bug in handle")
+        if text == "WSX://bug-in-call":
+            self.conn.spawn(broken_call())
+            return
+        original(self, text, data)
+
+    monkeypatch.setattr(WsxProtocol, "handle", handle)
+    async with AsyncTestClient(server_with_probe(tmp_path)) as client, \
+            client.websocket_connect("/_wsx") as ws:
+        for frame in ("WSX://bug-in-handle", "WSX://bug-in-call"):
+            await ws.send_text(frame)
+            answer = await exchange(ws, {"id": 1, "path": "/probe/hello"})
+            assert answer == {"id": 1, "status": 200, "data": '"hello"'}

@@ -167,3 +167,10 @@ def test_uvicorn_shutdown_ends_every_connection(tmp_path: Any) -> None:
         live.stop()
     assert shop.state.slow_cancelled == 1
     assert len(server.envelopes) == 0
+
+
+def test_jsonrpc_message_too_big_closes_1009(tmp_path: Any) -> None:
+    with serving(make(tmp_path, {"max_message_size": 1024})) as live, \
+            open_ws(live, "jsonrpc") as ws:
+        ws.send(b"\x00" * 2000)  # binary frames count too
+        assert close_code(ws) == 1009

@@ -49,6 +49,8 @@ class Gatekeeper(Plugin):
 
     @hookimpl
     async def genro_asgi_wsx_authorize_channel(self, channel: str) -> bool | None:
+        if channel.startswith("broken"):
+            raise RuntimeError("authorizer bug")
         return False if channel.startswith("vault") else None
 
 
@@ -195,6 +197,11 @@ def test_authorize_hook_and_channel_rules(live: Any) -> None:
         everything = wsx(ws, {"id": 3, "type": "subscribe", "channel": ">"})
         assert everything["status"] == 401  # '>' overlaps the staff rule
         assert wsx(ws, {"id": 4, "type": "subscribe", "channel": "public.*"})["status"] == 200
+        # an authorizer that raises refuses (fails closed) and leaks nothing of its error
+        broken = wsx(ws, {"id": 5, "type": "subscribe", "channel": "broken.x"})
+        assert broken["status"] == 403 and broken["error"]["code"] == "forbidden"
+        assert "authorizer bug" not in json.dumps(broken)
+        assert wsx(ws, {"id": 6, "type": "ping"}).get("type") == "pong"
 
 
 async def test_publish_hook_is_a_no_op_without_wsx(tmp_path: Any) -> None:

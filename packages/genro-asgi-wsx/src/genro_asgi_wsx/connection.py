@@ -189,6 +189,8 @@ class WsxConnection:
                 self._handling = True
                 try:
                     protocol.handle(text, data)
+                except Exception:  # a server bug, whatever the frame: the connection lives on
+                    logger.exception("wsx connection %d: a frame could not be handled", self.id)
                 finally:
                     self._handling = False
                 work = self._next_call
@@ -202,6 +204,12 @@ class WsxConnection:
                     runner = _runner()  # task would (and the runner with it)
                     run_first = runner.send
                     continue
+                except Exception:  # the calls catch their errors: this is a server bug, and
+                    # the reader must not die of it (no cost unless raised)
+                    logger.exception("wsx connection %d: a call failed", self.id)
+                    runner = _runner()
+                    run_first = runner.send
+                    continue
                 if waiting_on is _DONE:
                     continue  # done without waiting: the common call
                 # the call waits: this task is the call's from now on, a new one reads
@@ -211,6 +219,8 @@ class WsxConnection:
                 self._reader_task = asyncio.create_task(self._reader())
                 try:
                     await _carry_on(runner, waiting_on, context)
+                except Exception:  # as above: logged, not left in a task nobody awaits
+                    logger.exception("wsx connection %d: a call failed", self.id)
                 finally:
                     self.tasks.discard(me)
                     runner.close()
@@ -360,6 +370,9 @@ class WsxConnection:
                 identity = await identify(scope)
             except Unauthorized:
                 identity = None
+        if self.identity is not None:  # a concurrent auth message won while this one waited:
+            # the identity, once set, never changes
+            raise WsxError(E.INVALID_REQUEST, "this connection is already authenticated")
         if identity is None:
             if self.require_identity:
                 # after this task step, once the caller has queued its error answer

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from collections.abc import Awaitable
 from json.encoder import encode_basestring
 from typing import TYPE_CHECKING, Any
@@ -256,8 +257,10 @@ def validate(item: Any) -> tuple[Any, WsxError | None]:
     if not isinstance(item, dict):
         return None, WsxError(E.INVALID_REQUEST, "a request is a JSON object")
     rid = item.get("id", _NO_ID)
+    # a float id must be finite: 1e999 parses as inf, which no JSON answer can echo
     if rid is not _NO_ID and not (rid is None or isinstance(rid, str) or (
-            isinstance(rid, (int, float)) and not isinstance(rid, bool))):
+            isinstance(rid, int) and not isinstance(rid, bool)) or (
+            isinstance(rid, float) and math.isfinite(rid))):
         return None, WsxError(E.INVALID_REQUEST, "id must be a string, a number or null")
     shown = None if rid is _NO_ID else rid
     if item.get("jsonrpc") != "2.0":

@@ -9,6 +9,7 @@ executor's task events arrive through ``genro_asgi_executor_task_event``.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,7 @@ from .broker import Broker, MemoryBroker
 from .calls import CallRunner
 from .channels import check_channel, overlaps
 from .config import WsxConfig
-from .endpoint import WsxEndpoint, same_origin
+from .endpoint import CLIENT_JS, WsxEndpoint, same_origin
 from .errors import CloseCode, WsxError
 from .hookspecs import WsxHookSpecs
 
@@ -67,6 +68,8 @@ class WsxPlugin(Plugin):
         # the endpoint authenticates its clients itself (header or first message): the auth
         # plugin lets a handshake without a credential reach it
         server.self_authenticating_paths.add(self.config.path)
+        # the browser client is public code, and a browser imports it without credentials
+        server.self_authenticating_paths.add(f"{self.config.path}/{CLIENT_JS}")
 
     @hookimpl
     def genro_asgi_mount(self) -> Mapping[str, Any]:
@@ -136,8 +139,21 @@ class WsxPlugin(Plugin):
                     raise WsxError(E.UNAUTHENTICATED, "this channel needs an identity")
                 if not tags_match(rule, set(identity.tags)):
                     raise WsxError(E.FORBIDDEN, "not authorized for this channel")
-        answer = await self.server.plugins.call_first(
-            "genro_asgi_wsx_authorize_channel", server=self.server, identity=identity,
-            channel=pattern)
-        if answer is False:
-            raise WsxError(E.FORBIDDEN, "not authorized for this channel")
+        # the first non-None answer wins, as call_first, but failing closed: an authorizer that
+        # raises refuses the subscription instead of being skipped (skipping would let through
+        # what it may have been written to keep out)
+        for plugin_name, call in self.server.plugins.bound_impls(
+                "genro_asgi_wsx_authorize_channel", server=self.server, identity=identity,
+                channel=pattern):
+            try:
+                answer = call()
+                if inspect.isawaitable(answer):
+                    answer = await answer
+            except Exception:
+                logger.exception("plugin %r failed in genro_asgi_wsx_authorize_channel; "
+                                 "subscription to %r refused", plugin_name, pattern)
+                answer = False
+            if answer is False:
+                raise WsxError(E.FORBIDDEN, "not authorized for this channel")
+            if answer is not None:
+                return

@@ -142,7 +142,7 @@ export class WsxClient {
     this.bySid = new Map();
     this.nextId = 1;
     this.attempt = 0;
-    this.closedByUser = false;
+    this.final = null; // the WsxError of a client closed for good (no more reconnects)
     this.listeners = { open: [], close: [] };
     this.waiters = [];
     this._open();
@@ -158,10 +158,12 @@ export class WsxClient {
   /** on("open" | "close", callback): connection events (close gets the close code). */
   on(event, callback) { this.listeners[event].push(callback); return this; }
 
-  /** Resolves when the socket is open (and authenticated when a token was given). */
+  /** Resolves when the socket is open (and authenticated when a token was given); rejects
+   *  once the client is closed for good (close(), a refused token, a final close code). */
   connected() {
     if (this.ready) return Promise.resolve();
-    return new Promise((resolve) => this.waiters.push(resolve));
+    if (this.final) return Promise.reject(this.final);
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
   }
 
   _open() {
@@ -176,18 +178,45 @@ export class WsxClient {
 
   async _onOpen() {
     this.attempt = 0;
-    try {
-      if (this.options.token) {
+    const ws = this.ws;
+    if (this.options.token) {
+      try {
         this.identity = await this._request({ type: "auth", token: this.options.token });
+      } catch (error) {
+        // refused: the same token would be refused again, so the client ends (the server
+        // does not close the socket when an identity is optional: waiting would hang)
+        if (error.status) this._end(error);
+        else this._retry(ws); // no answer: try a new socket
+        return;
       }
-      for (const sub of this.subscriptions.values()) await this._resubscribe(sub);
-    } catch (error) {
-      return; // the server closes the socket; _onClose decides whether to retry
     }
+    for (const [key, sub] of [...this.subscriptions]) {
+      try { await this._resubscribe(sub); } catch (error) {
+        if (!error.status) { this._retry(ws); return; }
+        this.subscriptions.delete(key); // refused now (e.g. forbidden): dropped, not retried
+      }
+    }
+    if (this.ws !== ws || this.final) return;
     this.ready = true;
     const waiting = this.waiters;
     this.waiters = [];
-    for (const callback of [...waiting, ...this.listeners.open]) callback();
+    for (const { resolve } of waiting) resolve();
+    for (const callback of this.listeners.open) callback();
+  }
+
+  /** Close this socket (if still open) so that _onClose reconnects. */
+  _retry(ws) {
+    if (ws === this.ws && ws.readyState === 1) ws.close(1000);
+  }
+
+  /** Closed for good: no reconnect, waiting and later callers get `error`. */
+  _end(error) {
+    if (this.final) return;
+    this.final = error;
+    const waiting = this.waiters;
+    this.waiters = [];
+    for (const { reject } of waiting) reject(error);
+    if (this.ws.readyState <= 1) this.ws.close(1000);
   }
 
   _onClose(code) {
@@ -199,7 +228,11 @@ export class WsxClient {
     this.pending.clear();
     this.bySid.clear();
     for (const callback of this.listeners.close) callback(code);
-    if (this.closedByUser || !this.options.reconnect || FINAL_CLOSE.has(code)) return;
+    if (this.final) return;
+    if (!this.options.reconnect || FINAL_CLOSE.has(code)) {
+      this._end(new WsxError(0, { code: "closed", message: `connection closed (${code})` }));
+      return;
+    }
     const ceiling = Math.min(this.options.maxDelay, this.options.minDelay * 2 ** this.attempt);
     this.attempt += 1;
     setTimeout(() => this._open(), ceiling / 2 + Math.random() * ceiling / 2);
@@ -226,6 +259,7 @@ export class WsxClient {
   _send(message) { this.ws.send(PREFIX + JSON.stringify(message)); }
 
   _request(message) {
+    if (this.final) return Promise.reject(this.final);
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -275,9 +309,8 @@ export class WsxClient {
     this.bySid.set(sub.sid, sub);
   }
 
-  /** Close for good (no reconnect). */
+  /** Close for good (no reconnect); later calls reject with code "closed". */
   close() {
-    this.closedByUser = true;
-    this.ws.close(1000);
+    this._end(new WsxError(0, { code: "closed", message: "closed by the client" }));
   }
 }
