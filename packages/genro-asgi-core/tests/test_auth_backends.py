@@ -7,6 +7,7 @@ secret, a password or a malformed hash back into the message or the log.
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -163,6 +164,7 @@ def test_weak_iterations_are_logged_at_startup(
         ({"basic": {"a:b": {"password_hash": hash_password("x", 1000)}}}, "basic"),
         ({"basic_cache_size": -1}, "basic_cache_size"),
         ({"max_concurrent_hashes": 0}, "max_concurrent_hashes"),
+        ({"max_waiting_hashes": -1}, "max_waiting_hashes"),
         ({"unknown": 1}, "plugins.auth.unknown"),
     ],
 )
@@ -349,6 +351,18 @@ def test_jwt_wrong_secret() -> None:
 def test_jwt_config_refused(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         JwtConfig.model_validate(options)
+
+
+def test_jwt_without_pyjwt_is_a_startup_error(make_server: MakeServer,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """PyJWT is the optional extra ``[jwt]``: without it ``jwt`` is refused at startup saying
+    what to install, and the other backends need nothing of it."""
+    monkeypatch.setitem(sys.modules, "jwt", None)  # ``import jwt`` now raises ImportError
+    message = auth_error(make_server, {"jwt": {"secret": SECRET}})
+    assert "needs PyJWT" in message and "genro-asgi-core[jwt]" in message
+    assert SECRET not in message
+    server = make_server({"plugins": {"auth": {"bearer": {"ci": {"token": "t" * 10}}}}})
+    assert server.plugins.get("auth").authenticator.jwt is None
 
 
 def test_jwt_bad_pem_refused_at_startup(make_server: MakeServer) -> None:

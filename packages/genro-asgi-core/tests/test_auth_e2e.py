@@ -177,6 +177,41 @@ def test_websocket_handshake_in_process_is_closed_1008(make_server: MakeServer) 
             assert json.loads(ws.receive_text())["id"] == "admin"
 
 
+def test_websocket_close_reason_fits_a_close_frame(write_module: Any,
+                                                  make_server: MakeServer) -> None:
+    """A close frame's reason holds 123 bytes of UTF-8: a long non-ASCII detail is cut by bytes
+    (cutting 120 characters would leave up to 480 bytes)."""
+    module = write_module('''
+        from genro_asgi import Unauthorized
+
+        class Wordy(Plugin):
+            @hookimpl
+            def genro_asgi_identify(self, connection):
+                raise Unauthorized(detail="accès refusé " * 40)
+    ''')
+    server = auth_server(make_server, tokens(), {"wordy": {"module": f"{module}:Wordy"}})
+    with TestClient(server) as client, pytest.raises(WebSocketDisconnect) as info, \
+            client.websocket_connect("/ws"):
+        pass
+    assert info.value.code == 1008
+    reason = info.value.reason.encode("utf-8")
+    assert 100 < len(reason) <= 123
+    assert ("accès refusé " * 40).encode("utf-8").startswith(reason)
+
+
+def test_off_unless_named(make_server: MakeServer) -> None:
+    server = make_server({})
+    server.mount("/api", Api())
+    assert "auth" in server.plugins.installed
+    assert server.plugins.get("auth") is None
+    with TestClient(server) as client:
+        response = client.get("/api/whoami")
+        assert response.json() == {"id": None, "envelope": True}
+        assert "www-authenticate" not in response.headers
+        # a route rule still needs an identity, which nothing can give without the plugin
+        assert client.get("/api/admin_or_ops").status_code == 401
+
+
 # -- the hash-password CLI ----------------------------------------------------------------------
 
 
@@ -703,3 +738,45 @@ async def test_invoke_with_genro_routes_plugin(make_server: MakeServer) -> None:
     opened, _ = server.find_route("/plugged/open")  # type: ignore[misc]
     assert await opened.invoke(None, (), {}) == "open"
     assert await opened.invoke(Identity.of("o", ["ops"]), (), {}) == "open"
+
+
+async def test_basic_verifications_past_the_cap_are_503(make_server: MakeServer,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """One verification running and one waiting fill the cap: a third request that needs a
+    verification is a 503 with Retry-After, and the two admitted still answer once freed."""
+    import threading
+
+    from genro_asgi.testing import AsyncTestClient
+
+    release = threading.Event()
+    original = PasswordHash.verify
+
+    def blocked(self: PasswordHash, password: str, rounds: int = 0) -> bool:
+        release.wait(10)
+        return original(self, password, rounds)
+
+    monkeypatch.setattr(PasswordHash, "verify", blocked)
+    server = auth_server(make_server, {"max_concurrent_hashes": 1, "max_waiting_hashes": 1,
+                                       "basic": {"ann": {"password_hash":
+                                                         hash_password("pw", 1000)}}})
+    authenticator = server.authenticator  # type: ignore[union-attr]
+    async with AsyncTestClient(server) as client:
+        first = asyncio.ensure_future(client.get("/api/whoami", headers=basic("ann", "pw")))
+        second = asyncio.ensure_future(client.get("/api/whoami", headers=basic("ann", "bad")))
+        for _ in range(200):
+            if authenticator._hash_load == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert authenticator._hash_load == 2
+        refused = await client.get("/api/whoami", headers=basic("mallory", "guess"))
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        assert "too many password verifications" in refused.text
+        # a request without basic credentials is not held up by the cap
+        assert (await client.get("/api/whoami")).status_code == 401
+        release.set()
+        assert (await first).json()["id"] == "ann"
+        assert (await second).status_code == 401
+        assert authenticator._hash_load == 0
+        assert (await client.get("/api/whoami", headers=basic("ann", "pw"))).status_code == 200
+    assert len(server.envelopes) == 0
+

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ...connection import Connection
-from ...exceptions import BadRequest, PluginError, Unauthorized
+from ...exceptions import BadRequest, PluginError, ServiceUnavailable, Unauthorized
 from ...identity import Identity
 from ...types import Scope
 from .config import AuthConfig
@@ -87,6 +87,10 @@ class Authenticator:
         self._cache: OrderedDict[bytes, Identity] = OrderedDict()
         self._cache_size = config.basic_cache_size
         self._hashing = asyncio.Semaphore(config.max_concurrent_hashes)
+        # verifications running or waiting: past the cap a flood of guesses gets 503s instead of
+        # a queue that delays every basic user without a cached credential
+        self._hash_load = 0
+        self._hash_capacity = config.max_concurrent_hashes + config.max_waiting_hashes
         self.hooks: tuple[tuple[str, Callable[..., Any], tuple[str, ...]], ...] = ()
         self.challenge = self._challenge(config)
 
@@ -182,8 +186,18 @@ class Authenticator:
             return cached
         user = self.users.get(username)
         parsed = user[0] if user is not None else self._decoy
-        async with self._hashing:  # verification is deliberately slow: keep it off the loop
-            verified = await asyncio.to_thread(parsed.verify, password, self._rounds)
+        if self._hash_load >= self._hash_capacity:
+            logger.warning("auth: basic verification refused for %r: %d already running or "
+                           "waiting (max_concurrent_hashes + max_waiting_hashes)", username,
+                           self._hash_load)
+            raise ServiceUnavailable("too many password verifications in progress",
+                                     retry_after=1)
+        self._hash_load += 1
+        try:
+            async with self._hashing:  # verification is deliberately slow: off the loop
+                verified = await asyncio.to_thread(parsed.verify, password, self._rounds)
+        finally:
+            self._hash_load -= 1
         if user is None or not verified:
             self._refuse(scope, "basic", username, "wrong username or password")
         identity = user[1]

@@ -183,6 +183,10 @@ class AuthConfig(_Strict):
     sends its password on every request costs one hash verification, not one per request."""
     max_concurrent_hashes: int = Field(2, ge=1, le=64)
     """Password verifications run in threads, at most this many at once."""
+    max_waiting_hashes: int = Field(64, ge=0, le=100_000)
+    """Verifications that may wait for one of those threads; past that a basic request that
+    needs a verification is a 503 with ``Retry-After`` (a flood of guesses cannot queue up
+    without bound in front of real users)."""
 
     @field_validator("realm")
     @classmethod

@@ -21,6 +21,12 @@ if TYPE_CHECKING:
     from ...server import AsgiServer
 
 
+def close_reason(detail: str) -> str:
+    """``detail`` cut to what a close frame's reason may hold, 123 bytes of UTF-8 (RFC 6455
+    5.5.1): cut by bytes, since a custom backend's detail may be non-ASCII."""
+    return detail.encode("utf-8")[:123].decode("utf-8", "ignore")
+
+
 class PublicPaths:
     """``/health`` matches itself; ``/static/*`` matches ``/static`` and everything under it."""
 
@@ -92,7 +98,8 @@ class AuthMiddleware:
             envelope.error = exc
             envelope.status = exc.status_code
         if "websocket.http.response" not in (scope.get("extensions") or {}):
-            await send({"type": "websocket.close", "code": 1008, "reason": exc.detail[:120]})
+            await send({"type": "websocket.close", "code": 1008,
+                        "reason": close_reason(exc.detail)})
             return
         headers = {"content-type": "application/json"}
         headers.update({k.lower(): v for k, v in exc.headers.items()})
