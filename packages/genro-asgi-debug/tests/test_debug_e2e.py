@@ -17,7 +17,9 @@ from debug_helpers import SECRET, WAIT, Background, debug_server, park, wait_unt
 from genro_asgi import AsgiServer
 from genro_asgi.testing import LiveServer, free_port
 from genro_asgi_debug import DebugClient, DebugClientError
+from genro_asgi_debug.listener import MAX_HANDSHAKES
 from genro_asgi_debug.protocol import HEADER, encode, recv_frame
+from genro_asgi_debug.sockets import default_socket_dir, socket_path
 
 pytestmark = pytest.mark.e2e
 PROMPT = "(Pdb) "
@@ -70,6 +72,8 @@ def test_attach_read_a_local_continue_then_500(tmp_path: Path) -> None:
     assert commands == ["p order_total", "p qty * 2", "c"]
     assert {e["incident"] for e in events if e["event"] == "pdb"} == {incident["id"]}
     assert all(e["peer"].startswith("unix:") for e in events if e["event"] == "pdb")
+    assert [(e["command"], e["peer"].startswith("unix:")) for e in events
+            if e["event"] == "command"] == [("incidents", True), ("attach", True)]
     kinds = [e["event"] for e in events]
     assert kinds.index("parked") < kinds.index("attached") < kinds.index("released")
     (parked,) = [e for e in events if e["event"] == "parked"]
@@ -257,15 +261,18 @@ def raw_connection(server: AsgiServer) -> socket.socket:
     return sock
 
 
-@pytest.mark.parametrize("payload", [
-    HEADER.pack(2**31),                                   # an absurd length
-    HEADER.pack(5) + b"\xff\xfe\xfd\xfc\xfb",              # not UTF-8
-    encode({"type": "auth", "nonce": "x", "proof": 1}),   # malformed auth
-    b"GET / HTTP/1.1\r\n\r\n",                            # the wrong protocol
+@pytest.mark.parametrize(("payload", "audited"), [
+    (HEADER.pack(2**31), "protocol_error"),                                # an absurd length
+    (HEADER.pack(5) + b"\xff\xfe\xfd\xfc\xfb", "protocol_error"),            # not UTF-8
+    (encode({"type": "auth", "nonce": "x", "proof": 1}), "auth_failed"),   # malformed auth
+    (HEADER.pack(60_000) + b"[" * 60_000, "protocol_error"),  # nested past the recursion limit
+    (HEADER.pack(0), "protocol_error"),                                    # an empty frame
+    (b"GET / HTTP/1.1\r\n\r\n", "protocol_error"),                          # the wrong protocol
 ])
 def test_hostile_clients_are_dropped_and_the_server_keeps_serving(tmp_path: Path,
-                                                                  payload: bytes) -> None:
-    server = debug_server(tmp_path, park_timeout=WAIT)
+                                                                  payload: bytes,
+                                                                  audited: str) -> None:
+    server = debug_server(tmp_path, park_timeout=WAIT, audit_file="audit.jsonl")
     with LiveServer(server) as live:
         failing = park(server, live.url)
         sock = raw_connection(server)
@@ -274,6 +281,8 @@ def test_hostile_clients_are_dropped_and_the_server_keeps_serving(tmp_path: Path
         assert reply is None or reply["type"] == "error"
         assert recv_frame(sock) is None  # closed by the server
         sock.close()
+        assert [e["event"] for e in audit_lines(tmp_path / "audit.jsonl")
+                if e["event"] in ("protocol_error", "auth_failed")] == [audited]
         assert httpx.get(live.url + "/shop/health", timeout=WAIT).text == "ok"
         assert not failing.done
         with client_for(server) as debugger:
@@ -290,6 +299,34 @@ def test_silent_client_is_dropped_after_the_handshake_timeout(tmp_path: Path) ->
         sock = raw_connection(server)
         assert recv_frame(sock) is None
         sock.close()
+
+
+def test_connections_waiting_to_authenticate_are_capped(tmp_path: Path) -> None:
+    """Silent connections cannot pile up file descriptors (a loopback port is reachable by
+    every local user): beyond MAX_HANDSHAKES they are closed at once, without a hello."""
+    server = debug_server(tmp_path, handshake_timeout=WAIT, park_timeout=WAIT,
+                          audit_file="audit.jsonl")
+    with LiveServer(server) as live:
+        failing = park(server, live.url)
+        silent = [raw_connection(server) for _ in range(MAX_HANDSHAKES)]
+        extra = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        extra.settimeout(WAIT)
+        extra.connect(plugin_of(server).address.removeprefix("unix:"))
+        assert recv_frame(extra) is None  # closed without a word
+        extra.close()
+        assert httpx.get(live.url + "/shop/health", timeout=WAIT).text == "ok"
+        for sock in silent:
+            sock.close()
+        listener = plugin_of(server).listener
+        wait_until(lambda: not listener._sessions, "the silent sessions to end")
+        with client_for(server) as debugger:  # room again for a developer
+            debugger.attach()
+            debugger.read_output(PROMPT, WAIT)
+            debugger.send_input("c\n")
+            debugger.wait_detached(WAIT)
+        assert failing.response().status_code == 500
+    refused = [e for e in audit_lines(tmp_path / "audit.jsonl") if e["event"] == "refused"]
+    assert [e["reason"] for e in refused] == ["too many connections waiting to authenticate"]
 
 
 def test_over_tcp_on_loopback(tmp_path: Path) -> None:
@@ -345,10 +382,13 @@ def test_requests_from_other_addresses_are_not_parked(tmp_path: Path, make_clien
     assert len(plugin_of(server).board) == 0
 
 
-@pytest.mark.parametrize("options", [None, {"enabled": False}])
-def test_with_the_plugin_off_nothing_listens_or_parks(tmp_path: Path, options) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("mode", ["not named", "disabled", "disabled with a port"])
+def test_with_the_plugin_off_nothing_listens_or_parks(tmp_path: Path, mode: str) -> None:
     sockets = tmp_path / "sockets"
-    plugins = {} if options is None else {"debug": {**options, "socket_dir": str(sockets)}}
+    port = free_port()
+    tcp = mode == "disabled with a port"
+    options = {"enabled": False, "socket_dir": str(sockets), **({"port": port} if tcp else {})}
+    plugins = {} if mode == "not named" else {"debug": options}
     server = AsgiServer(tmp_path, config={"plugins": plugins}, environ={})
     from debug_helpers import Shop
 
@@ -358,7 +398,11 @@ def test_with_the_plugin_off_nothing_listens_or_parks(tmp_path: Path, options) -
         assert httpx.get(live.url + "/shop/checkout", timeout=WAIT).status_code == 500
         assert time.monotonic() - started < WAIT  # answered, not parked until a timeout
         assert not sockets.exists()
-        if options is not None:
+        assert not socket_path(default_socket_dir(), os.getpid()).exists()
+        if tcp:
+            with pytest.raises(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        if mode != "not named":
             assert plugin_of(server).address is None
 
 

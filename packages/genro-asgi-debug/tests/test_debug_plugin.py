@@ -146,3 +146,13 @@ def test_contributes_a_genro_asgi_command(tmp_path: Path) -> None:
     server = build(tmp_path, secret=REF)
     commands = server.plugins.call_sync("genro_asgi_cli_commands", server=server)
     assert [c.name for batch in commands for c in batch] == ["debug"]
+
+
+def test_a_loud_warning_at_every_start(tmp_path: Path, make_client,  # type: ignore[no-untyped-def]
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    server = build(tmp_path, secret=REF, socket_dir=str(tmp_path / "s"))
+    with caplog.at_level("WARNING", logger="genro_asgi_debug"):
+        make_client(server)
+    (loud,) = [r for r in caplog.records if "DEBUG PLUGIN ENABLED" in r.getMessage()]
+    assert loud.levelname == "WARNING" and "can run any code" in loud.getMessage()
+    assert str(tmp_path / "s") in loud.getMessage()  # where it listens

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -55,7 +56,8 @@ def test_nonce_validation() -> None:
 
 def test_frame_round_trip_and_rejections() -> None:
     assert decode(encode({"type": "x", "data": "è"})[HEADER.size:]) == {"type": "x", "data": "è"}
-    for body in (b"\xff\xfe", b"[1]", b'{"no": "type"}', b'{"type": 3}', b"not json"):
+    for body in (b"\xff\xfe", b"[1]", b'{"no": "type"}', b'{"type": 3}', b"not json", b"",
+                 b"[" * 60_000, b'{"type": "auth", "nonce": ' + b"{" * 30_000):
         with pytest.raises(ProtocolError):
             decode(body)
 
@@ -181,7 +183,22 @@ def _failing_traceback():  # type: ignore[no-untyped-def]
         return exc.__traceback__
 
 
-def run_pdb(lines: list[str]) -> str:
+def _nested_traceback():  # type: ignore[no-untyped-def]
+    def inner() -> None:
+        depth = "inner"  # noqa: F841
+        raise KeyError("deep")
+
+    def outer() -> None:
+        depth = "outer"  # noqa: F841
+        inner()
+
+    try:
+        outer()
+    except KeyError as exc:
+        return exc.__traceback__
+
+
+def run_pdb(lines: list[str], tb: Any = None) -> str:
     """A post-mortem session driven directly, without a server: what it printed."""
     chunks: list[str] = []
     finished = threading.Event()
@@ -189,7 +206,7 @@ def run_pdb(lines: list[str]) -> str:
     for line in lines:
         stdin.feed(line)
     stdin.close()
-    thread = start_post_mortem(_failing_traceback(), stdin, OutputBridge(chunks.append),
+    thread = start_post_mortem(tb or _failing_traceback(), stdin, OutputBridge(chunks.append),
                                finished.set, "unit")
     assert finished.wait(WAIT)
     thread.join(WAIT)
@@ -200,6 +217,17 @@ def test_remote_pdb_reads_locals_and_ends_on_eof() -> None:
     output = run_pdb(["p secret_sauce['answer']", "pp sorted(secret_sauce)", "w"])
     assert "42\n" in output and "['answer']" in output
     assert "_failing_traceback()" in output
+
+
+def test_remote_pdb_lists_and_walks_the_traceback() -> None:
+    output = run_pdb(["p depth", "l", "up", "p depth", "down", "p depth", "up", "up",
+                      "p 'top'"], _nested_traceback())
+    replies = output.split("(Pdb) ")[1:]  # one reply per command, after each prompt
+    assert replies[0] == "'inner'\n"
+    assert 'raise KeyError("deep")' in replies[1] and "->" in replies[1]  # l: the source
+    assert "outer()" in replies[2] and replies[3] == "'outer'\n"  # up: the caller
+    assert "inner()" in replies[4] and replies[5] == "'inner'\n"  # down: back again
+    assert "_nested_traceback()" in replies[7] and replies[8] == "'top'\n"
 
 
 @pytest.mark.parametrize("command", ["b 10", "break", "step", "n", "interact", "run",
@@ -218,6 +246,40 @@ def test_remote_pdb_does_not_touch_the_process_streams(capfd: pytest.CaptureFixt
     assert "from exec" not in capfd.readouterr().out
 
 
+def test_overlapping_statements_of_two_sessions_restore_the_process_streams() -> None:
+    """pdb's ``!statement`` swaps sys.stdout (and stdin, displayhook) and restores what it
+    found: overlapping in two sessions, the second restored the first one's bridge, and the
+    worker printed into a dead session for good. Statements now run one at a time."""
+    before = sys.stdout, sys.stdin, sys.displayhook
+    outputs: list[str] = []
+    first = threading.Thread(target=lambda: outputs.append(
+        run_pdb(["!import time; time.sleep(0.3)", "!print('first')"])))
+    first.start()
+    time.sleep(0.1)  # the second statement starts while the first is running, ends after it
+    second = run_pdb(["!import time; time.sleep(0.4)", "!print('second')"])
+    first.join(WAIT)
+    assert (sys.stdout, sys.stdin, sys.displayhook) == before
+    assert "first" in outputs[0] and "second" in second
+
+
+def test_a_statement_that_never_ends_does_not_wedge_other_sessions() -> None:
+    # the frame's globals are this module's: the statement waits on STUCK
+    stuck = threading.Thread(target=run_pdb, args=(["!STUCK.wait()"],), daemon=True)
+    STUCK.clear()
+    stuck.start()
+    time.sleep(0.1)
+    try:
+        output = run_pdb(["!1 + 1", "p 'p does not wait'"])
+        assert "another debugger session is running a statement" in output
+        assert "'p does not wait'" in output
+    finally:
+        STUCK.set()
+        stuck.join(WAIT)
+
+
+STUCK = threading.Event()
+
+
 def test_line_input_eof_is_sticky() -> None:
     stdin = LineInput()
     stdin.feed("a\nb")
@@ -233,3 +295,58 @@ def test_output_bridge_chunks_large_output() -> None:
     bridge.flush()
     assert "".join(chunks) == "x" * 100_000
     assert max(len(c) for c in chunks) <= 32 * 1024
+
+
+async def test_a_cancelled_parked_request_is_released_and_audited(tmp_path: Any) -> None:
+    """uvicorn cancels requests still running at its shutdown timeout: the incident is then
+    released (ending an attached session) and removed, not left behind."""
+    from debug_helpers import debug_server
+
+    server = debug_server(tmp_path, park_timeout=WAIT, audit_file="audit.jsonl")
+    plugin = server.plugins.get("debug")
+    await plugin.genro_asgi_startup(server)
+    try:
+        scope = {"type": "http", "method": "GET", "path": "/p", "query_string": b"",
+                 "headers": [], "client": ("127.0.0.1", 5000)}
+        parked = asyncio.create_task(plugin.genro_asgi_exception_response(
+            Request(scope, None), RuntimeError("boom")))  # type: ignore[arg-type]
+        while not len(plugin.board):
+            await asyncio.sleep(0.01)
+        (incident,) = plugin.board.list()
+        parked.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await parked
+        assert incident.released.result() == "request cancelled"
+        assert len(plugin.board) == 0 and incident.tb is None
+    finally:
+        await plugin.genro_asgi_shutdown()
+    assert '"reason": "request cancelled"' in (tmp_path / "audit.jsonl").read_text()
+
+
+async def test_every_pdb_line_is_audited_whole(caplog: pytest.LogCaptureFixture) -> None:
+    """A long line is audited in full: a clipped record could hide the statement's tail."""
+    from genro_asgi_debug.audit import AuditLog
+    from genro_asgi_debug.session import SessionContext
+
+    context = SessionContext(secret=b"", board=IncidentBoard(1), audit=AuditLog(None, 1),
+                             requests=list, info={}, handshake_timeout=1, idle_timeout=1)
+    session = Session(context, None, None, "peer")  # type: ignore[arg-type]
+    incident = type("FakeIncident", (), {"id": "abc"})()
+    session.attachment = Attachment(incident, LineInput(), None)  # type: ignore[arg-type]
+    line = "p 'harmless'" + " " * 5000 + "; __import__('os').system('rm -rf /tmp/x')"
+    with caplog.at_level("INFO", logger="genro_asgi_debug.audit"):
+        session._input({"type": "input", "data": line + "\nc\n"})
+    assert "rm -rf /tmp/x" in caplog.text and '"command": "c"' in caplog.text
+    assert session.attachment.stdin.readline() == line + "\n"
+
+
+def test_the_cli_never_sends_control_characters_to_the_terminal() -> None:
+    """A parked request's path and exception message come from its client."""
+    import io
+
+    from genro_asgi_debug.cli import print_table, printable
+
+    assert printable("/x\x1b]0;pwned\x07\n\x9b") == "/x\\x1b]0;pwned\\x07\\x0a\\x9b"
+    out = io.StringIO()
+    print_table([{"path": "/\x1b[2J", "age": 1}], ("path", "age"), out)
+    assert "\x1b" not in out.getvalue() and "/\\x1b[2J" in out.getvalue()

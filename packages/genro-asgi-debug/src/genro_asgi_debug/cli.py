@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -24,6 +25,7 @@ from .sockets import default_socket_dir
 
 DEFAULT_SECRET_ENV = "GENRO_ASGI_DEBUG_SECRET"
 POLL = 0.2  # seconds between looks for an incident with attach --wait
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class CliError(Exception):
@@ -113,8 +115,16 @@ def each_worker(targets: Sequence[str], secret: bytes, timeout: float,
     return results
 
 
+def printable(value: object) -> str:
+    """Text from the server (a request path, an exception message) made safe for a terminal:
+    a failing request's path is the client's, and must not send escape sequences to the
+    developer's terminal."""
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", str(value))
+
+
 def print_table(rows: list[dict[str, Any]], columns: Sequence[str], out: TextIO) -> None:
-    cells = [["-" if row.get(c) is None else str(row.get(c)) for c in columns] for row in rows]
+    cells = [["-" if row.get(c) is None else printable(row.get(c)) for c in columns]
+             for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
     print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip(),
           file=out)
@@ -216,11 +226,11 @@ def interact(client: DebugClient, stdin: TextIO, out: TextIO, err: TextIO) -> in
             out.write(str(message.get("data", "")))
             out.flush()
         elif message["type"] == "detached":
-            print(f"\n[detached from {message.get('incident')}: {message.get('reason')}]",
-                  file=err)
+            print(f"\n[detached from {printable(message.get('incident'))}: "
+                  f"{printable(message.get('reason'))}]", file=err)
             return 130 if interrupted else 0
         elif message["type"] == "error":
-            print(f"genro-asgi-debug: {message.get('error')}", file=err)
+            print(f"genro-asgi-debug: {printable(message.get('error'))}", file=err)
 
 
 def cmd_attach(args: argparse.Namespace, targets: list[str], secret: bytes, stdin: TextIO,
@@ -228,10 +238,10 @@ def cmd_attach(args: argparse.Namespace, targets: list[str], secret: bytes, stdi
     address = find_incident(targets, secret, args, err)
     with DebugClient(address, secret, timeout=args.timeout) as client:
         incident = client.attach(args.id)
-        request = incident["request"]
-        print(f"[attached to incident {incident['id']} on pid {client.info.get('pid')}: "
-              f"{request['method']} {request['path']} -> {incident['exception']['type']}: "
-              f"{incident['exception']['message']}]", file=err)
+        request, exception = incident["request"], incident["exception"]
+        print(printable(f"[attached to incident {incident['id']} on pid {client.info.get('pid')}: "
+                        f"{request['method']} {request['path']} -> {exception['type']}: "
+                        f"{exception['message']}]"), file=err)
         print("[c or q releases the request with its normal error response]", file=err)
         return interact(client, stdin, out, err)
 

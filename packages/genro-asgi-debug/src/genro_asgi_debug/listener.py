@@ -2,7 +2,9 @@
 
 Before a session starts, the peer itself is checked: over a Unix socket its uid (SO_PEERCRED,
 where the platform has it) must be this user's or root's; over TCP its address must be loopback
-or in ``allowed_ips``. A refused peer is audited and closed without a word.
+or in ``allowed_ips``. A refused peer is audited and closed without a word, and so is any
+connection beyond ``MAX_HANDSHAKES`` still unauthenticated: each would otherwise hold a file
+descriptor for the handshake timeout, and any local user can reach a loopback TCP port.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from .session import Session, SessionContext
 
 logger = logging.getLogger("genro_asgi_debug")
 _PEERCRED = struct.Struct("3i")
+MAX_HANDSHAKES = 16  # connections authenticating at once; a developer needs one per worker
 
 
 class DebugListener:
@@ -72,7 +75,10 @@ class DebugListener:
             pid, uid, _gid = _PEERCRED.unpack(
                 sock.getsockopt(socket.SOL_SOCKET, peercred, _PEERCRED.size))
             return f"unix:uid={uid}:pid={pid}", uid in (os.geteuid(), 0)
-        host, port = writer.get_extra_info("peername")[:2]
+        peername = writer.get_extra_info("peername")
+        if not peername:  # already reset by the peer
+            return "tcp:unknown", False
+        host, port = peername[:2]
         return f"{host}:{port}", ip_allowed(host, self.allowed_ips)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -84,6 +90,11 @@ class DebugListener:
             if not allowed:
                 self.context.audit.record("refused", peer, reason="peer not allowed")
                 logger.warning("debug: refused a connection from %s", peer)
+                writer.close()
+                return
+            if sum(s.authenticating for s in self._sessions) >= MAX_HANDSHAKES:
+                self.context.audit.record("refused", peer, reason="too many connections "
+                                                                  "waiting to authenticate")
                 writer.close()
                 return
             session = Session(self.context, reader, writer, peer)

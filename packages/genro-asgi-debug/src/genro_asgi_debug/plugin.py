@@ -151,6 +151,10 @@ class DebugPlugin(Plugin):
                        incident.exc_type, incident.id, self.config.park_timeout, incident.id)
         try:
             reason = await self._wait(incident)
+        except asyncio.CancelledError:  # uvicorn's shutdown timeout: end an attached session too
+            incident.release("request cancelled")
+            self.audit.record("released", "-", incident.id, reason="request cancelled")
+            raise
         finally:
             self.board.remove(incident)
         self.audit.record("released", "-", incident.id, reason=reason)

@@ -82,6 +82,8 @@ def decode(body: bytes) -> dict[str, Any]:
         message = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ProtocolError(f"frame is not JSON: {exc}") from None
+    except RecursionError:  # "[[[[..." fits in any frame limit; a bad frame, not a crash
+        raise ProtocolError("frame is nested too deeply") from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise ProtocolError("frame is not an object with a string 'type'")
     return message

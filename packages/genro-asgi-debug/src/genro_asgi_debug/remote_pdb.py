@@ -27,6 +27,13 @@ REFUSED = frozenset({
     "enable", "s", "step", "n", "next", "unt", "until", "j", "jump", "r", "return", "run",
     "restart", "interact", "debug",
 })
+# pdb's default() (``!statement`` and bare expressions) swaps sys.stdin, sys.stdout and
+# sys.displayhook process-wide and then restores what it found. Two such statements
+# overlapping in two sessions' threads restore each other's streams out of order and leave the
+# worker printing into a dead session for good, so they run one at a time. A statement that
+# never ends must not wedge the other session, hence the bounded wait.
+_STATEMENT_LOCK = threading.Lock()
+STATEMENT_WAIT = 1.0  # seconds a statement waits for another session's to finish
 
 
 class LineInput:
@@ -103,6 +110,16 @@ class RemotePdb(pdb.Pdb):
                        "(inspect with p, pp, l, ll, w, up, down, a, !statement; leave with c or q)")
             return False
         return bool(super().onecmd(line))
+
+    def default(self, line: str) -> None:
+        if not _STATEMENT_LOCK.acquire(timeout=STATEMENT_WAIT):
+            self.error("another debugger session is running a statement; try again later, "
+                       "or inspect with p / pp, which do not wait")
+            return
+        try:
+            super().default(line)
+        finally:
+            _STATEMENT_LOCK.release()
 
     def help_pdb(self) -> None:  # pdb's own opens a pager on the server's terminal
         self.message(pdb.__doc__ or "")

@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from .audit import AuditLog
 
 logger = logging.getLogger("genro_asgi_debug")
-MAX_AUDITED_LINE = 2000
 
 
 @dataclass
@@ -65,6 +64,7 @@ class Session:
         self.writer = writer
         self.peer = peer
         self.attachment: Attachment | None = None
+        self.authenticating = True  # counted by the listener against MAX_HANDSHAKES
         self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
 
@@ -73,7 +73,9 @@ class Session:
     async def run(self) -> None:
         sender = asyncio.create_task(self._send_forever())
         try:
-            if await self._handshake():
+            authenticated = await self._handshake()
+            self.authenticating = False
+            if authenticated:
                 await self._serve()
         except ProtocolError as exc:
             self.context.audit.record("protocol_error", self.peer, self._incident_id(),
@@ -201,9 +203,8 @@ class Session:
         if not isinstance(data, str):
             self.send({"type": "error", "error": "input: data must be a string"})
             return
-        for line in data.splitlines():
-            self.context.audit.record("pdb", self.peer, attachment.incident.id,
-                                      command=line[:MAX_AUDITED_LINE])
+        for line in data.splitlines():  # as pdb will read them; whole, or the tail could hide
+            self.context.audit.record("pdb", self.peer, attachment.incident.id, command=line)
         attachment.stdin.feed(data)
         if message.get("eof") is True:
             attachment.stdin.close()
