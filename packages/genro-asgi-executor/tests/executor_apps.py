@@ -37,6 +37,10 @@ class JobsApp(AsgiApplication):
         return {"task_id": await executor_of(self.server).submit(jobs.return_lock)}
 
     @route(methods=["POST"])
+    async def deep(self) -> dict[str, Any]:
+        return {"task_id": await executor_of(self.server).submit(jobs.deep, 100_000)}
+
+    @route(methods=["POST"])
     async def hold(self, flag: str) -> dict[str, Any]:
         """A task in the one-slot 'tiny' pool that holds its worker until ``flag`` exists."""
         task_id = await executor_of(self.server).submit(jobs.wait_for_file, flag, 0,

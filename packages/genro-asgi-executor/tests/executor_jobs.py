@@ -126,3 +126,23 @@ def crunch_until_file(flag: str, chunk: int = 20_000) -> dict[str, object]:
         report_progress(min(0.9, rounds / 100), f"round {rounds}")
     report_progress(1.0, "finished")
     return {"rounds": rounds, "total": Decimal(total), "pid": os.getpid()}
+
+
+def echo(value: object) -> object:
+    return value
+
+
+def close_pipe_and_linger(pid_file: str) -> None:
+    """Close every inherited descriptor (the worker's pipe among them), then live on."""
+    write_pid(pid_file)
+    os.closerange(3, 1024)
+    while True:
+        time.sleep(1)
+
+
+def deep(depth: int) -> object:
+    """A result nested ``depth`` lists deep: encoders refuse it (recursion limits)."""
+    value: list[object] = []
+    for _ in range(depth):
+        value = [value]
+    return value

@@ -114,6 +114,23 @@ async def test_typed_results_as_json_or_tytx(tmp_path: Path) -> None:
         assert "cannot be encoded" in unencodable["result_error"]
 
 
+async def test_a_result_too_deep_to_encode_is_not_a_500(tmp_path: Path) -> None:
+    async with AsyncTestClient(make(tmp_path)) as client:
+        good = (await client.post("/jobs/add", json={"a": 4})).json()["task_id"]
+        deep = (await client.post("/jobs/deep")).json()["task_id"]
+        await wait_state(client, good, "done")
+        await wait_state(client, deep, "done")
+        for headers in ({}, {"X-TYTX-Transport": "json"}):
+            one = await client.get(f"/_tasks/{deep}", headers=headers)
+            assert one.status_code == 200, (headers, one.text[:200])
+            listed = await client.get("/_tasks", headers=headers)
+            assert listed.status_code == 200
+        body = (await client.get("/_tasks")).json()
+        results = {t["task_id"]: (t["result"], t.get("result_error")) for t in body["tasks"]}
+        assert results[good] == (4, None)  # only the task at fault loses its result
+        assert results[deep][0] is None and "cannot be encoded" in results[deep][1]
+
+
 async def test_a_full_pool_answers_503_with_retry_after(tmp_path: Path) -> None:
     flag = tmp_path / "flag"
     async with AsyncTestClient(make(tmp_path)) as client:
@@ -142,6 +159,32 @@ async def test_auth_rule_401_403_200(tmp_path: Path) -> None:
         ok = await client.get("/_tasks", headers={"x-test-tags": "guest,ops"})
         assert ok.status_code == 200
         assert (await client.post("/_tasks/x/cancel")).status_code == 401
+
+
+async def test_the_auth_plugin_guards_the_api(tmp_path: Path) -> None:
+    """The real auth plugin, not a stand-in: /_tasks is a guarded path like any other, and
+    ``auth_rule`` then checks the identity it established."""
+    tokens = {"ops": {"token": "ops-token-0123", "tags": ["ops"]},
+              "guest": {"token": "guest-token-0123", "tags": ["guest"]}}
+
+    def bearer(token: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {token}"}
+
+    for auth, rule, guest_status in (({"bearer": tokens}, None, 200),
+                                     ({"bearer": tokens}, "ops", 403),
+                                     ({"bearer": tokens, "anonymous": True}, "ops", 403)):
+        server = AsgiServer(tmp_path, environ={}, config={"plugins": {
+            "auth": auth, "executor": {"pools": TINY, "auth_rule": rule}}})
+        server.mount("/jobs", JobsApp())
+        async with AsyncTestClient(server) as client:
+            assert (await client.get("/_tasks")).status_code == 401, (auth, rule)
+            assert (await client.post("/_tasks/x/cancel")).status_code == 401
+            assert (await client.get("/_tasks", headers=bearer("wrong-token-0123"))
+                    ).status_code == 401
+            assert (await client.get("/_tasks", headers=bearer("guest-token-0123"))
+                    ).status_code == guest_status
+            ok = await client.get("/_tasks", headers=bearer("ops-token-0123"))
+            assert ok.status_code == 200 and ok.json()["count"] == 0
 
 
 async def test_no_api_when_path_is_none(tmp_path: Path) -> None:

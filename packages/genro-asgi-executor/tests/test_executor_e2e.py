@@ -65,6 +65,11 @@ def test_shutdown_with_a_running_job_records_it(tmp_path: Path) -> None:
         poll(c, task_id, lambda b: b["state"] == "running")
     record = server.plugins.get("executor").tasks.status(task_id)
     assert record.state == "cancelled" and "into shutdown" in record.error
+    from genro_asgi_executor import SqliteTaskStore
+
+    stored = {r.task_id: r for r in SqliteTaskStore(tmp_path / "tasks.sqlite3").load()}
+    assert stored[task_id].state == "cancelled"  # on disk too, not just in memory
+    assert "into shutdown" in (stored[task_id].error or "")
 
 
 def test_executor_gauges_in_the_metrics_scrape(tmp_path: Path) -> None:

@@ -102,6 +102,17 @@ async def test_a_crash_fails_only_the_job_on_that_worker(tmp_path: Path) -> None
         assert await asyncio.wait_for(survivor, 30) == "still here"
 
 
+async def test_a_worker_that_closes_its_pipe_is_stopped_not_leaked(tmp_path: Path) -> None:
+    from executor_helpers import pid_alive
+
+    pid_file = tmp_path / "pid"
+    async with running(tmp_path) as executor:
+        with pytest.raises(WorkerCrashed):
+            await executor.run_process(jobs.close_pipe_and_linger, str(pid_file))
+        assert not pid_alive(int(pid_file.read_text()))  # reaped before the job failed
+        assert await executor.run_process(jobs.add, 1, 2) == 3
+
+
 async def test_full_pool_fails_fast_with_retry_after(tmp_path: Path) -> None:
     started, release = threading.Event(), threading.Event()
     pools = {"io": {"kind": "thread", "workers": 1, "max_pending": 1, "retry_after": 7}}

@@ -4,6 +4,8 @@ graceful shutdown and the SQLite store."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import threading
 import time
 from decimal import Decimal
@@ -16,6 +18,7 @@ from executor_helpers import pid_alive, running, until
 from genro_asgi import AsgiServer
 from genro_asgi_executor import (
     ExecutorClosed,
+    NotPicklable,
     PoolFull,
     RemoteJobError,
     ResultUnavailable,
@@ -25,6 +28,10 @@ from genro_asgi_executor import (
     UnknownTask,
     executor_of,
 )
+
+# strings TYTX would otherwise decode as typed values (or fail to decode) after a restart
+TRICKY = {"price": "12.50::N", "when": "x::D", "path": "C::Users::NN", "plain": "a::b",
+          "list": ["y::DHZ", "ok"], "key::N": "v::T"}
 
 
 async def test_pending_running_done_with_events(tmp_path: Path) -> None:
@@ -45,6 +52,39 @@ async def test_pending_running_done_with_events(tmp_path: Path) -> None:
                           "kind"}
 
 
+async def test_every_transition_in_both_pool_kinds_is_announced_once(tmp_path: Path) -> None:
+    never, flag = str(tmp_path / "never"), tmp_path / "flag"
+    pools = {"io": {"kind": "thread", "workers": 1}, "cpu": {"kind": "process", "workers": 1}}
+    expected: dict[str, list[str]] = {}
+    async with running(tmp_path, events=True, pools=pools) as executor:
+        log, tasks = executor.server.plugins.get("eventlog"), executor.tasks
+
+        async def settle(task_id: str, *states: str) -> None:
+            expected[task_id] = ["pending", *states]
+            with contextlib.suppress(Exception):
+                await tasks.result(task_id)
+
+        for pool in ("io", "cpu"):
+            await settle(await executor.submit(jobs.add, 1, pool=pool), "running", "done")
+            await settle(await executor.submit(jobs.boom, pool=pool), "running", "failed")
+            await settle(await executor.submit(jobs.wait_for_file, never, 0, pool=pool,
+                                               timeout=0.1), "running", "timed_out")
+            blocker = await executor.submit(jobs.wait_for_file, str(flag), 0, pool=pool)
+            queued = await executor.submit(jobs.add, 2, pool=pool)
+            await until(lambda b=blocker: tasks.status(b).state == "running", "running")
+            assert tasks.cancel(queued) and tasks.cancel(blocker)
+            await settle(queued, "cancelled")
+            await settle(blocker, "running", "cancelled")
+        crashed = await executor.submit(jobs.die, pool="cpu")
+        await settle(crashed, "running", "failed")
+        assert tasks.status(crashed).error.startswith("WorkerCrashed: ")
+        for task_id, states in expected.items():
+            assert tasks.status(task_id).state == states[-1]
+    # shutdown delivered every queued event: exactly one per transition, in order
+    for task_id, states in expected.items():
+        assert log.states(task_id) == states, (tasks.status(task_id), log.states(task_id))
+
+
 async def test_failed_task_keeps_the_exception(tmp_path: Path) -> None:
     async with running(tmp_path) as executor:
         thread_task = await executor.submit(jobs.boom, "thread side")
@@ -57,6 +97,19 @@ async def test_failed_task_keeps_the_exception(tmp_path: Path) -> None:
     assert record.state == "failed"
     assert record.error == "ValueError: process side"
     assert "in boom" in record.traceback
+
+
+async def test_submit_refuses_what_a_process_cannot_take(tmp_path: Path) -> None:
+    async with running(tmp_path) as executor:
+        with pytest.raises(NotPicklable, match="module-level function"):
+            await executor.submit(lambda: 1, pool="cpu")
+        with pytest.raises(NotPicklable, match="add"):
+            await executor.submit(jobs.add, threading.Lock(), pool="cpu")
+        assert executor.tasks.list() == [] and executor.pool("cpu").pending == 0
+        task_id = await executor.submit(jobs.return_lock, pool="cpu")
+        with pytest.raises(RemoteJobError, match="not picklable"):
+            await executor.tasks.result(task_id)
+        assert executor.tasks.status(task_id).state == "failed"
 
 
 async def test_result_without_waiting_and_unknown_ids(tmp_path: Path) -> None:
@@ -188,6 +241,20 @@ async def test_progress_floods_are_coalesced(tmp_path: Path) -> None:
     assert 1 <= len(progress) <= 20_000
 
 
+async def test_the_progress_relay_keeps_one_callback_with_the_latest_value() -> None:
+    from genro_asgi_executor.pools import ProgressRelay
+
+    seen: list[tuple[float | None, str | None]] = []
+    relay = ProgressRelay(asyncio.get_running_loop(), lambda f, m: seen.append((f, m)))
+    for i in range(1000):  # the loop does not run in between: one callback is queued
+        relay(i / 1000, str(i))
+    await asyncio.sleep(0)
+    assert seen == [(0.999, "999")]
+    relay(1.0, "end")
+    await asyncio.sleep(0)
+    assert seen == [(0.999, "999"), (1.0, "end")]
+
+
 async def test_bad_progress_values_fail_the_job(tmp_path: Path) -> None:
     async with running(tmp_path) as executor:
         for bad, error in ((2, ValueError), (float("nan"), ValueError), ("half", TypeError),
@@ -226,6 +293,15 @@ async def test_retention_and_max_records(tmp_path: Path) -> None:
         assert executor.tasks.list() == []
 
 
+async def test_retention_is_applied_without_being_asked(tmp_path: Path) -> None:
+    async with running(tmp_path, retention=0.05) as executor:
+        task_id = await executor.submit(jobs.add, 1)
+        await executor.tasks.result(task_id)
+        await until(lambda: not executor.tasks.list(), "the periodic purge")
+        with pytest.raises(UnknownTask):
+            executor.tasks.status(task_id)
+
+
 async def test_submit_while_full_and_after_shutdown(tmp_path: Path) -> None:
     started, release = threading.Event(), threading.Event()
     pools = {"io": {"kind": "thread", "workers": 1, "max_pending": 1}}
@@ -244,26 +320,59 @@ async def test_submit_while_full_and_after_shutdown(tmp_path: Path) -> None:
 async def test_graceful_shutdown_records_everything(tmp_path: Path) -> None:
     started, release = threading.Event(), threading.Event()
     pid_file, flag = tmp_path / "pid", tmp_path / "flag"
-    pools = {"io": {"kind": "thread", "workers": 1}, "cpu": {"kind": "process", "workers": 1}}
+    pools = {"io": {"kind": "thread", "workers": 1}, "cpu": {"kind": "process", "workers": 2}}
     server = AsgiServer(tmp_path, config={"plugins": {"executor": {
-        "pools": pools, "shutdown_timeout": 2}}}, environ={})
+        "pools": pools, "shutdown_timeout": 1}}}, environ={})
     await server.startup()
     executor = executor_of(server)
+    tasks = executor.tasks
     quick = await executor.submit(jobs.wait_for_file, str(flag), 0, pool="cpu")
+    stuck_process = await executor.submit(jobs.sleep_forever, str(pid_file), pool="cpu")
     stuck = await executor.submit(jobs.ignore_cancel, started, release)
     queued = await executor.submit(jobs.add, 1)
-    await until(lambda: executor.tasks.status(stuck).state == "running", "stuck running")
-    await until(lambda: executor.tasks.status(quick).state == "running", "quick running")
+    queued_process = await executor.submit(jobs.add, 1, pool="cpu")
+    for task_id in (quick, stuck_process, stuck):
+        await until(lambda t=task_id: tasks.status(t).state == "running", "running")
+    await until(pid_file.exists, "the process job to start")
+    pid = int(pid_file.read_text())
     flag.write_text("finished during the drain")
     await server.shutdown()
     release.set()
-    states = {task_id: executor.tasks.status(task_id) for task_id in (quick, stuck, queued)}
-    assert states[quick].state == "done"
-    assert states[stuck].state == "cancelled"
-    assert "into shutdown" in states[stuck].error
-    assert states[queued].state == "cancelled"
-    assert "before it started" in states[queued].error
-    assert not pid_file.exists()
+    state = {task_id: tasks.status(task_id) for task_id in
+             (quick, stuck_process, stuck, queued, queued_process)}
+    assert state[quick].state == "done"
+    for task_id in (stuck, stuck_process):
+        assert state[task_id].state == "cancelled"
+        assert "still running 1s into shutdown" in state[task_id].error
+    for task_id in (queued, queued_process):
+        assert state[task_id].state == "cancelled"
+        assert "before it started" in state[task_id].error
+    assert not pid_alive(pid)  # the process job was stopped, not left running
+
+
+async def test_nothing_is_accepted_or_lost_during_the_drain(tmp_path: Path) -> None:
+    started, release = threading.Event(), threading.Event()
+    pools = {"io": {"kind": "thread", "workers": 1, "max_pending": 1, "when_full": "wait"}}
+    server = AsgiServer(tmp_path, config={"plugins": {"executor": {"pools": pools}}},
+                        environ={})
+    await server.startup()
+    executor = executor_of(server)
+    busy = await executor.submit(jobs.ignore_cancel, started, release)
+    await until(lambda: executor.tasks.status(busy).state == "running", "busy")
+    queued = await executor.submit(jobs.add, 1)
+    waiting = asyncio.ensure_future(executor.submit(jobs.add, 2))
+    await until(lambda: len(executor.pool("io")._waiters) == 1, "a submitter waiting for room")
+    shutdown = asyncio.ensure_future(server.shutdown())
+    await until(lambda: executor.tasks.closed, "the drain to begin")
+    with pytest.raises(ExecutorClosed):
+        await executor.submit(jobs.add, 3)
+    with pytest.raises(ExecutorClosed):  # it was given the room the cancelled task left
+        await waiting
+    release.set()  # the running task finishes within shutdown_timeout
+    await shutdown
+    assert executor.tasks.status(busy).state == "done"
+    assert executor.tasks.status(queued).state == "cancelled"
+    assert len(executor.tasks.list()) == 2  # the refused submissions left no record
 
 
 async def test_sqlite_store_survives_a_restart(tmp_path: Path) -> None:
@@ -273,23 +382,44 @@ async def test_sqlite_store_survives_a_restart(tmp_path: Path) -> None:
         typed = await executor.submit(jobs.typed_result, pool="cpu", name="typed")
         failed = await executor.submit(jobs.boom, "kept")
         unstorable = await executor.submit(jobs.return_lock)
+        strings = await executor.submit(jobs.echo, TRICKY)
         await executor.tasks.result(typed)
+        await executor.tasks.result(strings)
         with pytest.raises(ValueError):
             await executor.tasks.result(failed)
         await executor.tasks.result(unstorable)
         cancelled = await executor.submit(jobs.sleep_forever, str(pid_file), pool="cpu")
         await until(pid_file.exists, "running")
-    assert (tmp_path / "tasks.db").exists()
+    with contextlib.closing(sqlite3.connect(tmp_path / "tasks.db")) as db:
+        stored = dict(db.execute("SELECT task_id, typeof(result) FROM tasks").fetchall())
+        text = db.execute("SELECT result FROM tasks WHERE task_id = ?", (typed,)).fetchone()[0]
+    assert stored[typed] == stored[strings] == "text"  # TYTX text, never a pickled blob
+    assert stored[failed] == stored[unstorable] == stored[cancelled] == "null"
+    assert text == '{"total":"12.50::N","items":[1,2]}::JS'
     async with running(tmp_path, **options) as executor:
         tasks = executor.tasks
         assert await tasks.result(typed) == {"total": Decimal("12.50"), "items": [1, 2]}
+        assert await tasks.result(strings) == TRICKY  # strings that look typed stay strings
         with pytest.raises(RemoteJobError, match="ValueError: kept") as info:
             await tasks.result(failed)
         assert "in boom" in str(info.value.__cause__)
         with pytest.raises(ResultUnavailable, match="not JSON/TYTX"):
             await tasks.result(unstorable)
         assert tasks.status(cancelled).state == "cancelled"
-        assert {r.task_id for r in tasks.list()} == {typed, failed, unstorable, cancelled}
+        assert {r.task_id for r in tasks.list()} == {typed, failed, unstorable, cancelled,
+                                                    strings}
+
+
+async def test_sqlite_retention_deletes_on_disk_too(tmp_path: Path) -> None:
+    options = {"store": "sqlite", "retention": 60}
+    async with running(tmp_path, **options) as executor:
+        old = await executor.submit(jobs.add, 1)
+        await executor.tasks.result(old)
+        assert executor.tasks.purge(now=time.time() + 61) == 1
+        new = await executor.submit(jobs.add, 2)
+        await executor.tasks.result(new)
+    async with running(tmp_path, **options) as executor:
+        assert [r.task_id for r in executor.tasks.list()] == [new]
 
 
 async def test_sqlite_marks_tasks_of_a_crashed_run_interrupted(tmp_path: Path) -> None:

@@ -32,9 +32,13 @@ from .errors import ExecutorClosed, UnknownTask
 from .records import STATES, TaskRecord
 
 if TYPE_CHECKING:
+    from genro_asgi.tytx import Transport
+
     from .plugin import ExecutorPlugin
 
 MAX_LIMIT = 1000
+# what encoders raise for a value they cannot represent; RecursionError: deep or circular
+UNENCODABLE = (TypeError, ValueError, OverflowError, RecursionError)
 
 
 class Conflict(HTTPException):
@@ -106,16 +110,24 @@ class TasksApp(AsgiApplication):
     def _answer(request: Request, data: dict[str, Any]) -> Response:
         transport = request.tytx_transport
         try:
-            return TytxResponse(data, transport=transport) if transport \
-                else JSONResponse(data)
-        except (TypeError, ValueError, OverflowError):
+            return _encode(data, transport)
+        except UNENCODABLE:
             pass
-        # a result the encoder cannot represent: answer without it, saying why
+        # a result the encoder cannot represent: answer without it, saying why; in a list only
+        # the tasks whose result is at fault lose it
         for view in data.get("tasks", [data]):
-            if "result" in view:
+            if "result" not in view:
+                continue
+            try:
+                _encode({"result": view["result"]}, transport)
+            except UNENCODABLE:
                 view["result"] = None
                 view.setdefault("result_error", "the result cannot be encoded as JSON/TYTX")
-        return TytxResponse(data, transport=transport) if transport else JSONResponse(data)
+        return _encode(data, transport)
+
+
+def _encode(data: dict[str, Any], transport: Transport | None) -> Response:
+    return TytxResponse(data, transport=transport) if transport else JSONResponse(data)
 
 
 def _allow(method: str, allowed: str) -> None:

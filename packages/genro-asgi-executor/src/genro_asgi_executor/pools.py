@@ -493,6 +493,10 @@ class ProcessPool(Pool):
             else:
                 call_threadsafe(loop, self._outcome, worker, message)
         worker.process.join(5)  # the exit code, waited for here rather than on the loop
+        if worker.process.exitcode is None:  # its pipe closed, yet it lives on: do not leak it
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                worker.process.kill()
+                worker.process.join(5)
         call_threadsafe(loop, self._exited, worker)
 
     def _outcome(self, worker: _Worker, message: tuple[Any, ...]) -> None:

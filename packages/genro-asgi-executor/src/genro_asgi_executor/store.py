@@ -3,7 +3,9 @@ memory and tells its store about every state change; a store that persists (SQLi
 records back at the next start, so they survive a restart.
 
 Results are written as TYTX text (JSON with typed values), never pickled: a result that TYTX
-cannot encode is recorded with ``result_error`` instead.
+cannot encode is recorded with ``result_error`` instead. TYTX decodes every string ending in
+``::<CODE>`` (``"v1::N"`` would come back a Decimal, ``"x::D"`` would not decode) and its encoder
+does not escape them, so such strings are written with the ``::T`` (str) suffix.
 """
 
 from __future__ import annotations
@@ -151,7 +153,7 @@ def _row(record: TaskRecord) -> tuple[Any, ...]:
     result_error = record.result_error
     if record.state == "done" and result_text is None and result_error is None:
         try:
-            encoded = to_tytx(record.result)  # text, in its default JSON form
+            encoded = to_tytx(_escape(record.result))  # text, in its default JSON form
             result_text = encoded if isinstance(encoded, str) else encoded.decode()
         except Exception as exc:
             result_error = f"not stored: the result is not JSON/TYTX-serialisable: {exc}"[:500]
@@ -159,6 +161,18 @@ def _row(record: TaskRecord) -> tuple[Any, ...]:
     values["result"] = result_text
     values["result_error"] = result_error
     return tuple(values[name] for name in _COLUMNS)
+
+
+def _escape(value: Any) -> Any:
+    """``value`` with every string that contains ``::`` suffixed ``::T``, so that it decodes
+    as the same string (dict keys are never decoded: they stay as they are)."""
+    if isinstance(value, str):
+        return value + "::T" if "::" in value else value
+    if isinstance(value, dict):
+        return {key: _escape(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_escape(item) for item in value]
+    return value
 
 
 __all__ = ["FINISHED", "INTERRUPTED", "SqliteTaskStore", "TaskStore"]
