@@ -37,6 +37,15 @@ def audit_lines(path: Path) -> list[dict]:  # type: ignore[type-arg]
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def attach_and_release(server: AsgiServer, command: str) -> None:
+    """Attach to the oldest incident, wait for the prompt, then leave with ``c`` or ``q``."""
+    with client_for(server) as debugger:
+        debugger.attach()
+        debugger.read_output(PROMPT, WAIT)
+        debugger.send_input(command + "\n")
+        debugger.wait_detached(WAIT)
+
+
 def test_attach_read_a_local_continue_then_500(tmp_path: Path) -> None:
     server = debug_server(tmp_path, audit_file="audit.jsonl")
     with LiveServer(server) as live:
@@ -135,11 +144,7 @@ def test_wrong_secret_is_refused_and_logged(tmp_path: Path,
             capture_output=True, text=True, timeout=WAIT)
         assert wrong.returncode == 1 and "authentication failed" in wrong.stderr
         assert not failing.done  # still parked, untouched
-        with client_for(server) as debugger:
-            debugger.attach()
-            debugger.read_output(PROMPT, WAIT)
-            debugger.send_input("q\n")
-            debugger.wait_detached(WAIT)
+        attach_and_release(server, "q")
         assert failing.response().status_code == 500
     failures = [e for e in audit_lines(tmp_path / "audit.jsonl") if e["event"] == "auth_failed"]
     assert len(failures) == 2 and all(e["peer"].startswith("unix:") for e in failures)
@@ -189,11 +194,7 @@ def test_the_cap_holds(tmp_path: Path) -> None:
         second = httpx.get(live.url + "/shop/checkout", timeout=WAIT)
         assert second.status_code == 500
         assert not first.done and len(plugin_of(server).board) == 1
-        with client_for(server) as debugger:
-            debugger.attach()
-            debugger.read_output(PROMPT, WAIT)
-            debugger.send_input("c\n")
-            debugger.wait_detached(WAIT)
+        attach_and_release(server, "c")
         assert first.response().status_code == 500
 
 
@@ -285,11 +286,7 @@ def test_hostile_clients_are_dropped_and_the_server_keeps_serving(tmp_path: Path
                 if e["event"] in ("protocol_error", "auth_failed")] == [audited]
         assert httpx.get(live.url + "/shop/health", timeout=WAIT).text == "ok"
         assert not failing.done
-        with client_for(server) as debugger:
-            debugger.attach()
-            debugger.read_output(PROMPT, WAIT)
-            debugger.send_input("c\n")
-            debugger.wait_detached(WAIT)
+        attach_and_release(server, "c")
         assert failing.response().status_code == 500
 
 
@@ -319,11 +316,7 @@ def test_connections_waiting_to_authenticate_are_capped(tmp_path: Path) -> None:
             sock.close()
         listener = plugin_of(server).listener
         wait_until(lambda: not listener._sessions, "the silent sessions to end")
-        with client_for(server) as debugger:  # room again for a developer
-            debugger.attach()
-            debugger.read_output(PROMPT, WAIT)
-            debugger.send_input("c\n")
-            debugger.wait_detached(WAIT)
+        attach_and_release(server, "c")  # room again for a developer
         assert failing.response().status_code == 500
     refused = [e for e in audit_lines(tmp_path / "audit.jsonl") if e["event"] == "refused"]
     assert [e["reason"] for e in refused] == ["too many connections waiting to authenticate"]
