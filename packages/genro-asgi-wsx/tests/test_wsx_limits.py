@@ -78,6 +78,67 @@ def test_batch_limit(tmp_path: Any) -> None:
         assert "at most 3" in answer["error"]["data"]["detail"]
 
 
+def deep_list(depth: int, inner: str = "1") -> str:
+    return "[" * depth + inner + "]" * depth
+
+
+def notify_params(value: str) -> str:
+    """The JSON text of ``shop.notify``'s arguments, with ``value`` as given."""
+    return '{"channel":"deep","value":' + value + "}"
+
+
+def test_nesting_limit_wsx(tmp_path: Any) -> None:
+    """``max_depth`` bounds the frame and a TYTX ``data`` string; deeper is a parse error, the
+    connection stays usable, and what is within the limit reaches a subscriber intact."""
+    server = make(tmp_path, {"max_depth": 12})
+    with serving(server) as live, open_ws(live) as ws, open_ws(live) as reader:
+        assert wsx(reader, {"id": 1, "type": "subscribe", "channel": "deep"})["status"] == 200
+        # frame {} > data {} > value: 10 lists leave the frame at the limit of 12
+        ws.send('WSX://{"id":1,"path":"/shop/notify","data":' + notify_params(deep_list(10)) + "}")
+        assert recv_wsx(ws) == {"id": 1, "status": 200, "data": "true"}
+        event = recv_wsx(reader)
+        assert event["type"] == "event" and json.loads(event["data"]) == json.loads(
+            deep_list(10))
+        ws.send('WSX://{"id":2,"path":"/shop/notify","data":' + notify_params(deep_list(11)) + "}")
+        refused = recv_wsx(ws)
+        assert refused["type"] == "error" and refused["status"] == 400
+        assert refused["error"] == {"code": "parse_error",
+                                    "message": "nested deeper than 12 levels"}
+        # the same depth inside a TYTX data string: refused after hydration, with its id
+        typed = notify_params(deep_list(12, '"1.5::N"')) + "::JS"
+        refused = wsx(ws, {"id": 3, "path": "/shop/notify", "data": typed})
+        assert refused["id"] == 3 and refused["error"]["code"] == "parse_error"
+        typed = notify_params(deep_list(11, '"1.5::N"')) + "::JS"
+        assert wsx(ws, {"id": 4, "path": "/shop/notify", "data": typed})["status"] == 200
+        assert recv_wsx(reader)["data"].endswith("::JS")
+        # a typed query value is bounded the same way
+        refused = wsx(ws, {"id": 5, "path": "/shop/notify", "data": {"channel": "deep"},
+                           "query": {"value": deep_list(13, '"1::L"') + "::JS"}})
+        assert refused["id"] == 5 and refused["error"]["code"] == "parse_error"
+        assert wsx(ws, {"id": 6, "path": "/shop/hello"})["status"] == 200
+    assert len(server.envelopes) == 0
+
+
+def test_nesting_limit_default_and_jsonrpc(tmp_path: Any) -> None:
+    """The default limit (128) refuses a value Python's decoder would still accept (about 990
+    levels), so an answer or event can always be encoded again."""
+    with serving(make(tmp_path)) as live, open_ws(live, "jsonrpc") as ws:
+        request = '{"jsonrpc":"2.0","method":"shop.notify","params":{"channel":"c","value":%s},' \
+                  '"id":1}'
+        assert rpc(ws, request % deep_list(126))["result"] is True  # {} > {} > 126 lists
+        for depth in (127, 950):
+            answer = rpc(ws, request % deep_list(depth))
+            assert answer["error"]["code"] == -32700 and answer["id"] is None
+            assert answer["error"]["data"]["detail"] == "nested deeper than 128 levels"
+        typed = request % deep_list(127, '"1.5::N"') + "::JS"
+        assert rpc(ws, typed)["error"]["code"] == -32700
+        assert rpc(ws, request % deep_list(126, '"1.5::N"') + "::JS")["result"] is True
+        # the batch array is one more level
+        assert rpc(ws, "[" + request % deep_list(125) + "]")[0]["result"] is True
+        assert rpc(ws, "[" + request % deep_list(126) + "]")["error"]["code"] == -32700
+        assert rpc(ws, {"jsonrpc": "2.0", "method": "get_data", "id": 2})["id"] == 2
+
+
 def test_slow_consumer_is_closed_4000(tmp_path: Any) -> None:
     server = make(tmp_path, {"outbound_queue": 5})
     with serving(server) as live, open_ws(live) as reader, open_ws(live) as publisher:

@@ -10,7 +10,7 @@ from genro_asgi import AsgiServer, PluginError
 from genro_asgi.plugins import installed_plugins
 from genro_asgi_wsx import MemoryBroker, Publication, WsxConfig, WsxError, WsxPlugin
 from genro_asgi_wsx.channels import check_channel, check_pattern, overlaps, pattern_matches
-from genro_asgi_wsx.codec import parse_json, parse_tytx, tytx_json_fragment
+from genro_asgi_wsx.codec import check_depth, parse_json, parse_tytx, tytx_json_fragment
 
 
 @pytest.mark.parametrize(("pattern", "channel", "expected"), [
@@ -96,7 +96,50 @@ def test_defaults() -> None:
     config = WsxConfig()
     assert (int(config.max_message_size), config.max_in_flight, config.max_subscriptions,
             config.max_batch, config.outbound_queue, config.heartbeat_interval,
-            config.heartbeat_timeout) == (1024 * 1024, 32, 100, 100, 1000, 20.0, 20.0)
+            config.heartbeat_timeout, config.max_depth) == (1024 * 1024, 32, 100, 100, 1000,
+                                                            20.0, 20.0, 128)
+
+
+@pytest.mark.parametrize("depth", [0, 401])
+def test_max_depth_bounds(tmp_path: Any, depth: int) -> None:
+    with pytest.raises(PluginError, match=r"plugins\.wsx\.max_depth"):
+        AsgiServer(tmp_path, config={"plugins": {"wsx": {"max_depth": depth}}}, environ={})
+
+
+def nested(depth: int, inner: str = "1") -> str:
+    """Arrays and objects alternating, ``depth`` containers deep."""
+    opening = "".join('{"k":' if level % 2 else "[" for level in range(depth))
+    closing = "".join("}" if level % 2 else "]" for level in reversed(range(depth)))
+    return opening + inner + closing
+
+
+@pytest.mark.parametrize("limit", [1, 2, 5, 128])
+def test_check_depth_allows_the_limit_and_refuses_one_more(limit: int) -> None:
+    at_limit = nested(limit)
+    check_depth(at_limit, parse_json(at_limit), limit)
+    too_deep = nested(limit + 1)
+    with pytest.raises(WsxError, match=f"nested deeper than {limit} levels") as refused:
+        check_depth(too_deep, parse_json(too_deep), limit)
+    assert refused.value.kind.code == "parse_error"
+
+
+def test_check_depth_counts_the_deepest_branch_not_the_brackets() -> None:
+    wide = "[" + ",".join(["[[1]]"] * 200) + "]"  # 600 brackets, 3 deep
+    check_depth(wide, parse_json(wide), 3)
+    in_strings = '["' + "[" * 500 + '"]'  # brackets inside a string are not nesting
+    check_depth(in_strings, parse_json(in_strings), 1)
+    lopsided = '{"a":[1,2],"b":' + nested(10) + "}"
+    with pytest.raises(WsxError):
+        check_depth(lopsided, parse_json(lopsided), 10)
+    for scalar in ("1", '"x"', "null"):
+        check_depth(scalar, parse_json(scalar), 1)
+
+
+def test_check_depth_on_typed_values() -> None:
+    text = "[" * 6 + '"1.5::N"' + "]" * 6 + "::JS"
+    check_depth(text, parse_tytx(text), 6)
+    with pytest.raises(WsxError):
+        check_depth(text, parse_tytx(text), 5)
 
 
 def test_entry_point_and_loading(tmp_path: Any) -> None:

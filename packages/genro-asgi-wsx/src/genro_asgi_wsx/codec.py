@@ -67,6 +67,37 @@ def parse_tytx(text: str) -> Any:
     return value
 
 
+def check_depth(text: str, value: Any, limit: int) -> None:
+    """Refuse ``value`` (decoded from ``text``) when its containers nest deeper than ``limit``.
+
+    Python's decoder accepts nesting up to the interpreter's recursion limit, but encoding such
+    a value again (an answer that echoes it, an event that carries it) can exceed it: the depth
+    is bounded here, where the client's input enters. A value ``limit + 1`` deep needs more
+    than ``limit`` opening brackets and twice that many characters, so nearly every frame is
+    settled by two ``str.count`` calls and never walked.
+    """
+    if len(text) > 2 * limit and text.count("[") + text.count("{") > limit \
+            and _deeper_than(value, limit):
+        raise WsxError(E.PARSE_ERROR, f"nested deeper than {limit} levels")
+
+
+_CONTAINERS = (dict, list)
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    if type(value) not in _CONTAINERS:
+        return False
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        container, depth = pending.pop()
+        if depth > limit:
+            return True
+        for child in container.values() if type(container) is dict else container:
+            if type(child) in _CONTAINERS:
+                pending.append((child, depth + 1))
+    return False
+
+
 def _short(exc: BaseException) -> str:
     return str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
 

@@ -44,6 +44,9 @@ class WsxConfig(BaseModel):
     """Seconds a client has to send anything after a ping (4002 after)."""
     max_connections: int = Field(0, ge=0)
     """Open connections per server process (0: no limit); more are closed with 1013."""
+    max_depth: int = Field(128, ge=1, le=400)
+    """Nesting of arrays and objects in one frame (and in a TYTX ``data`` string); deeper is a
+    parse error. At most 400: deeper values cannot be hydrated or encoded again safely."""
     max_protocol_errors: int = Field(20, ge=1)
     """Consecutive malformed frames tolerated before closing with 1002."""
     channel_auth: dict[str, str] = Field(default_factory=dict)

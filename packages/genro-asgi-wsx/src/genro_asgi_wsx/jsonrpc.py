@@ -20,6 +20,7 @@ from . import errors as E
 from .broker import Publication
 from .codec import (
     TYTX_MARK,
+    check_depth,
     parse_json,
     parse_tytx,
     plain_json,
@@ -98,6 +99,7 @@ class JsonRpcProtocol:
                 stripped = text.rstrip()
                 typed = stripped.endswith(TYTX_MARK)
                 payload = parse_tytx(stripped) if typed else parse_json(text)
+            check_depth(text, payload, conn.config.max_depth)
         except WsxError as exc:
             conn.frame_bad()
             self._send_error(None, exc)

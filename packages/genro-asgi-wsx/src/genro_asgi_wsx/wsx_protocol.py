@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import errors as E
 from .broker import Publication
-from .codec import parse_json, parse_tytx, plain_json, scan_json, tytx_text
+from .codec import check_depth, parse_json, parse_tytx, plain_json, scan_json, tytx_text
 from .errors import WsxError
 
 if TYPE_CHECKING:
@@ -79,6 +79,7 @@ class WsxProtocol:
                     message = parse_json(text, 6)
             except (StopIteration, ValueError, RecursionError):
                 message = parse_json(text, 6)
+            check_depth(text, message, conn.config.max_depth)
             if type(message) is not dict:
                 raise WsxError(E.PARSE_ERROR, "a wsx frame holds a JSON object")
         except WsxError as exc:
@@ -161,10 +162,11 @@ class WsxProtocol:
                 if method is not None and not isinstance(method, str):
                     raise WsxError(E.INVALID_REQUEST, "method must be a string")
                 data = message.get("data")
-                params = None if data is None else _decode_data(data)
+                depth = conn.config.max_depth
+                params = None if data is None else _decode_data(data, depth)
                 query = message.get("query")
                 if query is not None:
-                    params = _merge_query(params, query)
+                    params = _merge_query(params, query, depth)
                 headers = message.get("headers")
                 request_id = None if headers is None else _request_id(headers)
             identity = conn.identity
@@ -216,11 +218,13 @@ def _event_tail(publication: Publication) -> str:
     return f'"channel":{_dumps(publication.channel)},"data":{_dumps(tytx_text(publication.data))}}}'
 
 
-def _decode_data(data: Any) -> Mapping[str, Any] | None:
+def _decode_data(data: Any, max_depth: int) -> Mapping[str, Any] | None:
     if data is None or data == "":
         return None
     if isinstance(data, str):
-        data = parse_tytx(data)
+        text = data
+        data = parse_tytx(text)
+        check_depth(text, data, max_depth)
         if data is None:
             return None
     if not isinstance(data, dict):
@@ -228,14 +232,19 @@ def _decode_data(data: Any) -> Mapping[str, Any] | None:
     return data
 
 
-def _merge_query(params: Mapping[str, Any] | None, query: Any) -> dict[str, Any]:
+def _merge_query(params: Mapping[str, Any] | None, query: Any,
+                 max_depth: int) -> dict[str, Any]:
     if not isinstance(query, dict):
         raise WsxError(E.INVALID_REQUEST, "query must be an object")
     merged = dict(params or {})
     for name, value in query.items():
         if name in merged:
             raise WsxError(E.INVALID_PARAMS, f"parameter {name[:60]!r} given twice")
-        merged[name] = parse_tytx(value) if isinstance(value, str) and "::" in value else value
+        if isinstance(value, str) and "::" in value:
+            typed = parse_tytx(value)
+            check_depth(value, typed, max_depth)
+            value = typed
+        merged[name] = value
     return merged
 
 
