@@ -142,6 +142,36 @@ def test_socket_dir_is_made_private(tmp_path: Path, make_client) -> None:
     assert os.stat(sockets[0]).st_mode & 0o777 == 0o600
 
 
+def test_audit_file_is_created_private(tmp_path: Path, make_client) -> None:
+    server = build(tmp_path, secret=REF, socket_dir=str(tmp_path / "s"),
+                   audit_file="logs/audit.jsonl")
+    make_client(server)
+    assert os.stat(tmp_path / "logs" / "audit.jsonl").st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(("plant", "reason"), [
+    ("symlink", "is a symbolic link"),
+    ("fifo", "is not a regular file"),  # opening it must not wait for a reader
+    ("directory", "Is a directory"),
+])
+def test_an_audit_file_that_is_not_a_plain_file_is_refused(
+        tmp_path: Path, make_client, plant: str, reason: str) -> None:  # type: ignore[no-untyped-def]
+    target = tmp_path / "audit.jsonl"
+    elsewhere = tmp_path / "elsewhere.log"
+    if plant == "symlink":
+        target.symlink_to(elsewhere)
+    elif plant == "fifo":
+        os.mkfifo(target)
+    else:
+        target.mkdir()
+    server = build(tmp_path, secret=REF, socket_dir=str(tmp_path / "s"),
+                   audit_file="audit.jsonl")
+    with pytest.raises(RuntimeError, match=rf"plugins\.debug\.audit_file: .*{reason}"):
+        make_client(server)
+    assert not elsewhere.exists()  # nothing was written through the link
+    assert not (tmp_path / "s").exists() or not list((tmp_path / "s").iterdir())  # no listener
+
+
 def test_contributes_a_genro_asgi_command(tmp_path: Path) -> None:
     server = build(tmp_path, secret=REF)
     commands = server.plugins.call_sync("genro_asgi_cli_commands", server=server)

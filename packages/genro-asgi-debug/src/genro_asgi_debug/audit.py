@@ -2,18 +2,31 @@
 
 Every line goes to the ``genro_asgi_debug.audit`` logger; with ``audit_file`` it is also
 appended to that file (created 0600), opened per server so two servers never share a handle.
+The file must be a regular file reached without a symbolic link as its last component: a link
+planted there would otherwise send the trail (and its 0600 creation) somewhere else.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import stat
 import time
 from pathlib import Path
 from typing import Any
 
 audit_logger = logging.getLogger("genro_asgi_debug.audit")
+
+# O_NONBLOCK: opening a FIFO for writing would otherwise wait for a reader (no effect on a
+# regular file, which is all that is accepted)
+_OPEN_FLAGS = (os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC
+               | getattr(os, "O_NOFOLLOW", 0))
+
+
+class UnsafeAuditFile(Exception):
+    """The configured audit file cannot be trusted or opened."""
 
 
 class AuditLog:
@@ -25,7 +38,18 @@ class AuditLog:
     def open(self) -> None:
         if self.path is not None and self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                fd = os.open(self.path, _OPEN_FLAGS, 0o600)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise UnsafeAuditFile(f"{self.path} is a symbolic link") from None
+                if exc.errno == errno.ENXIO:
+                    raise UnsafeAuditFile(f"{self.path} is not a regular file") from None
+                raise UnsafeAuditFile(f"{self.path}: {exc.strerror}") from None
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise UnsafeAuditFile(f"{self.path} is not a regular file")
+            self._fd = fd
 
     def close(self) -> None:
         if self._fd is not None:

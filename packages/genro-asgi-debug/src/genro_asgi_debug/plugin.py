@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from genro_asgi import CliCommand, ConfigError, HTTPException, Plugin, Request, hookimpl
 
-from .audit import AuditLog
+from .audit import AuditLog, UnsafeAuditFile
 from .config import DebugConfig, ip_allowed, is_loopback
 from .incidents import Incident, IncidentBoard
 from .listener import DebugListener
@@ -98,7 +98,10 @@ class DebugPlugin(Plugin):
             info={"pid": os.getpid(), "server_dir": str(server.server_dir)},
             handshake_timeout=config.handshake_timeout, idle_timeout=config.idle_timeout)
         listener = DebugListener(context, config.allowed_ips)
-        self.audit.open()
+        try:
+            self.audit.open()
+        except UnsafeAuditFile as exc:
+            raise ConfigError(f"plugins.debug.audit_file: {exc}") from None
         if config.port is not None:
             await listener.start_tcp(config.host, config.port)
         else:
