@@ -350,3 +350,20 @@ def test_the_cli_never_sends_control_characters_to_the_terminal() -> None:
     out = io.StringIO()
     print_table([{"path": "/\x1b[2J", "age": 1}], ("path", "age"), out)
     assert "\x1b" not in out.getvalue() and "/\\x1b[2J" in out.getvalue()
+
+
+def test_the_cli_reads_a_secret_as_the_core_resolves_it(tmp_path: Any,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same source, same bytes on both sides: a variable as it is, a file stripped."""
+    from genro_asgi.config import resolve_secrets
+    from genro_asgi_debug.cli import build_parser, read_secret
+
+    padded = " " + SECRET + "\n"
+    monkeypatch.setenv("PADDED_SECRET", padded)
+    (tmp_path / "secret.txt").write_text(padded)
+    for source, argv in [({"$env": "PADDED_SECRET"}, ["--secret-env", "PADDED_SECRET"]),
+                         ({"$file": "secret.txt"},
+                          ["--secret-file", str(tmp_path / "secret.txt")])]:
+        server_side, _ = resolve_secrets(source, tmp_path)
+        cli_side = read_secret(build_parser().parse_args([*argv, "incidents"]), None)
+        assert cli_side == server_side.encode()

@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def read_secret(args: argparse.Namespace, config: DebugConfig | None) -> bytes:
+    """The secret, read as the core reads the server's ``{$env}`` / ``{$file}`` references
+    (a file stripped of surrounding whitespace, a variable taken as it is), so the same
+    source gives both sides the same bytes."""
     if args.secret_file:
         try:
             return Path(args.secret_file).read_text(encoding="utf-8").strip().encode()
@@ -72,7 +75,7 @@ def read_secret(args: argparse.Namespace, config: DebugConfig | None) -> bytes:
                 from None
     name = args.secret_env or DEFAULT_SECRET_ENV
     if name in os.environ:
-        return os.environ[name].strip().encode()
+        return os.environ[name].encode()
     if args.secret_env is None and config is not None and config.secret is not None:
         return config.secret.get_secret_value().encode()
     raise CliError(f"no secret: set {name} or pass --secret-file PATH")
