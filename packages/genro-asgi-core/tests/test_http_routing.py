@@ -332,6 +332,17 @@ def test_post_only_route_refuses_get_and_head(shop_client: Any) -> None:
     assert "GET is not allowed" in shop_client.get("/shop/create").json()["error"]["message"]
 
 
+def test_405_names_the_path_asked_not_the_route_inside(make_server: Any,
+                                                      make_client: Any) -> None:
+    server = make_server()
+    server.mount("/shop", Shop())
+    client = make_client(server)
+    for path in ("/shop", "/shop/get/1"):
+        response = client.delete(path)
+        assert response.status_code == 405
+        assert response.json()["error"]["message"] == f"DELETE is not allowed on {path!r}"
+
+
 def test_declared_methods_are_case_insensitive(shop_client: Any) -> None:
     assert shop_client.put("/shop/replace").text == "replaced"
     assert shop_client.delete("/shop/replace").text == "replaced"

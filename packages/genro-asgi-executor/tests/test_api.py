@@ -78,6 +78,9 @@ async def test_bad_requests_are_4xx(tmp_path: Path) -> None:
             ("POST", f"/_tasks/{added}", 405),
             ("POST", "/_tasks", 405),
             ("DELETE", f"/_tasks/{added}", 405),
+            ("DELETE", "/_tasks", 405),
+            ("PUT", f"/_tasks/{added}/cancel", 405),
+            ("PATCH", f"/_tasks/{added}", 405),
             ("GET", f"/_tasks/{added}/other", 404),
             ("GET", f"/_tasks/{added}/cancel/more", 404),
             ("POST", f"/_tasks/{added}/cancel", 409),
@@ -85,8 +88,12 @@ async def test_bad_requests_are_4xx(tmp_path: Path) -> None:
         for method, url, status in cases:
             response = await client.request(method, url)
             assert response.status_code == status, (method, url, response.text)
-            if status != 405 or method != "DELETE":
-                assert response.json()["error"]["status"] == status
+            assert response.json()["error"]["status"] == status
+            if status == 405:  # the methods of the path asked, and that path named
+                allowed = "POST" if url.endswith("/cancel") else "GET, HEAD"
+                assert response.headers["allow"] == allowed, (method, url)
+                assert response.json()["error"]["message"] == (
+                    f"{method} is not allowed on {url!r}")
 
 
 async def test_cancel_over_http(tmp_path: Path) -> None:

@@ -112,6 +112,12 @@ def test_errors(ws: Any, message: dict[str, Any], status: int, code: str) -> Non
     assert answer["error"]["message"]
 
 
+def test_method_not_allowed_names_the_path_called_and_the_allowed_methods(ws: Any) -> None:
+    answer = wsx(ws, {"id": 1, "path": "/shop/only_get", "method": "DELETE"})
+    assert answer["error"] == {"code": "method_not_allowed", "allow": ["GET", "HEAD"],
+                               "message": "DELETE is not allowed on '/shop/only_get'"}
+
+
 def test_internal_error_leaks_nothing(ws: Any) -> None:
     answer = wsx(ws, {"id": 1, "path": "/shop/boom"})
     assert answer["status"] == 500

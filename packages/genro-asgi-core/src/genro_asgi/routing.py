@@ -229,7 +229,7 @@ class Dispatcher:
                 transport = transport_from_headers(scope["headers"])
             if method not in route.methods:
                 raise MethodNotAllowed(route.allow,
-                                       detail=f"{method} is not allowed on {route.path}")
+                                       detail=f"{method} is not allowed on {path!r}")
             call = route.call if route.auth_rule is None else route.callable_for(
                 scope.get("genro.identity"))
             if route.takes_nothing and not segments and not scope.get("query_string") and (

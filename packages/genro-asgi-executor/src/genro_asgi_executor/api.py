@@ -54,7 +54,9 @@ class TasksApp(AsgiApplication):
         self.auth_rule = plugin.config.auth_rule
         self.tracebacks = plugin.config.expose_tracebacks
 
-    @route(methods=["GET", "POST"])
+    # every method reaches the handler, which answers 405 with the Allow of the path asked
+    # (GET on the list and on a task, POST on cancel), not the union of them all
+    @route(methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     async def index(self, *path: str, request: Request, state: str | None = None,
                     name: str | None = None, pool: str | None = None,
                     limit: int = 100) -> Response:
@@ -62,10 +64,9 @@ class TasksApp(AsgiApplication):
         tasks = self.plugin.tasks
         if tasks is None:
             raise ExecutorClosed("the executor is not running")
-        method = request.method
         filters = state is not None or name is not None or pool is not None or limit != 100
         if not path:
-            _allow(method, "GET")
+            _allow(request, "GET")
             records = tasks.list(state=_state_filter(state), name=name,
                                  pool=self._pool_filter(pool), limit=_limit(limit))
             return self._answer(request, {"tasks": [self._view(r) for r in records],
@@ -74,10 +75,10 @@ class TasksApp(AsgiApplication):
             raise BadRequest(detail="filters apply to the task list only")
         try:
             if len(path) == 1:
-                _allow(method, "GET")
+                _allow(request, "GET")
                 return self._answer(request, self._view(tasks.status(path[0])))
             if len(path) == 2 and path[1] == "cancel":
-                _allow(method, "POST")
+                _allow(request, "POST")
                 if not tasks.cancel(path[0]):
                     record = tasks.status(path[0])
                     raise Conflict(detail=f"task {path[0]} already finished ({record.state})")
@@ -130,10 +131,11 @@ def _encode(data: dict[str, Any], transport: Transport | None) -> Response:
     return TytxResponse(data, transport=transport) if transport else JSONResponse(data)
 
 
-def _allow(method: str, allowed: str) -> None:
+def _allow(request: Request, allowed: str) -> None:
     methods = ["GET", "HEAD"] if allowed == "GET" else [allowed]
-    if method not in methods:
-        raise MethodNotAllowed(methods, detail=f"{method} is not allowed here")
+    if request.method not in methods:
+        raise MethodNotAllowed(methods, detail=f"{request.method} is not allowed on "
+                                               f"{request.scope['path']!r}")
 
 
 def _state_filter(state: str | None) -> list[str] | None:

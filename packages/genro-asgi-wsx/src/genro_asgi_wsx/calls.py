@@ -123,7 +123,7 @@ class CallRunner:
             envelope.route = route.path
             if method is not None and method.upper() not in route.methods:
                 raise WsxError(E.METHOD_NOT_ALLOWED,
-                               f"{method[:20]} is not allowed on {route.path}",
+                               f"{method[:20]} is not allowed on {path[:200]!r}",
                                data={"allow": route.allow})
             # bind()'s answer for no params to a handler without parameters, without the call
             # like HTTP, a call that binds nothing leaves envelope.params None (no dict for it)
