@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -113,6 +115,41 @@ def test_the_cli_attaches_over_the_socket(tmp_path: Path) -> None:
         assert attached.returncode == 0, attached.stderr
         assert "70\n" in attached.stdout and "'xxx'" in attached.stdout
         assert f"detached from {incident['id']}: debugger ended" in attached.stderr
+        assert failing.response().status_code == 500
+
+
+def test_ctrl_c_in_the_cli_interrupts_a_runaway_statement(tmp_path: Path) -> None:
+    """SIGINT to a real `genro-asgi-debug attach` while a statement spins: the statement
+    stops, the next command answers, and `c` ends the session normally (exit 0)."""
+    server = debug_server(tmp_path, park_timeout=WAIT)
+    env = {**os.environ, "GENRO_ASGI_DEBUG_SECRET": SECRET}
+    with LiveServer(server) as live:
+        failing = park(server, live.url)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "genro_asgi_debug.cli", "--socket",
+             plugin_of(server).address, "attach"],
+            env=env, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE)
+        try:
+            assert process.stdin is not None
+            process.stdin.write("!while True: pass\n")
+            process.stdin.flush()
+            wait_until(lambda: any(s.attachment is not None and s.attachment.post_mortem
+                                   .debugger._running is not None
+                                   for s in plugin_of(server).listener._sessions),
+                       "the statement to run")
+            time.sleep(0.2)
+            process.send_signal(signal.SIGINT)
+            time.sleep(0.5)  # the interrupt reaches pdb before the next line
+            process.stdin.write("p order_total\nc\n")
+            process.stdin.flush()
+            out, err = process.communicate(timeout=WAIT)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        assert process.returncode == 0, err
+        assert "KeyboardInterrupt" in out and "70\n" in out
+        assert "debugger ended" in err
         assert failing.response().status_code == 500
 
 
@@ -320,6 +357,42 @@ def test_connections_waiting_to_authenticate_are_capped(tmp_path: Path) -> None:
         assert failing.response().status_code == 500
     refused = [e for e in audit_lines(tmp_path / "audit.jsonl") if e["event"] == "refused"]
     assert [e["reason"] for e in refused] == ["too many connections waiting to authenticate"]
+
+
+def pdb_threads(incident_id: str) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == f"genro-asgi-debug-{incident_id}"]
+
+
+def test_interrupt_a_runaway_statement_then_detach_during_another(tmp_path: Path) -> None:
+    """Ctrl-C in the CLI sends ``interrupt``: the runaway statement stops and the session goes
+    on in the same frame; ending a session during one stops its thread as well."""
+    server = debug_server(tmp_path, park_timeout=WAIT, audit_file="audit.jsonl")
+    with LiveServer(server) as live:
+        failing = park(server, live.url)
+        with client_for(server) as debugger:
+            incident = debugger.attach()
+            assert pdb_threads(incident["id"])
+            debugger.read_output(PROMPT, WAIT)
+            debugger.interrupt()  # at the prompt: said so, nothing else happens
+            with pytest.raises(DebugClientError, match="nothing to interrupt"):
+                debugger.read_output(PROMPT, WAIT)
+            debugger.send_input("!while True: pass\n")
+            time.sleep(0.2)
+            assert httpx.get(live.url + "/shop/health", timeout=WAIT).text == "ok"
+            debugger.interrupt()
+            assert "KeyboardInterrupt" in debugger.read_output(PROMPT, WAIT)
+            debugger.send_input("p order_total\n")
+            assert debugger.read_output(PROMPT, WAIT) == f"70\n{PROMPT}"
+            debugger.send_input("!while True: pass\n")
+            time.sleep(0.2)
+            debugger.detach()
+            _rest, reason = debugger.wait_detached(WAIT)
+            assert reason == "detached by the client"
+        assert failing.response().status_code == 500
+        wait_until(lambda: not pdb_threads(incident["id"]), "the pdb thread to end")
+    commands = [e.get("command") for e in audit_lines(tmp_path / "audit.jsonl")
+                if e["event"] == "command"]
+    assert commands.count("interrupt") == 2
 
 
 def test_over_tcp_on_loopback(tmp_path: Path) -> None:

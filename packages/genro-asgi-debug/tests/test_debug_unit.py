@@ -206,10 +206,10 @@ def run_pdb(lines: list[str], tb: Any = None) -> str:
     for line in lines:
         stdin.feed(line)
     stdin.close()
-    thread = start_post_mortem(tb or _failing_traceback(), stdin, OutputBridge(chunks.append),
-                               finished.set, "unit")
+    session = start_post_mortem(tb or _failing_traceback(), stdin, OutputBridge(chunks.append),
+                                finished.set, "unit")
     assert finished.wait(WAIT)
-    thread.join(WAIT)
+    session.thread.join(WAIT)
     return "".join(chunks)
 
 
@@ -367,3 +367,118 @@ def test_the_cli_reads_a_secret_as_the_core_resolves_it(tmp_path: Any,
         server_side, _ = resolve_secrets(source, tmp_path)
         cli_side = read_secret(build_parser().parse_args([*argv, "incidents"]), None)
         assert cli_side == server_side.encode()
+
+
+class LiveSession:
+    """A post-mortem session fed a line at a time, for interrupting what it runs."""
+
+    def __init__(self) -> None:
+        self.chunks: list[str] = []
+        self.finished = threading.Event()
+        self.stdin = LineInput()
+        self.session = start_post_mortem(_failing_traceback(), self.stdin,
+                                         OutputBridge(self.chunks.append), self.finished.set,
+                                         "live")
+
+    def output(self) -> str:
+        return "".join(self.chunks)
+
+    def wait_prompts(self, count: int) -> str:
+        deadline = time.monotonic() + WAIT
+        while self.output().count("(Pdb) ") < count:
+            assert time.monotonic() < deadline, self.output()
+            time.sleep(0.01)
+        return self.output()
+
+    def wait_running(self) -> None:
+        deadline = time.monotonic() + WAIT
+        while self.session.debugger._running is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+
+@pytest.mark.parametrize("runaway", [
+    "!while True: x = 1",  # line events: the trace raises it
+    "!while True: pass",  # one self-jump, no trace events: raised asynchronously
+    "p [i for i in iter(int, 1)]",  # an expression, in a comprehension's frame
+    "!while True: __import__('time').sleep(0.01)",  # mostly inside a C call
+])
+def test_interrupt_stops_a_runaway_command_and_the_session_goes_on(runaway: str) -> None:
+    before = sys.stdout, sys.stdin, sys.displayhook
+    live = LiveSession()
+    live.wait_prompts(1)
+    assert live.session.interrupt() is False  # at the prompt: nothing to interrupt
+    live.stdin.feed(runaway)
+    live.wait_running()
+    time.sleep(0.05)  # well inside the loop
+    assert live.session.interrupt() is True
+    assert "KeyboardInterrupt" in live.wait_prompts(2)
+    assert (sys.stdout, sys.stdin, sys.displayhook) == before
+    live.stdin.feed("!print('statements still run')\np secret_sauce['answer']")
+    output = live.wait_prompts(4)
+    assert "statements still run" in output and "42\n" in output  # the same frame
+    live.stdin.close()
+    assert live.finished.wait(WAIT)
+    live.session.thread.join(WAIT)
+    assert not live.session.thread.is_alive()
+    assert (sys.stdout, sys.stdin, sys.displayhook) == before
+
+
+def test_a_session_that_ends_during_a_runaway_statement_ends_its_thread() -> None:
+    """What end_attach does on detach, disconnect or idle timeout: EOF, then interrupt."""
+    live = LiveSession()
+    live.wait_prompts(1)
+    live.stdin.feed("!while True: pass")
+    live.wait_running()
+    live.stdin.close()
+    assert live.session.interrupt() is True
+    assert live.finished.wait(WAIT)
+    live.session.thread.join(WAIT)
+    assert not live.session.thread.is_alive()
+    # the statement lock was given back: another session's statement runs at once
+    assert "free again" in run_pdb(["!print('free again')"])
+
+
+def test_the_cli_interrupts_a_running_command_and_detaches_at_the_prompt() -> None:
+    """Ctrl-C in `genro-asgi-debug attach`: interrupt while pdb works, detach at the prompt."""
+    import io
+
+    from genro_asgi_debug.cli import interact
+
+    class ScriptedClient:
+        def __init__(self) -> None:
+            self.sent: list[tuple[str, Any]] = []
+            self.line_sent = threading.Event()
+            self.step = 0
+
+        def send_input(self, text: str, *, eof: bool = False) -> None:
+            self.sent.append(("input", text))
+            self.line_sent.set()
+
+        def interrupt(self) -> None:
+            self.sent.append(("interrupt", None))
+
+        def detach(self) -> None:
+            self.sent.append(("detach", None))
+
+        def receive(self, timeout: float | None = None) -> dict[str, Any]:
+            self.step += 1
+            if self.step == 1:
+                return {"type": "output", "data": "> frame\n(Pdb) "}
+            if self.step == 2:  # Ctrl-C while the line just typed runs
+                assert self.line_sent.wait(WAIT)
+                raise KeyboardInterrupt
+            if self.step == 3:
+                return {"type": "output", "data": "*** KeyboardInterrupt\n(Pdb) "}
+            if self.step == 4:  # Ctrl-C at the prompt
+                raise KeyboardInterrupt
+            return {"type": "detached", "incident": "abc", "reason": "detached by the client"}
+
+    client = ScriptedClient()
+    stdin = io.StringIO("!while True: pass\n")
+    stdin.isatty = lambda: False  # type: ignore[method-assign]
+    out, err = io.StringIO(), io.StringIO()
+    assert interact(client, stdin, out, err) == 130  # type: ignore[arg-type]
+    assert client.sent[0] == ("input", "!while True: pass\n")
+    assert [kind for kind, _ in client.sent if kind != "input"] == ["interrupt", "detach"]
+    assert "KeyboardInterrupt" in out.getvalue()

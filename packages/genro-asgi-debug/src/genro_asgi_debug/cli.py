@@ -25,6 +25,7 @@ from .sockets import default_socket_dir
 
 DEFAULT_SECRET_ENV = "GENRO_ASGI_DEBUG_SECRET"
 POLL = 0.2  # seconds between looks for an incident with attach --wait
+PDB_PROMPT = "(Pdb) "  # what pdb prints when it waits for the next command
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -200,12 +201,20 @@ def _line_reader(stdin: TextIO) -> Callable[[], str]:
 
 
 def interact(client: DebugClient, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    """Bridge the terminal to the attached pdb until the server says it is over."""
+    """Bridge the terminal to the attached pdb until the server says it is over.
+
+    Ctrl-C while pdb runs a command (a line sent, no prompt back yet) interrupts that command,
+    as in a local pdb; at the prompt it detaches, releasing the request.
+    """
     read_line = _line_reader(stdin)
+    # pdb prompts once on attach and once after each line: fewer prompts than lines + 1 means
+    # it is still working on one (lines can be sent ahead of the prompts, e.g. pasted)
+    lines_sent = [0]
 
     def pump() -> None:
         try:
             while line := read_line():
+                lines_sent[0] += 1
                 client.send_input(line)
             client.send_input("", eof=True)  # end of input: pdb reads EOF and quits
         except (OSError, DebugClientError):
@@ -213,20 +222,27 @@ def interact(client: DebugClient, stdin: TextIO, out: TextIO, err: TextIO) -> in
 
     threading.Thread(target=pump, name="genro-asgi-debug-stdin", daemon=True).start()
     interrupted = False
+    prompts = 0
     while True:
         try:
             message = client.receive()
         except TimeoutError:
             continue
         except KeyboardInterrupt:
-            interrupted = True
-            client.detach()
+            if prompts <= lines_sent[0]:
+                client.interrupt()
+            else:
+                interrupted = True
+                client.detach()
             continue
         if message is None:
             print("\ngenro-asgi-debug: the server closed the connection", file=err)
             return 1
         if message["type"] == "output":
-            out.write(str(message.get("data", "")))
+            data = str(message.get("data", ""))
+            if data.endswith(PDB_PROMPT):
+                prompts += 1
+            out.write(data)
             out.flush()
         elif message["type"] == "detached":
             print(f"\n[detached from {printable(message.get('incident'))}: "

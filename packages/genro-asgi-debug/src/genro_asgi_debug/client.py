@@ -143,6 +143,11 @@ class DebugClient:
     def detach(self) -> None:
         self.send({"type": "detach"})
 
+    def interrupt(self) -> None:
+        """Ctrl-C: raise ``KeyboardInterrupt`` in the command pdb is running (an ``error``
+        comes back when pdb is at its prompt)."""
+        self.send({"type": "interrupt"})
+
     def read_output(self, until: str, timeout: float) -> str:
         """pdb output up to and including ``until`` (e.g. the ``(Pdb) `` prompt).
 

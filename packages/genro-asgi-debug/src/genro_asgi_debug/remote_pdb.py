@@ -4,17 +4,35 @@ The event loop never runs pdb: a dedicated daemon thread does (not the loop's de
 executor, so a long-running debugger expression cannot starve ``to_thread`` callers nor hold
 up the executor's shutdown). Its input comes from a thread-safe queue the session fills; its
 output goes back to the loop through ``call_soon_threadsafe``.
+
+A command that runs too long (``!while True: pass``, ``p slow()``) can be interrupted: the
+client's ``interrupt`` makes it raise ``KeyboardInterrupt``, as Ctrl-C would in a local pdb,
+and the session goes on at the prompt; a session that ends (detach, disconnect, idle timeout,
+release) interrupts a running command too, so its thread finishes.
+
+The exception comes from a trace function the pdb thread runs while it executes a command,
+and only in the code the command runs, never in pdb's or this module's (so never while pdb
+puts the process streams back). A loop that produces no trace events (``while True: pass``
+is a single jump) or a blocking C call does not reach it; when the interrupt is still
+undelivered after ``ESCALATE_AFTER`` and the thread is in the command's code, it is raised
+there asynchronously (``PyThreadState_SetAsyncExc``). A command blocked inside one C call
+(a long ``time.sleep``, a lock) is interrupted when that call returns.
 """
 
 from __future__ import annotations
 
+import bdb
+import cmd
+import ctypes
 import io
 import logging
 import pdb
 import queue
+import sys
 import threading
 from collections.abc import Callable
-from types import TracebackType
+from types import FrameType, TracebackType
+from typing import Any
 
 from .protocol import OUTPUT_CHUNK
 
@@ -34,6 +52,15 @@ REFUSED = frozenset({
 # never ends must not wedge the other session, hence the bounded wait.
 _STATEMENT_LOCK = threading.Lock()
 STATEMENT_WAIT = 1.0  # seconds a statement waits for another session's to finish
+# code an interrupt never lands in: the debugger's own (its cleanup must always complete)
+_OWN_CODE = frozenset(module.__file__ for module in (pdb, bdb, cmd, sys.modules[__name__]))
+ESCALATE_AFTER = 0.5  # seconds an undelivered interrupt waits before it is raised asynchronously
+
+
+def _raise_in_thread(ident: int, exc_type: type[BaseException]) -> bool:
+    """Schedule ``exc_type`` in the thread ``ident``: raised at its next eval-loop check."""
+    set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+    return bool(set_async_exc(ctypes.c_ulong(ident), ctypes.py_object(exc_type)) == 1)
 
 
 class LineInput:
@@ -51,6 +78,10 @@ class LineInput:
     def close(self) -> None:
         self._closed = True
         self._lines.put("")
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def readline(self, size: int = -1) -> str:
         line = self._lines.get()
@@ -102,6 +133,9 @@ class RemotePdb(pdb.Pdb):
                          readrc=False)
         self.use_rawinput = False
         self.prompt = "(Pdb) "
+        self._running: int | None = None  # the pdb thread's id while it runs a command
+        self._command = 0  # counts the commands run, to tell them apart
+        self._interrupting = False
 
     def onecmd(self, line: str) -> bool:
         command = self.parseline(line)[0]
@@ -109,7 +143,19 @@ class RemotePdb(pdb.Pdb):
             self.error(f"{command}: not available in a remote post-mortem session "
                        "(inspect with p, pp, l, ll, w, up, down, a, !statement; leave with c or q)")
             return False
-        return bool(super().onecmd(line))
+        self._interrupting = False
+        self._command += 1
+        previous = sys.gettrace()
+        self._running = threading.get_ident()
+        sys.settrace(self._watch_calls)  # this thread only; line events come with interrupt()
+        try:
+            return bool(super().onecmd(line))
+        except KeyboardInterrupt:  # pdb's handlers print most; this is a command without one
+            self.error("KeyboardInterrupt")
+            return False
+        finally:
+            self._running = None
+            sys.settrace(previous)
 
     def default(self, line: str) -> None:
         if not _STATEMENT_LOCK.acquire(timeout=STATEMENT_WAIT):
@@ -117,21 +163,77 @@ class RemotePdb(pdb.Pdb):
                        "or inspect with p / pp, which do not wait")
             return
         try:
-            super().default(line)
+            super().default(line)  # prints "*** KeyboardInterrupt" when interrupted
         finally:
             _STATEMENT_LOCK.release()
+
+    def interrupt(self) -> bool:
+        """Make the command running now raise ``KeyboardInterrupt``; False when none is.
+
+        Called from another thread. The next call in the command's code raises it; so does
+        the next line of a frame on its stack, for a loop that calls nothing.
+        """
+        ident = self._running
+        if ident is None:
+            return False
+        self._interrupting = True
+        frame = sys._current_frames().get(ident)
+        while frame is not None:
+            if frame.f_code.co_filename not in _OWN_CODE:
+                frame.f_trace = self._watch_lines
+            frame = frame.f_back
+        timer = threading.Timer(ESCALATE_AFTER, self._escalate, (ident, self._command))
+        timer.daemon = True
+        timer.start()
+        return True
+
+    def _escalate(self, ident: int, command: int) -> None:
+        if not self._interrupting or self._running != ident or self._command != command:
+            return  # delivered, or that command is over
+        frame = sys._current_frames().get(ident)
+        if frame is None or frame.f_code.co_filename in _OWN_CODE:
+            return  # in pdb's own code (or C code it called): an exception there could break it
+        self._interrupting = False
+        _raise_in_thread(ident, KeyboardInterrupt)
+
+    def _watch_calls(self, frame: FrameType, event: str, arg: Any) -> Any:
+        if frame.f_code.co_filename in _OWN_CODE:
+            return None
+        self._raise_if_interrupting()
+        return None  # no line events: a command runs at close to full speed
+
+    def _watch_lines(self, frame: FrameType, event: str, arg: Any) -> Any:
+        self._raise_if_interrupting()
+        return self._watch_lines
+
+    def _raise_if_interrupting(self) -> None:
+        if self._interrupting:
+            self._interrupting = False
+            raise KeyboardInterrupt
 
     def help_pdb(self) -> None:  # pdb's own opens a pager on the server's terminal
         self.message(pdb.__doc__ or "")
 
 
+class PostMortem:
+    """A running post-mortem session: its thread and its debugger."""
+
+    def __init__(self, thread: threading.Thread, debugger: RemotePdb) -> None:
+        self.thread = thread
+        self.debugger = debugger
+
+    def interrupt(self) -> bool:
+        """Interrupt the command running now (see the module docstring); False if none is."""
+        return self.debugger.interrupt()
+
+
 def start_post_mortem(tb: TracebackType, stdin: LineInput, stdout: OutputBridge,
-                      on_finished: Callable[[], None], name: str) -> threading.Thread:
+                      on_finished: Callable[[], None], name: str) -> PostMortem:
     """Run ``RemotePdb.interaction(None, tb)`` in a daemon thread; ``on_finished`` after it."""
+    debugger = RemotePdb(stdin, stdout)
 
     def run() -> None:
         try:
-            debugger = RemotePdb(stdin, stdout)
             debugger.reset()
             debugger.interaction(None, tb)
         except BaseException:  # the debugger must never take the worker down
@@ -144,4 +246,4 @@ def start_post_mortem(tb: TracebackType, stdin: LineInput, stdout: OutputBridge,
 
     thread = threading.Thread(target=run, name=f"genro-asgi-debug-{name}", daemon=True)
     thread.start()
-    return thread
+    return PostMortem(thread, debugger)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,7 +27,7 @@ from .protocol import (
     server_proof,
     valid_nonce,
 )
-from .remote_pdb import LineInput, OutputBridge, start_post_mortem
+from .remote_pdb import LineInput, OutputBridge, PostMortem, start_post_mortem
 
 if TYPE_CHECKING:
     from .audit import AuditLog
@@ -53,7 +52,7 @@ class SessionContext:
 class Attachment:
     incident: Incident
     stdin: LineInput
-    thread: threading.Thread
+    post_mortem: PostMortem
 
 
 class Session:
@@ -164,6 +163,8 @@ class Session:
                 self._attach(message.get("id"))
             elif kind == "detach":
                 self.end_attach("detached by the client")
+            elif kind == "interrupt":
+                self._interrupt()
             else:
                 self.send({"type": "error", "error": f"unknown command {kind[:40]!r}"})
 
@@ -188,10 +189,10 @@ class Session:
         stdout = OutputBridge(lambda text: self._from_thread(self._output, incident, text))
         self.send({"type": "attached", "incident": incident.describe()})
         self.context.audit.record("attached", self.peer, incident.id)
-        thread = start_post_mortem(tb, stdin, stdout,
-                                   lambda: self._from_thread(self._pdb_finished, incident),
-                                   incident.id)
-        self.attachment = Attachment(incident, stdin, thread)
+        post_mortem = start_post_mortem(tb, stdin, stdout,
+                                        lambda: self._from_thread(self._pdb_finished, incident),
+                                        incident.id)
+        self.attachment = Attachment(incident, stdin, post_mortem)
         incident.released.add_done_callback(lambda future: self._released(incident, future))
 
     def _input(self, message: dict[str, Any]) -> None:
@@ -208,6 +209,14 @@ class Session:
         attachment.stdin.feed(data)
         if message.get("eof") is True:
             attachment.stdin.close()
+
+    def _interrupt(self) -> None:
+        """Ctrl-C: interrupt the command pdb is running; the session stays at the prompt."""
+        attachment = self.attachment
+        if attachment is None:
+            self.send({"type": "error", "error": "not attached: attach to an incident first"})
+        elif not attachment.post_mortem.interrupt():
+            self.send({"type": "error", "error": "nothing to interrupt: pdb is at its prompt"})
 
     # -- the pdb thread's callbacks, run on the loop -----------------------------------------
 
@@ -236,6 +245,8 @@ class Session:
             return
         self.attachment = None
         attachment.stdin.close()
+        if attachment.post_mortem is not None:  # a command still running would keep its thread
+            attachment.post_mortem.interrupt()
         attachment.incident.release(reason)
         self.context.audit.record("detached", self.peer, attachment.incident.id, reason=reason)
         self.send({"type": "detached", "incident": attachment.incident.id, "reason": reason})
