@@ -184,6 +184,8 @@ class Dispatcher:
         self.server = server
         self.table = table
         self.set_mounts(mounts)
+        # prefix -> the lifespan state of the ASGI app mounted there (AsgiServer.startup)
+        self.mount_states: dict[str, dict[str, Any]] = {}
         settings = server.settings.server
         self.max_body_size = int(settings.max_body_size)
         self.render_error = server.render_error
@@ -334,13 +336,17 @@ class Dispatcher:
 
     async def _call_mounted(self, prefix: str, app: ASGIApp, scope: Scope, receive: Receive,
                             send: Send) -> None:
-        if prefix != "/":
+        state = self.mount_states.get(prefix) if self.mount_states else None
+        if prefix != "/" or state is not None:
             scope = dict(scope)
+        if prefix != "/":
             scope["root_path"] = scope.get("root_path", "") + prefix
             scope["path"] = scope["path"][len(prefix):] or "/"
             raw_path = scope.get("raw_path")
             if raw_path is not None and raw_path.startswith(prefix.encode()):
                 scope["raw_path"] = raw_path[len(prefix):] or b"/"
+        if state is not None:  # what the app's lifespan startup stored, a copy per request
+            scope["state"] = dict(state)
         await app(scope, receive, send)
 
 

@@ -29,6 +29,7 @@ from .envelope import EnvelopeMiddleware, EnvelopeRegistry, NamedObservers
 from .exceptions import ConfigError, HTTPException, PluginError, StartupError
 from .identity import Identity
 from .lifespan import run_lifespan
+from .mounted_lifespan import MountedLifespan
 from .plugins.manager import PluginManager, import_object
 from .request import Request
 from .response import PlainTextResponse, Response
@@ -105,6 +106,8 @@ class AsgiServer:
         self.apps: dict[str, Any] = {}
         self._prefixes: set[str] = set()
         self._asgi_mounts: list[tuple[str, ASGIApp]] = []
+        self._lifespan_mounts: dict[str, str] = {}  # name -> prefix of ASGI apps to run it for
+        self._lifespans: dict[str, MountedLifespan] = {}  # the ones running
         self._dispatcher: Dispatcher | None = None
         self._app: ASGIApp | None = None
         # what a worker process could rebuild from server_dir, the config file and CLI flags
@@ -136,11 +139,13 @@ class AsgiServer:
 
     # -- mounting ----------------------------------------------------------------------------
 
-    def mount(self, prefix: str, app: Any, *, name: str | None = None) -> None:
+    def mount(self, prefix: str, app: Any, *, name: str | None = None,
+              lifespan: bool = True) -> None:
         """Mount a routing class (its routes join the table) or an ASGI app under ``prefix``.
 
         ``prefix`` "/" makes a routing class the root app. Apps that define
-        ``bind_server(server, name, prefix)`` are told where they live.
+        ``bind_server(server, name, prefix)`` are told where they live. An ASGI app's own
+        lifespan runs with the server's (``lifespan=False``: never sent to it).
         """
         prefix = "/" + prefix.strip("/") if prefix.strip("/") else "/"
         name = name or prefix.strip("/") or "root"
@@ -164,6 +169,8 @@ class AsgiServer:
                     raise ConfigError(f"cannot mount {name!r} at {prefix!r}: {exc}") from None
         elif callable(app):
             self._asgi_mounts.append((prefix, app))
+            if lifespan:
+                self._lifespan_mounts[name] = prefix
         else:
             raise TypeError(f"cannot mount {app!r}: not a routing class nor an ASGI callable")
         self._prefixes.add(prefix)
@@ -187,7 +194,8 @@ class AsgiServer:
             raise ConfigError(
                 "mounting a WSGI app needs asgiref: pip install 'genro-asgi-core[wsgi]'"
             ) from None
-        self.mount(prefix, WsgiToAsgi(wsgi_app), name=name)  # type: ignore[no-untyped-call]
+        self.mount(prefix, WsgiToAsgi(wsgi_app), name=name,  # type: ignore[no-untyped-call]
+                   lifespan=False)
 
     def _mount_from_config(self, name: str, spec: AppSettings) -> None:
         where = f"{self.config.source}: apps.{name}"
@@ -368,6 +376,11 @@ class AsgiServer:
             try:
                 if callable(hook):
                     await _maybe_await(hook())
+                if name in self._lifespan_mounts:
+                    await self._start_lifespan(name, app)
+            except StartupError:
+                await self._stop(started, started_apps)
+                raise
             except Exception as exc:
                 await self._stop(started, started_apps)
                 raise StartupError(f"startup failed in application {name!r}: {exc!r}") from exc
@@ -392,8 +405,21 @@ class AsgiServer:
         if left:
             logger.warning("shutdown: %d request(s) still in flight after %.1fs", left, timeout)
 
+    async def _start_lifespan(self, name: str, app: ASGIApp) -> None:
+        lifespan = MountedLifespan(name, app)
+        await lifespan.startup()
+        if lifespan.supported:
+            self._lifespans[name] = lifespan
+            if self._dispatcher is not None:
+                self._dispatcher.mount_states[self._lifespan_mounts[name]] = lifespan.state
+
     async def _stop(self, plugin_names: list[str], app_names: list[str]) -> None:
         for name in reversed(app_names):
+            lifespan = self._lifespans.pop(name, None)
+            if lifespan is not None:
+                if self._dispatcher is not None:
+                    self._dispatcher.mount_states.pop(self._lifespan_mounts[name], None)
+                await lifespan.shutdown(self.settings.server.shutdown_timeout)
             hook = getattr(self.apps[name], "on_shutdown", None)
             if callable(hook):
                 try:
