@@ -204,10 +204,32 @@ def test_cache_control_and_custom_media_types(tmp_path: Path, public: Path) -> N
 
 def test_index_of_the_root_and_of_a_subdirectory(client: TestClient) -> None:
     assert client.get("/static/").text == "<h1>root</h1>"
-    assert client.get("/static").text == "<h1>root</h1>"
     response = client.get("/static/sub/")
     assert response.text == "<h1>sub</h1>"
     assert response.headers["content-type"] == "text/html; charset=utf-8"
+
+
+def test_the_bare_mount_prefix_redirects_to_the_slash(client: TestClient) -> None:
+    """/static and /static/ reach the router as the same path: the dispatcher redirects the
+    first, so relative links in the top index.html resolve under /static/."""
+    response = client.get("/static")
+    assert response.status_code == 307 and response.headers["location"] == "static/"
+    assert client.head("/static").status_code == 307
+    assert client.get("/static?v=1").headers["location"] == "static/?v=1"
+    followed = client.get("/static", follow_redirects=True)
+    assert str(followed.url).endswith("/static/") and followed.text == "<h1>root</h1>"
+    assert client.post("/static").status_code == 405  # other methods are the router's
+
+
+def test_a_nested_prefix_redirects_to_its_last_segment(make_server: Any, make_client: Any,
+                                                       tmp_path: Path) -> None:
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "index.html").write_text("<h1>nested</h1>")
+    server = make_server()
+    server.mount("/assets/v2", StaticRouter(tmp_path / "site"))
+    client = make_client(server)
+    assert client.get("/assets/v2").headers["location"] == "v2/"
+    assert client.get("/assets/v2", follow_redirects=True).text == "<h1>nested</h1>"
 
 
 def test_directory_without_slash_redirects(client: TestClient) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import genro_routes
 from genro_routes import NotAuthenticated, NotAuthorized, NotAvailable
@@ -30,7 +31,7 @@ from .exceptions import (
 )
 from .identity import Identity
 from .request import ClientDisconnect, Request
-from .response import Response, encode_plain, render_result
+from .response import RedirectResponse, Response, encode_plain, render_result
 from .types import ASGIApp, Receive, Scope, Send
 from .tytx import check_transport, transport_from_headers
 
@@ -290,6 +291,10 @@ class Dispatcher:
         """ASGI apps by prefix, longest first, with ``prefix/`` precomputed for matching."""
         ordered = sorted(mounts, key=lambda m: len(m[0]), reverse=True)
         self.mounts = [(prefix, prefix + "/", app) for prefix, app in ordered]
+        # apps (a StaticRouter) for which a GET of the bare prefix redirects to ``prefix/``,
+        # as their relative links need: the app itself sees "/" for both
+        self.slash_mounts = frozenset(prefix for prefix, app in ordered if prefix != "/"
+                                      and getattr(app, "redirect_bare_prefix", False))
         # one C call rules out every mount for most requests; "" matches all (a root mount)
         self.mount_starts = tuple("" if prefix == "/" else prefix for prefix, _ in ordered)
 
@@ -336,6 +341,14 @@ class Dispatcher:
 
     async def _call_mounted(self, prefix: str, app: ASGIApp, scope: Scope, receive: Receive,
                             send: Send) -> None:
+        if scope["path"] == prefix and prefix in self.slash_mounts and scope["type"] == "http" \
+                and scope["method"] in ("GET", "HEAD"):
+            location = quote(prefix.rsplit("/", 1)[-1], safe="") + "/"  # relative: root_path kept
+            query = scope.get("query_string", b"")
+            if query:
+                location += "?" + query.decode("latin-1")
+            await RedirectResponse(location, status_code=307)(scope, receive, send)
+            return
         state = self.mount_states.get(prefix) if self.mount_states else None
         if prefix != "/" or state is not None:
             scope = dict(scope)

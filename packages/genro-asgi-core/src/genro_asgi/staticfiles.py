@@ -225,6 +225,9 @@ class StaticRouter:
     """
 
     path_params = ("directory",)
+    # GET /static (the bare mount prefix) is redirected to /static/ by the dispatcher, so that
+    # relative links in the top index.html resolve under the prefix
+    redirect_bare_prefix = True
 
     def __init__(
         self,
