@@ -49,6 +49,12 @@ async def test_list_get_and_filters(tmp_path: Path) -> None:
         listed = (await client.get("/_tasks")).json()
         assert listed["count"] == 2
         assert [t["task_id"] for t in listed["tasks"]] == [failed, added]
+        assert all("result" not in t for t in listed["tasks"])  # a list is a summary
+        full = (await client.get("/_tasks", params={"results": "true"})).json()
+        assert [t.get("result") for t in full["tasks"]] == [None, 5]
+        refused = await client.get(f"/_tasks/{added}", params={"results": "true"})
+        assert refused.status_code == 400  # a single task always has its result
+        assert (await client.get("/_tasks", params={"results": "maybe"})).status_code == 400
         only = (await client.get("/_tasks", params={"state": "failed,cancelled"})).json()
         assert [t["task_id"] for t in only["tasks"]] == [failed]
         by_name = (await client.get("/_tasks", params={"name": "add", "pool": "io"})).json()
@@ -130,9 +136,9 @@ async def test_a_result_too_deep_to_encode_is_not_a_500(tmp_path: Path) -> None:
         for headers in ({}, {"X-TYTX-Transport": "json"}):
             one = await client.get(f"/_tasks/{deep}", headers=headers)
             assert one.status_code == 200, (headers, one.text[:200])
-            listed = await client.get("/_tasks", headers=headers)
+            listed = await client.get("/_tasks?results=true", headers=headers)
             assert listed.status_code == 200
-        body = (await client.get("/_tasks")).json()
+        body = (await client.get("/_tasks?results=true")).json()
         results = {t["task_id"]: (t["result"], t.get("result_error")) for t in body["tasks"]}
         assert results[good] == (4, None)  # only the task at fault loses its result
         assert results[deep][0] is None and "cannot be encoded" in results[deep][1]

@@ -1,10 +1,11 @@
 """The task HTTP API, mounted at the plugin's ``path`` (default ``/_tasks``).
 
-``GET /_tasks`` lists (filters ``state``, ``name``, ``pool``, ``limit``), ``GET /_tasks/<id>``
-shows one task, ``POST /_tasks/<id>/cancel`` cancels it. Answers are JSON, or TYTX when the
-client sends ``X-TYTX-Transport``; errors go through the server's error rendering (404 unknown
-task, 400 bad filter, 409 cancelling a finished task). It never starts work: tasks are
-submitted by the application's own routes.
+``GET /_tasks`` lists (filters ``state``, ``name``, ``pool``, ``limit``; results and
+tracebacks only with ``results=true``, so a list of large results stays small),
+``GET /_tasks/<id>`` shows one task, ``POST /_tasks/<id>/cancel`` cancels it. Answers are
+JSON, or TYTX when the client sends ``X-TYTX-Transport``; errors go through the server's
+error rendering (404 unknown task, 400 bad filter, 409 cancelling a finished task). It never
+starts work: tasks are submitted by the application's own routes.
 """
 
 from __future__ import annotations
@@ -59,17 +60,19 @@ class TasksApp(AsgiApplication):
     @route(methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     async def index(self, *path: str, request: Request, state: str | None = None,
                     name: str | None = None, pool: str | None = None,
-                    limit: int = 100) -> Response:
+                    limit: int = 100, results: bool = False) -> Response:
         self._authorize(request)
         tasks = self.plugin.tasks
         if tasks is None:
             raise ExecutorClosed("the executor is not running")
-        filters = state is not None or name is not None or pool is not None or limit != 100
+        filters = (state is not None or name is not None or pool is not None or limit != 100
+                   or results)
         if not path:
             _allow(request, "GET")
             records = tasks.list(state=_state_filter(state), name=name,
                                  pool=self._pool_filter(pool), limit=_limit(limit))
-            return self._answer(request, {"tasks": [self._view(r) for r in records],
+            return self._answer(request, {"tasks": [self._view(r, summary=not results)
+                                                    for r in records],
                                           "count": len(records)})
         if filters:
             raise BadRequest(detail="filters apply to the task list only")
@@ -104,8 +107,8 @@ class TasksApp(AsgiApplication):
                                     f"(pools: {', '.join(self.plugin.config.pools)})")
         return pool
 
-    def _view(self, record: TaskRecord) -> dict[str, Any]:
-        return record.view(tracebacks=self.tracebacks)
+    def _view(self, record: TaskRecord, *, summary: bool = False) -> dict[str, Any]:
+        return record.view(tracebacks=self.tracebacks, summary=summary)
 
     @staticmethod
     def _answer(request: Request, data: dict[str, Any]) -> Response:

@@ -73,15 +73,18 @@ class TaskRecord:
         """A copy that later changes of this record do not touch (the result is shared)."""
         return copy.copy(self)
 
-    def view(self, *, tracebacks: bool = False) -> dict[str, Any]:
+    def view(self, *, tracebacks: bool = False, summary: bool = False) -> dict[str, Any]:
         """The record as the HTTP API shows it: JSON-safe except ``result``, which the
-        response encodes (plain JSON, or TYTX when the client asks for it)."""
+        response encodes (plain JSON, or TYTX when the client asks for it). ``summary``
+        leaves out the result and the traceback (a list's default)."""
         data: dict[str, Any] = {
             "task_id": self.task_id, "name": self.name, "pool": self.pool, "state": self.state,
             "progress": self.progress, "message": self.message, "created_at": self.created_at,
             "started_at": self.started_at, "finished_at": self.finished_at,
             "timeout": self.timeout, "error": self.error,
         }
+        if summary:
+            return data
         if self.state == DONE:
             data["result"] = self.result
             if self.result_error is not None:
