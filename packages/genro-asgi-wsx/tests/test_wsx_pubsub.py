@@ -216,3 +216,19 @@ async def test_plugin_publish_rejects_bad_channels(tmp_path: Any) -> None:
     server = make(tmp_path)
     with pytest.raises(ValueError, match="wildcards"):
         await server.plugins.get("wsx").publish("orders.*", 1)
+
+
+def test_a_broker_named_in_config_carries_the_publications(tmp_path: Any) -> None:
+    server = make(tmp_path, {"broker": "wsx_helpers:RecordingBroker",
+                             "broker_options": {"label": "test"}})
+    broker = server.plugins.get("wsx").broker
+    with serving(server) as live, open_ws(live) as ws:
+        subscribe(ws, "orders.*", 1)
+        ws.send("WSX://" + json.dumps({"id": 2, "path": "/shop/notify",
+                                       "data": {"channel": "orders.7", "value": 42}}))
+        frames = [recv_wsx(ws), recv_wsx(ws)]  # the event may come before the answer
+        (event,) = [f for f in frames if f.get("type") == "event"]
+        (answer,) = [f for f in frames if f.get("id") == 2]
+        assert answer["status"] == 200
+        assert event["channel"] == "orders.7" and event["data"] == "42"
+    assert broker.log == ["start", ("orders.7", 42), "close"]

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from genro_asgi import AsgiServer, PluginError
+from genro_asgi import AsgiServer, ConfigError, PluginError
 from genro_asgi.plugins import installed_plugins
 from genro_asgi_wsx import MemoryBroker, Publication, WsxConfig, WsxError, WsxPlugin
 from genro_asgi_wsx.channels import check_channel, check_pattern, overlaps, pattern_matches
@@ -203,3 +203,30 @@ async def test_heartbeat_pings_a_quiet_client_only_and_drops_a_silent_one(
     assert slept == [5.0, 5.0, 2.0, 5.0, 2.0]
     assert sent == ["ping", "ping"]
     assert closed == [CloseCode.HEARTBEAT_TIMEOUT]
+
+
+def test_broker_from_config(tmp_path: Any) -> None:
+    from wsx_helpers import RecordingBroker
+
+    server = AsgiServer(tmp_path, config={"plugins": {"wsx": {
+        "broker": "wsx_helpers:RecordingBroker", "broker_options": {"label": "eu-1"}}}},
+        environ={})
+    broker = server.plugins.get("wsx").broker
+    assert isinstance(broker, RecordingBroker) and broker.label == "eu-1"
+    default = AsgiServer(tmp_path, config={"plugins": {"wsx": {}}}, environ={})
+    assert type(default.plugins.get("wsx").broker) is MemoryBroker
+
+
+@pytest.mark.parametrize(("options", "key", "message"), [
+    ({"broker": "nats"}, "broker", "must be 'memory' or 'pkg.module:Class'"),
+    ({"broker": "no_such_module_here:Broker"}, "broker", "cannot import"),
+    ({"broker": "wsx_helpers:NoSuchClass"}, "broker", "cannot import"),
+    ({"broker": "wsx_helpers:Shop"}, "broker", "is not a genro_asgi_wsx.Broker subclass"),
+    ({"broker": "wsx_helpers:RecordingBroker", "broker_options": {"colour": "red"}},
+     "broker_options", "unexpected keyword argument 'colour'"),
+    ({"broker_options": {"x": 1}}, "broker_options", "unexpected keyword argument 'x'"),
+])
+def test_a_bad_broker_is_a_config_error_naming_the_key(tmp_path: Any, options: dict[str, Any],
+                                                      key: str, message: str) -> None:
+    with pytest.raises((PluginError, ConfigError), match=rf"plugins\.wsx\.{key}.*{message}"):
+        AsgiServer(tmp_path, config={"plugins": {"wsx": options}}, environ={})

@@ -16,7 +16,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from genro_asgi import AsgiApplication, AsgiServer, BadRequest, NotFound, Request, route
 from genro_asgi.testing import LiveServer
-from genro_asgi_wsx import publish
+from genro_asgi_wsx import MemoryBroker, publish
 
 TIMEOUT = 10.0  # a guard against a hang, never an assertion about speed
 
@@ -116,6 +116,28 @@ class Spec(AsgiApplication):
     @route()
     def get_data(self) -> list[Any]:
         return ["hello", 5]
+
+
+class RecordingBroker(MemoryBroker):
+    """A broker named in config (``broker: wsx_helpers:RecordingBroker``): in-memory fan-out,
+    plus a log of what went through it and of its lifecycle."""
+
+    def __init__(self, label: str = "default") -> None:
+        super().__init__()
+        self.label = label
+        self.log: list[Any] = []
+
+    async def start(self) -> None:
+        self.log.append("start")
+        await super().start()
+
+    async def close(self) -> None:
+        self.log.append("close")
+        await super().close()
+
+    async def publish(self, channel: str, data: Any) -> None:
+        self.log.append((channel, data))
+        await super().publish(channel, data)
 
 
 def make(tmp_path: Path, wsx: dict[str, Any] | None = None, *,

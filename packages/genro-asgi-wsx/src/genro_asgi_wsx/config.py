@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator
 
+from genro_asgi.plugins.manager import import_object
+
+from .broker import Broker, MemoryBroker
 from .channels import check_pattern
 
 Subprotocol = Literal["wsx", "jsonrpc"]
@@ -49,6 +52,11 @@ class WsxConfig(BaseModel):
     parse error. At most 400: deeper values cannot be hydrated or encoded again safely."""
     max_protocol_errors: int = Field(20, ge=1)
     """Consecutive malformed frames tolerated before closing with 1002."""
+    broker: str = "memory"
+    """``memory`` (one process), or ``pkg.module:Class``: a ``Broker`` subclass, built with
+    ``broker_options`` as keyword arguments."""
+    broker_options: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments for the ``broker`` class (``memory`` takes none)."""
     channel_auth: dict[str, str] = Field(default_factory=dict)
     """``{pattern: tag rule}``: a subscription to a channel matching ``pattern`` needs an
     identity whose tags satisfy the rule (``"admin|ops"``)."""
@@ -59,6 +67,13 @@ class WsxConfig(BaseModel):
         if not value.startswith("/") or value.strip("/") == "":
             raise ValueError("must be an absolute path other than '/', like '/_wsx'")
         return "/" + value.strip("/")
+
+    @field_validator("broker")
+    @classmethod
+    def _broker(cls, value: str) -> str:
+        if value != "memory":
+            broker_class(value)  # an import error or a non-Broker is reported at startup
+        return value
 
     @field_validator("subprotocols")
     @classmethod
@@ -75,3 +90,18 @@ class WsxConfig(BaseModel):
             if problem:
                 raise ValueError(f"{pattern!r}: {problem}")
         return value
+
+
+def broker_class(spec: str) -> type[Broker]:
+    """The ``Broker`` subclass named ``memory`` or ``pkg.module:Class``."""
+    if spec == "memory":
+        return MemoryBroker
+    if ":" not in spec:
+        raise ValueError(f"must be 'memory' or 'pkg.module:Class', got {spec!r}")
+    try:
+        found = import_object(spec)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"cannot import {spec!r}: {exc}") from None
+    if not (isinstance(found, type) and issubclass(found, Broker)):
+        raise ValueError(f"{spec!r} is not a genro_asgi_wsx.Broker subclass")
+    return found

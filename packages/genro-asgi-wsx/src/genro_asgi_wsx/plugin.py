@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from genro_toolbox import tags_match
 
-from genro_asgi import Plugin, hookimpl
+from genro_asgi import ConfigError, Plugin, hookimpl
 
 from . import errors as E
-from .broker import Broker, MemoryBroker
+from .broker import Broker
 from .calls import CallRunner
 from .channels import check_channel, overlaps
-from .config import WsxConfig
+from .config import WsxConfig, broker_class
 from .endpoint import CLIENT_JS, WsxEndpoint, same_origin
 from .errors import CloseCode, WsxError
 from .hookspecs import WsxHookSpecs
@@ -47,7 +47,7 @@ class WsxPlugin(Plugin):
 
     def __init__(self, server: AsgiServer, config: WsxConfig) -> None:
         super().__init__(server, config)
-        self.broker: Broker = MemoryBroker()
+        self.broker: Broker = _make_broker(config)
         self.runner = CallRunner(server)
         self.connections: set[WsxConnection] = set()
         self.closing = False
@@ -157,3 +157,10 @@ class WsxPlugin(Plugin):
                 raise WsxError(E.FORBIDDEN, "not authorized for this channel")
             if answer is not None:
                 return
+
+
+def _make_broker(config: WsxConfig) -> Broker:
+    try:
+        return broker_class(config.broker)(**config.broker_options)
+    except TypeError as exc:  # options the class does not take
+        raise ConfigError(f"plugins.wsx.broker_options: {exc}") from None
