@@ -129,7 +129,10 @@ def test_ctrl_c_in_the_cli_interrupts_a_runaway_statement(tmp_path: Path) -> Non
             [sys.executable, "-m", "genro_asgi_debug.cli", "--socket",
              plugin_of(server).address, "attach"],
             env=env, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE)
+            stderr=subprocess.PIPE,
+            # a shell runs background jobs with SIGINT ignored, and Python then installs no
+            # KeyboardInterrupt handler: give the CLI the disposition a terminal gives it
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             assert process.stdin is not None
             process.stdin.write("!while True: pass\n")
