@@ -115,6 +115,18 @@ def test_nesting_limit_wsx(tmp_path: Any) -> None:
         refused = wsx(ws, {"id": 5, "path": "/shop/notify", "data": {"channel": "deep"},
                            "query": {"value": deep_list(13, '"1::L"') + "::JS"}})
         assert refused["id"] == 5 and refused["error"]["code"] == "parse_error"
+        # typed strings that hydrate into nested lists, no bracket in the text
+        for where in ("data", "query"):
+            chain = '"a' + "::QS" * 13 + '"'
+            message: dict[str, Any] = {"id": 7, "path": "/shop/notify",
+                                       "data": {"channel": "deep"}}
+            if where == "data":
+                message["data"] = '{"channel":"deep","value":' + chain + "}::JS"
+            else:
+                message["query"] = {"value": chain[1:-1]}
+            refused = wsx(ws, message)
+            assert refused["error"] == {"code": "parse_error",
+                                        "message": "nested deeper than 12 levels"}, where
         assert wsx(ws, {"id": 6, "path": "/shop/hello"})["status"] == 200
     assert len(server.envelopes) == 0
 

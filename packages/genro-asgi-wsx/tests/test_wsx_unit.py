@@ -137,9 +137,19 @@ def test_check_depth_counts_the_deepest_branch_not_the_brackets() -> None:
 
 def test_check_depth_on_typed_values() -> None:
     text = "[" * 6 + '"1.5::N"' + "]" * 6 + "::JS"
-    check_depth(text, parse_tytx(text), 6)
+    check_depth(text, parse_tytx(text), 6, typed=True)
     with pytest.raises(WsxError):
-        check_depth(text, parse_tytx(text), 5)
+        check_depth(text, parse_tytx(text), 5, typed=True)
+
+
+def test_typed_strings_that_hydrate_into_containers_are_walked() -> None:
+    """``::QS`` hydrates into a list: nesting without a single bracket in the text."""
+    text = '"a' + "::QS" * 8 + '"'
+    hydrated = parse_tytx(text)
+    check_depth(text, hydrated, 5)  # as plain JSON the text cannot nest: not walked
+    with pytest.raises(WsxError, match="nested deeper than 5 levels"):
+        check_depth(text, hydrated, 5, typed=True)
+    check_depth(text, hydrated, 8, typed=True)
 
 
 def test_entry_point_and_loading(tmp_path: Any) -> None:
@@ -222,9 +232,12 @@ def test_broker_from_config(tmp_path: Any) -> None:
     ({"broker": "no_such_module_here:Broker"}, "broker", "cannot import"),
     ({"broker": "wsx_helpers:NoSuchClass"}, "broker", "cannot import"),
     ({"broker": "wsx_helpers:Shop"}, "broker", "is not a genro_asgi_wsx.Broker subclass"),
+    ({"broker": "genro_asgi_wsx.broker:Broker"}, "broker", "is abstract"),
     ({"broker": "wsx_helpers:RecordingBroker", "broker_options": {"colour": "red"}},
      "broker_options", "unexpected keyword argument 'colour'"),
-    ({"broker_options": {"x": 1}}, "broker_options", "unexpected keyword argument 'x'"),
+    ({"broker_options": {"x": 1}}, "broker_options", "MemoryBroker.. got an unexpected"),
+    ({"broker": "wsx_helpers:RecordingBroker", "broker_options": {"label": ""}},
+     "broker", "failed to start: ValueError"),
 ])
 def test_a_bad_broker_is_a_config_error_naming_the_key(tmp_path: Any, options: dict[str, Any],
                                                       key: str, message: str) -> None:

@@ -123,6 +123,8 @@ class RecordingBroker(MemoryBroker):
     plus a log of what went through it and of its lifecycle."""
 
     def __init__(self, label: str = "default") -> None:
+        if not label:
+            raise ValueError("label must not be empty")
         super().__init__()
         self.label = label
         self.log: list[Any] = []

@@ -67,16 +67,18 @@ def parse_tytx(text: str) -> Any:
     return value
 
 
-def check_depth(text: str, value: Any, limit: int) -> None:
+def check_depth(text: str, value: Any, limit: int, *, typed: bool = False) -> None:
     """Refuse ``value`` (decoded from ``text``) when its containers nest deeper than ``limit``.
 
     Python's decoder accepts nesting up to the interpreter's recursion limit, but encoding such
     a value again (an answer that echoes it, an event that carries it) can exceed it: the depth
-    is bounded here, where the client's input enters. A value ``limit + 1`` deep needs more
-    than ``limit`` opening brackets and twice that many characters, so nearly every frame is
-    settled by two ``str.count`` calls and never walked.
+    is bounded here, where the client's input enters. In plain JSON a value ``limit + 1`` deep
+    needs more than ``limit`` opening brackets and twice that many characters, so nearly every
+    frame is settled by two ``str.count`` calls and never walked. A ``typed`` (TYTX) value is
+    always walked: a typed string can hydrate into containers without a bracket in the text
+    (``"a::QS::QS"``).
     """
-    if len(text) > 2 * limit and text.count("[") + text.count("{") > limit \
+    if (typed or (len(text) > 2 * limit and text.count("[") + text.count("{") > limit)) \
             and _deeper_than(value, limit):
         raise WsxError(E.PARSE_ERROR, f"nested deeper than {limit} levels")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Literal
 
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator
@@ -104,4 +105,7 @@ def broker_class(spec: str) -> type[Broker]:
         raise ValueError(f"cannot import {spec!r}: {exc}") from None
     if not (isinstance(found, type) and issubclass(found, Broker)):
         raise ValueError(f"{spec!r} is not a genro_asgi_wsx.Broker subclass")
+    if inspect.isabstract(found):
+        missing = ", ".join(sorted(getattr(found, "__abstractmethods__", ())))
+        raise ValueError(f"{spec!r} is abstract (it does not implement {missing})")
     return found

@@ -99,7 +99,7 @@ class JsonRpcProtocol:
                 stripped = text.rstrip()
                 typed = stripped.endswith(TYTX_MARK)
                 payload = parse_tytx(stripped) if typed else parse_json(text)
-            check_depth(text, payload, conn.config.max_depth)
+            check_depth(text, payload, conn.config.max_depth, typed=typed)
         except WsxError as exc:
             conn.frame_bad()
             self._send_error(None, exc)

@@ -160,7 +160,13 @@ class WsxPlugin(Plugin):
 
 
 def _make_broker(config: WsxConfig) -> Broker:
+    cls = broker_class(config.broker)
+    try:  # options the class does not take are the config's fault; its own errors are not
+        inspect.signature(cls).bind(**config.broker_options)
+    except TypeError as exc:
+        raise ConfigError(f"plugins.wsx.broker_options: {cls.__name__}() {exc}") from None
     try:
-        return broker_class(config.broker)(**config.broker_options)
-    except TypeError as exc:  # options the class does not take
-        raise ConfigError(f"plugins.wsx.broker_options: {exc}") from None
+        return cls(**config.broker_options)
+    except Exception as exc:
+        raise ConfigError(f"plugins.wsx.broker: {config.broker} failed to start: "
+                          f"{exc!r}") from None

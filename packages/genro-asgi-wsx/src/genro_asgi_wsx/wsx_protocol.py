@@ -224,7 +224,7 @@ def _decode_data(data: Any, max_depth: int) -> Mapping[str, Any] | None:
     if isinstance(data, str):
         text = data
         data = parse_tytx(text)
-        check_depth(text, data, max_depth)
+        check_depth(text, data, max_depth, typed=True)
         if data is None:
             return None
     if not isinstance(data, dict):
@@ -242,7 +242,7 @@ def _merge_query(params: Mapping[str, Any] | None, query: Any,
             raise WsxError(E.INVALID_PARAMS, f"parameter {name[:60]!r} given twice")
         if isinstance(value, str) and "::" in value:
             typed = parse_tytx(value)
-            check_depth(value, typed, max_depth)
+            check_depth(value, typed, max_depth, typed=True)
             value = typed
         merged[name] = value
     return merged
