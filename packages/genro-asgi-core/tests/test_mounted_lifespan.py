@@ -64,6 +64,29 @@ async def no_lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"plain"})
 
 
+async def waits_for_its_own_messages(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An app that ignores the scope type and reads until the end of a request body that
+    never comes: without a guard it would hold the server's startup forever."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        if message["type"] == "http.request" and not message.get("more_body"):
+            break
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"waited"})
+
+
+class StartsBothWays(LifespanApp):
+    """An ASGI app that also has an on_startup/on_shutdown pair (called before its lifespan)."""
+
+    def on_startup(self) -> None:
+        self.events.append(f"{self.name}:on_startup")
+
+    def on_shutdown(self) -> None:
+        self.events.append(f"{self.name}:on_shutdown")
+
+
 async def careless(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """An app that never looks at the scope type: it answers a lifespan scope with HTTP."""
     await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -118,10 +141,12 @@ async def test_apps_without_lifespan_support_are_left_alone(
     server = make_server()
     server.mount("/plain", no_lifespan)
     server.mount("/careless", careless)
+    server.mount("/waiting", waits_for_its_own_messages)
     with caplog.at_level(logging.WARNING):
-        async with AsyncTestClient(server) as client:
+        async with asyncio.timeout(5), AsyncTestClient(server) as client:
             assert (await client.get("/plain/a")).text == "plain"
             assert (await client.get("/careless/a")).text == "careless"
+            assert (await client.get("/waiting/a")).text == "waited"
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
@@ -137,6 +162,37 @@ async def test_a_failed_startup_fails_the_server_and_rolls_back(make_server: Any
     assert events == ["site:on_startup", "first:lifespan.startup", "broken:lifespan.startup",
                       "first:lifespan.shutdown", "site:on_shutdown"]
     assert not server.started
+
+
+async def test_a_failed_lifespan_still_rolls_back_the_apps_own_on_startup(
+        make_server: Any) -> None:
+    events: list[str] = []
+    server = make_server()
+    server.mount("/both", StartsBothWays(events, "both", fail_startup="no cache"))
+    with pytest.raises(StartupError, match="'both': no cache"):
+        await server.startup()
+    assert events == ["both:on_startup", "both:lifespan.startup", "both:on_shutdown"]
+
+
+async def test_cancelling_the_shutdown_is_not_swallowed(make_server: Any) -> None:
+    """The app answers, then takes its time to return: a cancellation of the server's
+    shutdown in that moment reaches the caller."""
+    async def slow_to_return(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await send({"type": "lifespan.shutdown.complete"})
+        await asyncio.sleep(0.8)
+
+    server = make_server()
+    server.mount("/slow", slow_to_return)
+    await server.startup()
+    shutdown = asyncio.create_task(server.shutdown())
+    await asyncio.sleep(0.2)
+    shutdown.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await shutdown
+    assert shutdown.cancelled()
 
 
 async def test_a_shutdown_that_hangs_is_cut_at_the_shutdown_timeout(

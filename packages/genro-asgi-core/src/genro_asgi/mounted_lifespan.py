@@ -1,9 +1,10 @@
 """The ASGI lifespan protocol, spoken to a mounted ASGI app (Starlette, FastAPI, ...).
 
 The server runs each mounted app's lifespan as uvicorn runs the server's own, in "auto" mode:
-an app that raises before answering the first event, returns without answering, or answers
-with something that is not a lifespan message (an app that ignores the scope type) does not
-support lifespan, which is not an error; ``lifespan.startup.failed`` is. The ``state`` the app
+an app that raises before answering the first event, returns without answering, answers with
+something that is not a lifespan message, or asks for another event before answering (an app
+that ignores the scope type and waits for its own kind of message) does not support lifespan,
+which is not an error; ``lifespan.startup.failed`` is. The ``state`` the app
 fills during startup is copied into the scope of every request it then receives, as a server
 does with its top-level app's state.
 """
@@ -11,7 +12,6 @@ does with its top-level app's state.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -39,7 +39,7 @@ class MountedLifespan:
         self._task: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
         self._answered = False
-        self._expected: tuple[str, ...] = ()
+        self._expected: tuple[str, ...] = ()  # the answers the event handed out is owed
 
     async def startup(self) -> None:
         scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"},
@@ -82,7 +82,7 @@ class MountedLifespan:
 
     async def _run(self, scope: dict[str, Any]) -> None:
         try:
-            await self.app(scope, self._to_app.get, self._send)
+            await self.app(scope, self._receive, self._send)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the app's failure is reported, never raised from here
@@ -96,6 +96,14 @@ class MountedLifespan:
     async def _ask(self, event: str) -> None:
         self._expected = _ANSWERS[event]
         await self._to_app.put({"type": event})
+
+    async def _receive(self) -> Message:
+        if self._expected and self._to_app.empty():
+            # a lifespan-aware app answers an event before it waits for the next one; an app
+            # that does not would otherwise hold the server's startup forever
+            raise RuntimeError(f"{self.name!r} waits for another lifespan event without "
+                               f"answering with {' or '.join(self._expected)}")
+        return await self._to_app.get()
 
     async def _send(self, message: Message) -> None:
         kind = message.get("type")
@@ -111,10 +119,8 @@ class MountedLifespan:
         task, self._task = self._task, None
         if task is None or task.done():
             return
-        if timeout > 0:
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(task), timeout)
+        if timeout > 0:  # asyncio.wait: a cancellation of the caller still propagates
+            await asyncio.wait({task}, timeout=timeout)
         if not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await asyncio.wait({task})  # _run() reports its own failure; nothing to retrieve

@@ -376,15 +376,16 @@ class AsgiServer:
             try:
                 if callable(hook):
                     await _maybe_await(hook())
-                if name in self._lifespan_mounts:
-                    await self._start_lifespan(name, app)
-            except StartupError:
-                await self._stop(started, started_apps)
-                raise
             except Exception as exc:
                 await self._stop(started, started_apps)
                 raise StartupError(f"startup failed in application {name!r}: {exc!r}") from exc
-            started_apps.append(name)
+            started_apps.append(name)  # its on_shutdown runs in a rollback from here on
+            if name in self._lifespan_mounts:
+                try:
+                    await self._start_lifespan(name, app)
+                except Exception:
+                    await self._stop(started, started_apps)
+                    raise
         self.watchdog.start()
         self.draining = False
         self.started = True
