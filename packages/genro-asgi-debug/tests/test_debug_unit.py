@@ -439,46 +439,106 @@ def test_a_session_that_ends_during_a_runaway_statement_ends_its_thread() -> Non
     assert "free again" in run_pdb(["!print('free again')"])
 
 
-def test_the_cli_interrupts_a_running_command_and_detaches_at_the_prompt() -> None:
-    """Ctrl-C in `genro-asgi-debug attach`: interrupt while pdb works, detach at the prompt."""
+class ScriptedClient:
+    """What `interact` talks to: frames from a script; ``CTRL_C`` raises KeyboardInterrupt
+    there, once the typed line has been sent."""
+
+    CTRL_C = "ctrl-c"
+
+    def __init__(self, script: list[Any]) -> None:
+        self.script = list(script)
+        self.sent: list[tuple[str, Any]] = []
+        self.line_sent = threading.Event()
+
+    def send_input(self, text: str, *, eof: bool = False) -> None:
+        self.sent.append(("input", text))
+        self.line_sent.set()
+
+    def interrupt(self) -> None:
+        self.sent.append(("interrupt", None))
+
+    def detach(self) -> None:
+        self.sent.append(("detach", None))
+
+    def receive(self, timeout: float | None = None) -> dict[str, Any]:
+        step = self.script.pop(0)
+        if step == self.CTRL_C:
+            assert self.line_sent.wait(WAIT)
+            raise KeyboardInterrupt
+        return step  # type: ignore[no-any-return]
+
+
+def run_interact(script: list[Any], typed: str) -> tuple[int, ScriptedClient, str]:
     import io
 
     from genro_asgi_debug.cli import interact
 
-    class ScriptedClient:
-        def __init__(self) -> None:
-            self.sent: list[tuple[str, Any]] = []
-            self.line_sent = threading.Event()
-            self.step = 0
-
-        def send_input(self, text: str, *, eof: bool = False) -> None:
-            self.sent.append(("input", text))
-            self.line_sent.set()
-
-        def interrupt(self) -> None:
-            self.sent.append(("interrupt", None))
-
-        def detach(self) -> None:
-            self.sent.append(("detach", None))
-
-        def receive(self, timeout: float | None = None) -> dict[str, Any]:
-            self.step += 1
-            if self.step == 1:
-                return {"type": "output", "data": "> frame\n(Pdb) "}
-            if self.step == 2:  # Ctrl-C while the line just typed runs
-                assert self.line_sent.wait(WAIT)
-                raise KeyboardInterrupt
-            if self.step == 3:
-                return {"type": "output", "data": "*** KeyboardInterrupt\n(Pdb) "}
-            if self.step == 4:  # Ctrl-C at the prompt
-                raise KeyboardInterrupt
-            return {"type": "detached", "incident": "abc", "reason": "detached by the client"}
-
-    client = ScriptedClient()
-    stdin = io.StringIO("!while True: pass\n")
+    client = ScriptedClient(script)
+    stdin = io.StringIO(typed)
     stdin.isatty = lambda: False  # type: ignore[method-assign]
-    out, err = io.StringIO(), io.StringIO()
-    assert interact(client, stdin, out, err) == 130  # type: ignore[arg-type]
+    out = io.StringIO()
+    code = interact(client, stdin, out, io.StringIO())  # type: ignore[arg-type]
+    return code, client, out.getvalue()
+
+
+DETACHED = {"type": "detached", "incident": "abc", "reason": "detached by the client"}
+
+
+def test_the_cli_interrupts_a_running_command_and_detaches_at_the_prompt() -> None:
+    """Ctrl-C in `genro-asgi-debug attach`: interrupt while pdb works, detach at the prompt."""
+    code, client, out = run_interact([
+        {"type": "output", "data": "> frame\n(Pdb) "},
+        ScriptedClient.CTRL_C,  # while the line just typed runs
+        {"type": "output", "data": "*** KeyboardInterrupt\n(Pdb) "},
+        ScriptedClient.CTRL_C,  # at the prompt
+        DETACHED,
+    ], "!while True: pass\n")
+    assert code == 130
     assert client.sent[0] == ("input", "!while True: pass\n")
     assert [kind for kind, _ in client.sent if kind != "input"] == ["interrupt", "detach"]
-    assert "KeyboardInterrupt" in out.getvalue()
+    assert "KeyboardInterrupt" in out
+
+
+def test_the_cli_counts_a_prompt_split_across_two_frames() -> None:
+    """Output comes in chunks of at most 32 KiB, so "(Pdb) " can be cut in two."""
+    code, client, _out = run_interact([
+        {"type": "output", "data": "> frame\n(Pd"},
+        {"type": "output", "data": "b) "},
+        ScriptedClient.CTRL_C,  # one prompt, one line sent: pdb is working
+        {"type": "output", "data": "x" * 40 + "(Pdb"},
+        {"type": "output", "data": ") "},
+        ScriptedClient.CTRL_C,  # two prompts, one line: at the prompt
+        DETACHED,
+    ], "p 'x' * 40\n")
+    assert code == 130
+    assert [kind for kind, _ in client.sent if kind != "input"] == ["interrupt", "detach"]
+
+
+def test_an_interrupt_scheduled_too_late_can_be_withdrawn() -> None:
+    """What _escalate does when the command ended between its look and the scheduling."""
+    from genro_asgi_debug.remote_pdb import _raise_in_thread
+
+    release, outcome = threading.Event(), []
+
+    def blocked() -> None:
+        try:
+            release.wait(WAIT)  # a C call: a scheduled exception waits for its return
+            for _ in range(1000):
+                pass
+            outcome.append("ran on")
+        except KeyboardInterrupt:
+            outcome.append("interrupted")
+
+    for withdraw in (False, True):
+        release.clear()
+        outcome.clear()
+        thread = threading.Thread(target=blocked)
+        thread.start()
+        time.sleep(0.05)
+        assert thread.ident is not None
+        assert _raise_in_thread(thread.ident, KeyboardInterrupt)
+        if withdraw:
+            _raise_in_thread(thread.ident, None)
+        release.set()
+        thread.join(WAIT)
+        assert outcome == (["ran on"] if withdraw else ["interrupted"])

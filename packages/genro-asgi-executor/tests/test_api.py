@@ -87,6 +87,8 @@ async def test_bad_requests_are_4xx(tmp_path: Path) -> None:
             ("DELETE", "/_tasks", 405),
             ("PUT", f"/_tasks/{added}/cancel", 405),
             ("PATCH", f"/_tasks/{added}", 405),
+            ("OPTIONS", "/_tasks", 405),
+            ("TRACE", f"/_tasks/{added}/cancel", 405),
             ("GET", f"/_tasks/{added}/other", 404),
             ("GET", f"/_tasks/{added}/cancel/more", 404),
             ("POST", f"/_tasks/{added}/cancel", 409),

@@ -223,6 +223,7 @@ def interact(client: DebugClient, stdin: TextIO, out: TextIO, err: TextIO) -> in
     threading.Thread(target=pump, name="genro-asgi-debug-stdin", daemon=True).start()
     interrupted = False
     prompts = 0
+    tail = ""  # the end of the output so far: a prompt may be split across two frames
     while True:
         try:
             message = client.receive()
@@ -240,7 +241,8 @@ def interact(client: DebugClient, stdin: TextIO, out: TextIO, err: TextIO) -> in
             return 1
         if message["type"] == "output":
             data = str(message.get("data", ""))
-            if data.endswith(PDB_PROMPT):
+            tail = (tail + data)[-len(PDB_PROMPT):]
+            if data and tail == PDB_PROMPT:
                 prompts += 1
             out.write(data)
             out.flush()

@@ -57,10 +57,12 @@ _OWN_CODE = frozenset(module.__file__ for module in (pdb, bdb, cmd, sys.modules[
 ESCALATE_AFTER = 0.5  # seconds an undelivered interrupt waits before it is raised asynchronously
 
 
-def _raise_in_thread(ident: int, exc_type: type[BaseException]) -> bool:
-    """Schedule ``exc_type`` in the thread ``ident``: raised at its next eval-loop check."""
+def _raise_in_thread(ident: int, exc_type: type[BaseException] | None) -> bool:
+    """Schedule ``exc_type`` in the thread ``ident``, raised at its next eval-loop check
+    (``None``: withdraw one scheduled and not yet raised)."""
     set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
-    return bool(set_async_exc(ctypes.c_ulong(ident), ctypes.py_object(exc_type)) == 1)
+    exc = None if exc_type is None else ctypes.py_object(exc_type)  # None is NULL for ctypes
+    return bool(set_async_exc(ctypes.c_ulong(ident), exc) == 1)
 
 
 class LineInput:
@@ -190,11 +192,17 @@ class RemotePdb(pdb.Pdb):
     def _escalate(self, ident: int, command: int) -> None:
         if not self._interrupting or self._running != ident or self._command != command:
             return  # delivered, or that command is over
-        frame = sys._current_frames().get(ident)
-        if frame is None or frame.f_code.co_filename in _OWN_CODE:
+        if not self._in_command_code(ident):
             return  # in pdb's own code (or C code it called): an exception there could break it
         self._interrupting = False
         _raise_in_thread(ident, KeyboardInterrupt)
+        # the command may have ended between the look and the scheduling: take it back then
+        if self._command != command or not self._in_command_code(ident):
+            _raise_in_thread(ident, None)
+
+    def _in_command_code(self, ident: int) -> bool:
+        frame = sys._current_frames().get(ident)
+        return frame is not None and frame.f_code.co_filename not in _OWN_CODE
 
     def _watch_calls(self, frame: FrameType, event: str, arg: Any) -> Any:
         if frame.f_code.co_filename in _OWN_CODE:

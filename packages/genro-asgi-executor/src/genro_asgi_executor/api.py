@@ -55,9 +55,9 @@ class TasksApp(AsgiApplication):
         self.auth_rule = plugin.config.auth_rule
         self.tracebacks = plugin.config.expose_tracebacks
 
-    # every method reaches the handler, which answers 405 with the Allow of the path asked
-    # (GET on the list and on a task, POST on cancel), not the union of them all
-    @route(methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    # every standard method reaches the handler, which answers 405 with the Allow of the path
+    # asked (GET on the list and on a task, POST on cancel), not the union of them all
+    @route(methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"])
     async def index(self, *path: str, request: Request, state: str | None = None,
                     name: str | None = None, pool: str | None = None,
                     limit: int = 100, results: bool = False) -> Response:
