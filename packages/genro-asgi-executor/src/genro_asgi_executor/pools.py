@@ -397,6 +397,7 @@ class ProcessPool(Pool):
         self._queue: deque[Job] = deque()
         self._idle: list[_Worker] = []
         self._alive: set[_Worker] = set()
+        self._dying: set[_Worker] = set()  # killed, until their reader has reaped them
 
     @property
     def processes(self) -> int:
@@ -513,6 +514,7 @@ class ProcessPool(Pool):
 
     def _exited(self, worker: _Worker) -> None:
         self._alive.discard(worker)
+        self._dying.discard(worker)
         with contextlib.suppress(ValueError):
             self._idle.remove(worker)
         worker.conn.close()
@@ -534,6 +536,7 @@ class ProcessPool(Pool):
         with contextlib.suppress(ValueError):
             self._idle.remove(worker)
         self._alive.discard(worker)  # a replacement may start before this one is reaped
+        self._dying.add(worker)
         with contextlib.suppress(OSError, ValueError, AttributeError):
             worker.process.kill()
 
@@ -561,6 +564,7 @@ class ProcessPool(Pool):
             job.resolve(error=ExecutorClosed(f"pool {self.name!r} shut down before the job "
                                               "started"))
         workers = list(self._alive)
+        dying = [w.process for w in self._dying]  # killed before: gone by the time close ends
         for worker in workers:
             if worker.job is not None:
                 job = worker.job
@@ -572,7 +576,7 @@ class ProcessPool(Pool):
                     worker.conn.send_bytes(STOP)  # the worker returns; its reader sees EOF
         self._alive.clear()
         self._idle.clear()
-        await asyncio.to_thread(_reap, [w.process for w in workers])
+        await asyncio.to_thread(_reap, [w.process for w in workers] + dying)
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
