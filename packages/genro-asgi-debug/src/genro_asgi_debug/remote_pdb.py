@@ -81,10 +81,6 @@ class LineInput:
         self._closed = True
         self._lines.put("")
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     def readline(self, size: int = -1) -> str:
         line = self._lines.get()
         if line == "":
