@@ -221,6 +221,33 @@ async def test_lifespan_false_never_sends_it(make_server: Any) -> None:
     assert events == []
 
 
+async def test_lifespan_from_config(tmp_path: Path) -> None:
+    """``apps.<name>.lifespan`` in config.yaml: on by default, ``false`` opts out."""
+    events: list[str] = []
+    module = tmp_path / "lifespan_config_apps.py"
+    module.write_text("")  # the apps are set on it below
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        apps_module = importlib.import_module("lifespan_config_apps")
+        apps_module.on = LifespanApp(events, "on")  # type: ignore[attr-defined]
+        apps_module.off = LifespanApp(events, "off")  # type: ignore[attr-defined]
+        server = AsgiServer(tmp_path, config={"apps": {
+            "on": {"module": "lifespan_config_apps:on"},
+            "off": {"module": "lifespan_config_apps:off", "lifespan": False}}}, environ={})
+        async with AsyncTestClient(server):
+            pass
+        assert events == ["on:lifespan.startup", "on:lifespan.shutdown"]
+        with pytest.raises(Exception, match=r"apps\.on\.lifespan"):
+            AsgiServer(tmp_path, config={"apps": {
+                "on": {"module": "lifespan_config_apps:on", "lifespan": "maybe"}}}, environ={})
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("lifespan_config_apps", None)
+
+
 async def test_a_server_can_start_again_after_a_shutdown(make_server: Any) -> None:
     events: list[str] = []
     server = make_server()

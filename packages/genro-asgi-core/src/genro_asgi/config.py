@@ -66,13 +66,15 @@ class WatchdogSettings(BaseModel):
 
 
 class AppSettings(BaseModel):
-    """One mounted application; keys other than module/prefix/wsgi are the app's parameters."""
+    """One mounted application; keys other than module/prefix/wsgi/lifespan are the app's
+    parameters."""
 
     model_config = ConfigDict(extra="allow")
 
     module: str
     prefix: str | None = None
     wsgi: bool = False
+    lifespan: bool = True  # send a mounted ASGI app its own lifespan events
 
     @property
     def params(self) -> dict[str, Any]:

@@ -221,7 +221,7 @@ class AsgiServer:
         if spec.wsgi:
             self.mount_wsgi(prefix, app, name=name)
         else:
-            self.mount(prefix, app, name=name)
+            self.mount(prefix, app, name=name, lifespan=spec.lifespan)
 
     def _resolve_paths(self, target: type, params: dict[str, Any]) -> dict[str, Any]:
         """Relative paths named in a class's ``path_params`` are relative to server_dir."""
