@@ -5,6 +5,8 @@
   called inline on the loop (what a handler does without an executor), and an idle loop;
 - submit overhead per task: ``submit`` + ``result`` of a no-op task, ``run_blocking`` of a
   no-op, versus a bare ``loop.run_in_executor`` on a ThreadPoolExecutor (sequential calls);
+- event-loop latency while 3 process jobs with a 64 MiB argument are handed over:
+  ``run_process`` versus ``ProcessPoolExecutor`` (which pickles and sends in its own thread);
 - jobs/second for tiny jobs, 2,000 at once (``gather``): ``run_blocking`` vs
   ``run_in_executor`` (threads), ``run_process`` vs ``ProcessPoolExecutor`` (processes), and
   ``submit`` of tasks.
@@ -34,6 +36,8 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 CPU_JOBS = 8
+LARGE_JOBS = 3
+LARGE_DATA = b"x" * (64 << 20)  # sent to a worker: a pickled payload of the same size
 CPU_N = 300_000
 TINY = 2_000
 SEQUENTIAL = 500
@@ -44,6 +48,10 @@ def burn(n: int = CPU_N) -> int:
     for i in range(n):
         total += i * i
     return total
+
+
+def size_of(data: bytes) -> int:
+    return len(data)
 
 
 def noop(x: int = 0) -> int:
@@ -58,13 +66,20 @@ async def ticker(stop: asyncio.Event, late: list[float]) -> None:
         late.append((loop.time() - asked - 0.001) * 1000)
 
 
-async def latency(mode: str, executor: Any) -> dict[str, float]:
+async def latency(mode: str, executor: Any, processes: ProcessPoolExecutor) -> dict[str, float]:
     stop, late = asyncio.Event(), []
     tick = asyncio.create_task(ticker(stop, late))
     await asyncio.sleep(0.01)
     started = time.perf_counter()
     if mode == "executor":
         await asyncio.gather(*[executor.run_process(burn) for _ in range(CPU_JOBS)])
+    elif mode == "large":
+        for _ in range(LARGE_JOBS):
+            await executor.run_process(size_of, LARGE_DATA)
+    elif mode == "large-peer":
+        loop = asyncio.get_running_loop()
+        for _ in range(LARGE_JOBS):
+            await loop.run_in_executor(processes, size_of, LARGE_DATA)
     elif mode == "inline":
         for _ in range(CPU_JOBS):
             burn()
@@ -127,7 +142,8 @@ async def main(rounds: int) -> dict[str, Any]:
     await executor.run_process(noop)  # workers up before measuring
     await asyncio.gather(*[asyncio.get_running_loop().run_in_executor(processes, noop)
                            for _ in range(4)])
-    lat: dict[str, list[dict[str, float]]] = {"idle": [], "executor": [], "inline": []}
+    lat: dict[str, list[dict[str, float]]] = {"idle": [], "executor": [], "inline": [],
+                                              "large": [], "large-peer": []}
     calls: dict[str, list[float]] = {"run_in_executor": [], "run_blocking": [], "submit": []}
     rates: dict[str, list[float]] = {k: [] for k in (
         "run_in_executor/thread", "run_blocking", "ProcessPoolExecutor", "run_process",
@@ -135,7 +151,7 @@ async def main(rounds: int) -> dict[str, Any]:
     try:
         for _ in range(rounds):
             for mode in lat:
-                lat[mode].append(await latency(mode, executor))
+                lat[mode].append(await latency(mode, executor, processes))
             for kind in calls:
                 calls[kind].append(await per_call(kind, executor, threads))
             for kind in rates:
@@ -156,7 +172,10 @@ async def main(rounds: int) -> dict[str, Any]:
     print(f"event-loop lateness of a 1 ms ticker while {CPU_JOBS} CPU jobs run "
           f"(median of {rounds} rounds):")
     for mode, row in out["latency"].items():
-        print(f"  {mode:9s} p50 {row['p50_ms']:8.2f} ms  p99 {row['p99_ms']:8.2f} ms  "
+        if mode == "large":
+            print(f"event-loop lateness while {LARGE_JOBS} process jobs with a "
+                  f"{len(LARGE_DATA) >> 20} MiB argument are handed over:")
+        print(f"  {mode:10s} p50 {row['p50_ms']:8.2f} ms  p99 {row['p99_ms']:8.2f} ms  "
               f"max {row['max_ms']:8.2f} ms  wall {row['wall_s']:.2f} s")
     base = out["per_call_us"]["run_in_executor"]
     print(f"sequential call of a no-op ({SEQUENTIAL} calls), us per call:")

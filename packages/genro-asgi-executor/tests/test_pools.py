@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import threading
 from pathlib import Path
+from typing import Any
 
 import executor_jobs as jobs
 import pytest
-from executor_helpers import running, until
+from executor_helpers import HANG_GUARD, running, until
 
 from genro_asgi_executor import (
     ExecutorClosed,
@@ -306,3 +308,77 @@ async def test_a_caller_given_room_as_the_pool_closes_is_refused(tmp_path: Path)
         release.set()
         assert await busy == "finished anyway"
         await until(lambda: pool.pending == 0 and pool.running == 0, "the accounting")
+
+
+class GatedSend:
+    """ProcessPool._send held until ``release()``: a large job caught while being sent."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from genro_asgi_executor import pools
+
+        self.gate = threading.Event()
+        self.threads: list[str] = []
+        original = pools.ProcessPool._send
+
+        def gated(pool: Any, loop: Any, worker: Any, job: Any, payload: bytes) -> None:
+            self.threads.append(threading.current_thread().name)
+            self.gate.wait(HANG_GUARD)
+            original(pool, loop, worker, job, payload)
+
+        monkeypatch.setattr(pools.ProcessPool, "_send", gated)
+
+    def release(self) -> None:
+        self.gate.set()
+
+
+def large() -> bytes:
+    from genro_asgi_executor.pools import SEND_INLINE_MAX
+
+    return b"x" * (SEND_INLINE_MAX + 1)
+
+
+async def test_a_large_job_is_sent_by_a_thread_and_runs(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    sending = GatedSend(monkeypatch)
+    sending.release()
+    async with running(tmp_path) as executor:
+        data = large()
+        assert await executor.run_process(jobs.echo, data) == data
+        task_id = await executor.submit(jobs.echo, data, pool="cpu")
+        assert await executor.tasks.result(task_id) == data
+        record = executor.tasks.status(task_id)
+        assert record.state == "done" and record.started_at is not None  # it did start
+        assert await executor.run_process(jobs.add, 1, 2) == 3  # small ones: sent inline
+    assert sending.threads == ["pool-cpu-send", "pool-cpu-send"]
+
+
+async def test_a_large_job_cancelled_while_being_sent_never_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sending = GatedSend(monkeypatch)
+    async with running(tmp_path) as executor:
+        pool = executor.pool("cpu")
+        task_id = await executor.submit(jobs.echo, large(), pool="cpu")
+        await until(lambda: sending.threads, "the send to start")
+        assert executor.tasks.status(task_id).state == "pending"
+        assert executor.tasks.cancel(task_id)
+        sending.release()
+        with pytest.raises(TaskCancelled):
+            await executor.tasks.result(task_id)
+        assert await executor.run_process(jobs.add, 1, 2) == 3  # a new worker serves
+        assert pool.restarts == 0 and pool.running == 0
+        assert executor.tasks.status(task_id).state == "cancelled"
+
+
+async def test_a_worker_that_dies_while_a_large_job_is_sent_fails_that_job(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sending = GatedSend(monkeypatch)
+    async with running(tmp_path) as executor:
+        pool = executor.pool("cpu")
+        future = asyncio.ensure_future(executor.run_process(jobs.echo, large()))
+        await until(lambda: sending.threads, "the send to start")
+        (worker,) = [w for w in pool._alive if w.job is not None]
+        os.kill(worker.process.pid, signal.SIGKILL)
+        sending.release()
+        with pytest.raises(WorkerCrashed, match="killed by SIGKILL"):
+            await asyncio.wait_for(future, HANG_GUARD)
+        assert await executor.run_process(jobs.add, 2, 2) == 4

@@ -47,6 +47,9 @@ from .errors import (
 
 StopReason = Literal["cancelled", "timed_out"]
 ProgressSink = Callable[[float | None, str | None], None]
+# a process job pickled larger than this is sent to its worker by a thread: writing it would
+# hold the event loop until the worker has read it all (about 150 ms for 64 MiB here)
+SEND_INLINE_MAX = 1 << 20
 
 
 def call_threadsafe(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:
@@ -432,8 +435,15 @@ class ProcessPool(Pool):
                 return
             job = self._queue.popleft()
             worker.job = job
+            payload = job.payload or b""
+            if len(payload) > SEND_INLINE_MAX:
+                # a large job would hold the loop while the worker drains the pipe: a thread
+                # sends it, and the job stays pending until _sent() hears it arrived
+                threading.Thread(target=self._send, args=(self.loop, worker, job, payload),
+                                 daemon=True, name=f"pool-{self.name}-send").start()
+                continue
             try:
-                worker.conn.send_bytes(job.payload or b"")
+                worker.conn.send_bytes(payload)
             except OSError:  # it died while idle; its reader reports the exit
                 worker.job = None
                 worker.killed = True
@@ -442,6 +452,22 @@ class ProcessPool(Pool):
                 continue
             if not self._mark_started(job):  # stopped in the meantime: recycle the worker
                 self._kill(worker)
+
+    def _send(self, loop: asyncio.AbstractEventLoop, worker: _Worker, job: Job,
+              payload: bytes) -> None:
+        try:
+            worker.conn.send_bytes(payload)
+        except (OSError, ValueError):
+            # the worker died (or was killed) while reading it: its reader reports the exit,
+            # and the job with it (not requeued: the job itself may be what killed it)
+            return
+        call_threadsafe(loop, self._sent, worker, job)
+
+    def _sent(self, worker: _Worker, job: Job) -> None:
+        if self.closed or worker.job is not job:  # ended meanwhile: cancelled, crashed...
+            return
+        if not self._mark_started(job):  # stopped while it was being sent
+            self._kill(worker)
 
     # process jobs are counted on the loop: the pool hands each job to its worker from here
     def _mark_started(self, job: Job) -> bool:
@@ -549,6 +575,10 @@ class ProcessPool(Pool):
         elif job.state == "pending":
             with contextlib.suppress(ValueError):
                 self._queue.remove(job)
+            for worker in list(self._alive):
+                if worker.job is job:  # being sent to it: that worker would run it anyway
+                    worker.job = None
+                    self._kill(worker)
             self._mark_ended(job)
         elif job.state == "running":
             for worker in list(self._alive):
