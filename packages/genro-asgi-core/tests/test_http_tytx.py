@@ -37,6 +37,10 @@ class Ledger(AsgiApplication):
         return {"price": Decimal("9.99"), "day": datetime.date(2025, 6, 1)}
 
     @route()
+    def not_finite(self, which: str) -> Any:
+        return {"value": float(which)} if which != "text" else {"value": "NaN", "x": "Infinity"}
+
+    @route()
     def raw(self) -> bytes:
         return b"\x01\x02"
 
@@ -209,3 +213,28 @@ def test_decode_unit_refuses_non_json_text() -> None:
         tytx_module.decode(b"{oops", "json")
     with pytest.raises(BadRequest, match="UTF-8"):
         tytx_module.decode(b"\xff", "json")
+
+
+@pytest.mark.parametrize("which", ["nan", "inf", "-inf"])
+def test_a_non_finite_result_is_a_500_in_tytx_as_in_json(client: Any, which: str) -> None:
+    """genro-tytx writes NaN / Infinity as bare tokens that no JSON parser reads: like the
+    plain JSON encoder, the response refuses them (a handler bug), instead of sending a body
+    the client cannot parse."""
+    for headers in ({}, {"X-TYTX-Transport": "json"}):
+        response = client.get("/l/not_finite", params={"which": which}, headers=headers)
+        assert response.status_code == 500, (headers, response.text)
+
+
+def test_the_words_nan_and_infinity_in_strings_are_fine(client: Any) -> None:
+    response = client.get("/l/not_finite", params={"which": "text"},
+                          headers={"X-TYTX-Transport": "json"})
+    assert response.status_code == 200
+    assert tytx_module.decode(response.content, "json") == {"value": "NaN", "x": "Infinity"}
+
+
+def test_check_finite_unit() -> None:
+    for text in ("NaN", "-Infinity", '{"a":[1,NaN]}', '{"p":"1.5::N","x":Infinity}::JS'):
+        with pytest.raises(ValueError, match="not JSON compliant"):
+            tytx_module.check_finite(text)
+    for text in ('"NaN"', '{"a":"Infinity"}', '{"p":"NaN::N"}::JS', "NaN::N", "1.5"):
+        tytx_module.check_finite(text)

@@ -128,6 +128,19 @@ def test_internal_error_leaks_nothing(ws: Any) -> None:
     assert unencodable["status"] == 500
 
 
+@pytest.mark.parametrize("which", ["nan", "inf", "-inf"])
+def test_a_non_finite_result_is_an_error_not_invalid_json(ws: Any, which: str) -> None:
+    """genro-tytx writes NaN / Infinity as bare tokens that no JSON parser reads: the client
+    would lose the whole frame. They are an encoding error, as in plain JSON."""
+    ws.send("WSX://" + json.dumps({"id": 3, "path": "/shop/not_finite",
+                                   "data": {"which": which}}))
+    frame = ws.recv(timeout=10)
+    answer = json.loads(frame[len("WSX://"):])  # the frame itself is valid JSON
+    assert answer["status"] == 500 and answer["error"]["message"] == (
+        "the result cannot be encoded")
+    assert wsx(ws, {"id": 4, "path": "/shop/hello"})["status"] == 200
+
+
 @pytest.mark.parametrize("frame", [
     "hello", "WSX://", "WSX://{", "WSX://[1,2]", "WSX://null", "WSX://\"text\"",
     "WSX://{\"a\":NaN}", "WSX://" + "[" * 100_000, "WSX://{\"id\":1e999999}",

@@ -142,6 +142,16 @@ def test_check_depth_on_typed_values() -> None:
         check_depth(text, parse_tytx(text), 5, typed=True)
 
 
+def test_tytx_text_refuses_non_finite_floats_but_not_their_names() -> None:
+    from genro_asgi_wsx.codec import tytx_text
+
+    for value in (float("nan"), float("inf"), {"deep": [1, float("-inf")]}):
+        with pytest.raises(ValueError, match="not JSON compliant"):
+            tytx_text(value)
+    assert tytx_text({"a": "NaN", "b": ["Infinity"]}) == '{"a":"NaN","b":["Infinity"]}'
+    assert tytx_text("NaN") == '"NaN"'
+
+
 def test_typed_strings_that_hydrate_into_containers_are_walked() -> None:
     """``::QS`` hydrates into a list: nesting without a single bracket in the text."""
     text = '"a' + "::QS" * 8 + '"'

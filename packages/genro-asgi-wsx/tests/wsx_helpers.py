@@ -76,6 +76,10 @@ class Shop(AsgiApplication):
     def odd(self) -> Any:
         return {"bad": object()}
 
+    @route()
+    def not_finite(self, which: str = "nan") -> Any:
+        return {"value": float(which), "label": "NaN and Infinity as text are fine"}
+
     @route(auth="admin")
     def admin_only(self) -> str:
         return "secret stuff"

@@ -7,6 +7,7 @@ content type, and gets typed params and a typed response in the same transport.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from decimal import InvalidOperation
 from typing import Any, Literal
@@ -102,7 +103,27 @@ def decode_text(text: str) -> Any:
 
 def encode(value: Any, transport: Transport) -> bytes:
     data = to_tytx(value, transport)
+    if transport == "json" and isinstance(data, str):
+        # the json transport is the TYTX text between two quotes ('"{"p":"1.5::N"}::JS"')
+        check_finite(data[1:-1] if len(data) > 1 and data[0] == data[-1] == '"' else data)
     return data if isinstance(data, bytes) else data.encode("utf-8")
+
+
+def check_finite(text: str) -> None:
+    """Refuse TYTX JSON text holding ``NaN`` or ``Infinity``: genro-tytx writes non-finite
+    floats as those bare tokens, which no JSON parser reads (a browser's ``JSON.parse``
+    fails on the whole answer). ValueError, as the plain JSON encoder raises for them; the
+    text is parsed only when one of the two words appears in it."""
+    if "NaN" not in text and "Infinity" not in text:
+        return
+    body = text[:-4] if text.endswith("::JS") else text
+    found: list[str] = []
+    try:
+        json.loads(body, parse_constant=found.append)
+    except ValueError:
+        return  # a typed scalar ("NaN::N", a Decimal), not JSON: nothing non-finite in it
+    if found:
+        raise ValueError("Out of range float values are not JSON compliant")
 
 
 def _describe(exc: BaseException) -> str:

@@ -16,6 +16,8 @@ from typing import Any
 
 from genro_tytx import from_tytx, to_tytx
 
+from genro_asgi.tytx import check_finite
+
 from . import errors as E
 from .errors import WsxError
 
@@ -121,7 +123,10 @@ def tytx_text(value: Any) -> str:
     if kind is bool:
         return "true" if value else "false"
     text = to_tytx(value)
-    return text if isinstance(text, str) else text.decode("utf-8")
+    if not isinstance(text, str):
+        text = text.decode("utf-8")
+    check_finite(text)  # NaN / Infinity: a ValueError, as plain_json() raises
+    return text
 
 
 def tytx_json_fragment(value: Any) -> tuple[str, bool]:
