@@ -232,6 +232,14 @@ def test_the_words_nan_and_infinity_in_strings_are_fine(client: Any) -> None:
     assert tytx_module.decode(response.content, "json") == {"value": "NaN", "x": "Infinity"}
 
 
+def test_non_finite_floats_are_refused_in_every_text_transport() -> None:
+    for transport in ("json", "xml"):
+        with pytest.raises(ValueError, match="not JSON compliant"):
+            tytx_module.encode({"a": {"b": float("nan")}}, transport)  # type: ignore[arg-type]
+        assert tytx_module.decode(tytx_module.encode(  # type: ignore[arg-type]
+            {"a": "NaN"}, transport), transport) == {"a": "NaN"}  # type: ignore[arg-type]
+
+
 def test_check_finite_unit() -> None:
     for text in ("NaN", "-Infinity", '{"a":[1,NaN]}', '{"p":"1.5::N","x":Infinity}::JS'):
         with pytest.raises(ValueError, match="not JSON compliant"):

@@ -311,24 +311,34 @@ async def test_a_caller_given_room_as_the_pool_closes_is_refused(tmp_path: Path)
 
 
 class GatedSend:
-    """ProcessPool._send held until ``release()``: a large job caught while being sent."""
+    """ProcessPool._send held until ``release()``: a large job caught while being sent. Each
+    send waits for its own release; ``open()`` lets every send through."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         from genro_asgi_executor import pools
 
-        self.gate = threading.Event()
+        self.gates: list[threading.Event] = []
+        self.workers: list[Any] = []
         self.threads: list[str] = []
+        self.opened = threading.Event()
         original = pools.ProcessPool._send
 
         def gated(pool: Any, loop: Any, worker: Any, job: Any, payload: bytes) -> None:
+            gate = threading.Event()
+            self.gates.append(gate)
+            self.workers.append(worker)
             self.threads.append(threading.current_thread().name)
-            self.gate.wait(HANG_GUARD)
+            while not (gate.is_set() or self.opened.is_set()):
+                gate.wait(0.01)
             original(pool, loop, worker, job, payload)
 
         monkeypatch.setattr(pools.ProcessPool, "_send", gated)
 
-    def release(self) -> None:
-        self.gate.set()
+    def release(self, index: int = -1) -> None:
+        self.gates[index].set()
+
+    def open(self) -> None:
+        self.opened.set()
 
 
 def large() -> bytes:
@@ -340,7 +350,7 @@ def large() -> bytes:
 async def test_a_large_job_is_sent_by_a_thread_and_runs(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     sending = GatedSend(monkeypatch)
-    sending.release()
+    sending.open()
     async with running(tmp_path) as executor:
         data = large()
         assert await executor.run_process(jobs.echo, data) == data
@@ -369,16 +379,30 @@ async def test_a_large_job_cancelled_while_being_sent_never_runs(
         assert executor.tasks.status(task_id).state == "cancelled"
 
 
-async def test_a_worker_that_dies_while_a_large_job_is_sent_fails_that_job(
+async def test_a_large_job_whose_worker_dies_before_it_has_it_is_sent_again_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The job never ran: it goes to another worker, once (reading it may be what kills)."""
     sending = GatedSend(monkeypatch)
     async with running(tmp_path) as executor:
-        pool = executor.pool("cpu")
-        future = asyncio.ensure_future(executor.run_process(jobs.echo, large()))
+        data = large()
+        future = asyncio.ensure_future(executor.run_process(jobs.echo, data))
         await until(lambda: sending.threads, "the send to start")
-        (worker,) = [w for w in pool._alive if w.job is not None]
-        os.kill(worker.process.pid, signal.SIGKILL)
-        sending.release()
+        os.kill(sending.workers[0].process.pid, signal.SIGKILL)
+        sending.release(0)
+        await until(lambda: len(sending.threads) == 2, "the job to be sent again")
+        assert sending.workers[1] is not sending.workers[0]
+        sending.release(1)
+        assert await asyncio.wait_for(future, HANG_GUARD) == data
+
+        twice = asyncio.ensure_future(executor.run_process(jobs.echo, data))
+        for attempt in (2, 3):
+            await until(lambda a=attempt: len(sending.threads) == a + 1, "a send")
+            os.kill(sending.workers[attempt].process.pid, signal.SIGKILL)
+            sending.release(attempt)
         with pytest.raises(WorkerCrashed, match="killed by SIGKILL"):
-            await asyncio.wait_for(future, HANG_GUARD)
+            await asyncio.wait_for(twice, HANG_GUARD)
+        assert len(sending.threads) == 4  # not a third time
+        sending.open()
         assert await executor.run_process(jobs.add, 2, 2) == 4
+        pool = executor.pool("cpu")
+        assert pool.running == 0

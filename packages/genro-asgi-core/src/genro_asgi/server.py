@@ -420,7 +420,9 @@ class AsgiServer:
             if lifespan is not None:
                 if self._dispatcher is not None:
                     self._dispatcher.mount_states.pop(self._lifespan_mounts[name], None)
-                await lifespan.shutdown(self.settings.server.shutdown_timeout)
+                # at least a second: shutdown_timeout 0 (no wait for requests) must not
+                # cancel an app's cleanup at its first await
+                await lifespan.shutdown(max(self.settings.server.shutdown_timeout, 1.0))
             hook = getattr(self.apps[name], "on_shutdown", None)
             if callable(hook):
                 try:

@@ -103,10 +103,21 @@ def decode_text(text: str) -> Any:
 
 def encode(value: Any, transport: Transport) -> bytes:
     data = to_tytx(value, transport)
-    if transport == "json" and isinstance(data, str):
-        # the json transport is the TYTX text between two quotes ('"{"p":"1.5::N"}::JS"')
-        check_finite(data[1:-1] if len(data) > 1 and data[0] == data[-1] == '"' else data)
+    if isinstance(data, str):
+        check_finite(_tytx_text_of(data, transport))
     return data if isinstance(data, bytes) else data.encode("utf-8")
+
+
+_XML_ROOT = ("<tytx_root>", "</tytx_root>")
+
+
+def _tytx_text_of(data: str, transport: Transport) -> str:
+    """The TYTX JSON text inside a transport's envelope: the json transport puts it between
+    two quotes ('"{"p":"1.5::N"}::JS"'), the xml one inside ``<tytx_root>``."""
+    if transport == "json":
+        return data[1:-1] if len(data) > 1 and data[0] == data[-1] == '"' else data
+    start, end = data.find(_XML_ROOT[0]), data.rfind(_XML_ROOT[1])
+    return data[start + len(_XML_ROOT[0]):end] if 0 <= start < end else ""
 
 
 def check_finite(text: str) -> None:

@@ -94,7 +94,7 @@ class Job:
     """One call of a function in a pool."""
 
     __slots__ = ("args", "cancel_event", "fn", "future", "handle", "kwargs", "on_progress",
-                 "on_start", "payload", "relay", "state", "task_id")
+                 "on_start", "payload", "relay", "resent", "state", "task_id")
 
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
                  task_id: str | None = None) -> None:
@@ -110,6 +110,7 @@ class Job:
         self.on_progress: ProgressSink | None = None
         self.cancel_event = threading.Event()
         self.payload: bytes | None = None
+        self.resent = False  # a large job whose worker died while it was being sent to it
         self.handle: Any = None
         self.relay: ProgressRelay | None = None
 
@@ -379,13 +380,15 @@ class ThreadPool(Pool):
 
 
 class _Worker:
-    __slots__ = ("conn", "job", "killed", "process")
+    __slots__ = ("conn", "exited", "job", "killed", "process", "sending")
 
     def __init__(self, process: Any, conn: Connection) -> None:
         self.process = process
         self.conn = conn
         self.job: Job | None = None
         self.killed = False
+        self.sending: Job | None = None  # the large job a thread is writing to it
+        self.exited = False  # its reader saw it exit while a job was being written
 
 
 class ProcessPool(Pool):
@@ -439,6 +442,7 @@ class ProcessPool(Pool):
             if len(payload) > SEND_INLINE_MAX:
                 # a large job would hold the loop while the worker drains the pipe: a thread
                 # sends it, and the job stays pending until _sent() hears it arrived
+                worker.sending = job
                 threading.Thread(target=self._send, args=(self.loop, worker, job, payload),
                                  daemon=True, name=f"pool-{self.name}-send").start()
                 continue
@@ -457,17 +461,30 @@ class ProcessPool(Pool):
               payload: bytes) -> None:
         try:
             worker.conn.send_bytes(payload)
-        except (OSError, ValueError):
-            # the worker died (or was killed) while reading it: its reader reports the exit,
-            # and the job with it (not requeued: the job itself may be what killed it)
-            return
-        call_threadsafe(loop, self._sent, worker, job)
+        except (OSError, ValueError):  # it died (or was killed) before it had it all
+            call_threadsafe(loop, self._sent, worker, job, False)
+        else:
+            call_threadsafe(loop, self._sent, worker, job, True)
 
-    def _sent(self, worker: _Worker, job: Job) -> None:
-        if self.closed or worker.job is not job:  # ended meanwhile: cancelled, crashed...
-            return
-        if not self._mark_started(job):  # stopped while it was being sent
-            self._kill(worker)
+    def _sent(self, worker: _Worker, job: Job, arrived: bool) -> None:
+        """On the loop, once the thread writing ``job`` to ``worker`` is done with the pipe."""
+        if worker.sending is job:
+            worker.sending = None
+        if worker.job is job and not self.closed:  # not cancelled, answered nor shut down
+            if arrived:
+                if not self._mark_started(job):  # stopped while it was being sent
+                    self._kill(worker)
+            elif not job.resent:
+                # the worker died before it had the whole job, so the job never ran: once
+                # more on another worker (only once: reading it may be what killed this one)
+                job.resent = True
+                worker.job = None
+                worker.killed = True
+                self._alive.discard(worker)
+                self._queue.appendleft(job)
+                self._dispatch()
+        if worker.exited and worker.sending is None:
+            self._exited(worker)  # deferred until the pipe was no longer being written
 
     # process jobs are counted on the loop: the pool hands each job to its worker from here
     def _mark_started(self, job: Job) -> bool:
@@ -529,6 +546,8 @@ class ProcessPool(Pool):
     def _outcome(self, worker: _Worker, message: tuple[Any, ...]) -> None:
         job, worker.job = worker.job, None
         if job is not None:
+            if job.state == "pending":  # a large job answered before _sent() ran: it did start
+                self._mark_started(job)
             self._mark_ended(job)
             if message[0] == "ok":
                 job.resolve(message[1])
@@ -539,6 +558,9 @@ class ProcessPool(Pool):
         self._dispatch()
 
     def _exited(self, worker: _Worker) -> None:
+        if worker.sending is not None:  # a thread still writes to its pipe: _sent() ends it
+            worker.exited = True
+            return
         self._alive.discard(worker)
         self._dying.discard(worker)
         with contextlib.suppress(ValueError):
