@@ -449,10 +449,7 @@ class ProcessPool(Pool):
             try:
                 worker.conn.send_bytes(payload)
             except OSError:  # it died while idle; its reader reports the exit
-                worker.job = None
-                worker.killed = True
-                self._alive.discard(worker)
-                self._queue.appendleft(job)
+                self._take_back(worker, job)
                 continue
             if not self._mark_started(job):  # stopped in the meantime: recycle the worker
                 self._kill(worker)
@@ -478,13 +475,18 @@ class ProcessPool(Pool):
                 # the worker died before it had the whole job, so the job never ran: once
                 # more on another worker (only once: reading it may be what killed this one)
                 job.resent = True
-                worker.job = None
-                worker.killed = True
-                self._alive.discard(worker)
-                self._queue.appendleft(job)
+                self._take_back(worker, job)
                 self._dispatch()
         if worker.exited and worker.sending is None:
             self._exited(worker)  # deferred until the pipe was no longer being written
+
+    def _take_back(self, worker: _Worker, job: Job) -> None:
+        """``worker`` died before it had ``job``: the job goes back to the head of the queue
+        and the worker is written off (its reader still reports the exit)."""
+        worker.job = None
+        worker.killed = True
+        self._alive.discard(worker)
+        self._queue.appendleft(job)
 
     # process jobs are counted on the loop: the pool hands each job to its worker from here
     def _mark_started(self, job: Job) -> bool:
