@@ -2,7 +2,9 @@
 
 The binder for each handler is built once, when the route table compiles. Coercion uses a
 pydantic TypeAdapter per annotated parameter in lax mode ("42" -> 42, "2025-01-02" -> date);
-a plain ``str`` or unannotated parameter costs nothing.
+a plain ``str`` or unannotated parameter costs nothing. Every number is held to the server's
+NumberLimits before and after coercion (see numbers.py): a 400 naming the parameter, never a
+conversion that runs for minutes on the event loop.
 """
 
 from __future__ import annotations
@@ -16,16 +18,20 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from .exceptions import BadRequest, NotFound
+from .numbers import DEFAULT_LIMITS, NumberLimits, NumberOutOfRange
 from .request import Request
 
 _MULTI_ORIGINS = (list, tuple, set, frozenset, Sequence)
 
 
 class Param:
-    __slots__ = ("adapter", "default", "expects_str", "multi", "name", "positional", "required")
+    __slots__ = ("adapter", "default", "expects_str", "limits", "multi", "name", "positional",
+                 "required")
 
-    def __init__(self, parameter: inspect.Parameter, annotation: Any) -> None:
+    def __init__(self, parameter: inspect.Parameter, annotation: Any,
+                 limits: NumberLimits = DEFAULT_LIMITS) -> None:
         self.name = parameter.name
+        self.limits = limits
         self.required = parameter.default is inspect.Parameter.empty
         self.default = parameter.default
         self.positional = parameter.kind in (
@@ -39,6 +45,8 @@ class Param:
         self.multi = _is_multi(annotation)
 
     def coerce(self, value: Any) -> Any:
+        if type(value) is not str:  # decoded numbers, before any converter sees them
+            check_numbers(self.limits, self.name, value)
         if self.adapter is None:
             if self.expects_str and not isinstance(value, str):
                 raise BadRequest(
@@ -46,11 +54,22 @@ class Param:
                 )
             return value
         try:
-            return self.adapter.validate_python(value)
+            result = self.adapter.validate_python(value)
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             where = ".".join([self.name, *(str(part) for part in first["loc"])])
             raise BadRequest(detail=f"parameter {where!r}: {first['msg']}") from None
+        # what the text became: "1E+999999999" is a valid Decimal, "9"*4000 a valid int
+        check_numbers(self.limits, self.name, result)
+        return result
+
+
+def check_numbers(limits: NumberLimits, name: str, value: Any) -> None:
+    """400 naming the parameter when a number in ``value`` is out of bounds or not finite."""
+    try:
+        limits.check(value)
+    except NumberOutOfRange as exc:
+        raise BadRequest(detail=f"parameter {name!r}: {exc}") from None
 
 
 def _is_multi(annotation: Any) -> bool:
@@ -63,10 +82,11 @@ def _is_multi(annotation: Any) -> bool:
 class Binder:
     """Turns a request into the keyword arguments of one handler."""
 
-    __slots__ = ("accepts_args", "accepts_kwargs", "by_name", "call_order", "params",
+    __slots__ = ("accepts_args", "accepts_kwargs", "by_name", "call_order", "limits", "params",
                  "positional", "request_param")
 
-    def __init__(self, func: Callable[..., Any]) -> None:
+    def __init__(self, func: Callable[..., Any], limits: NumberLimits = DEFAULT_LIMITS) -> None:
+        self.limits = limits
         signature = inspect.signature(func)
         try:
             hints = typing.get_type_hints(func, include_extras=True)
@@ -91,7 +111,7 @@ class Binder:
             elif inspect.isclass(annotation) and issubclass(annotation, Request):
                 self.request_param = parameter.name
             else:
-                self.params.append(Param(parameter, annotation))
+                self.params.append(Param(parameter, annotation, limits))
         self.by_name = {p.name: p for p in self.params}
         self.positional = [p for p in self.params if p.positional]
 
@@ -157,7 +177,12 @@ class Binder:
         kwargs: dict[str, Any] = {}
         for name, value in values.items():
             spec = self.by_name.get(name)
-            kwargs[name] = spec.coerce(value) if spec is not None else value
+            if spec is not None:
+                kwargs[name] = spec.coerce(value)
+            else:  # taken by **kwargs as it came: its numbers are still bounded
+                if type(value) is not str:
+                    check_numbers(self.limits, name, value)
+                kwargs[name] = value
         for param in self.params:
             if param.required and param.name not in kwargs:
                 raise BadRequest(detail=f"missing required parameter {param.name!r}")

@@ -38,6 +38,10 @@ class ServerSettings(BaseModel):
     max_body_size: ByteSize = ByteSize(1024 * 1024)
     max_header_count: int = Field(100, ge=1)
     max_header_size: ByteSize = ByteSize(16 * 1024)
+    # numbers in requests: significant digits of a Decimal / digits of an int, and the
+    # decimal exponent either way (numbers.NumberLimits)
+    max_number_digits: int = Field(100, ge=1, le=100_000)
+    max_number_exponent: int = Field(400, ge=0, le=100_000)
     shutdown_timeout: float = Field(30.0, ge=0)
     timeout_keep_alive: int = Field(5, ge=0)
     limit_concurrency: int | None = Field(None, ge=1)

@@ -13,6 +13,7 @@ from . import tytx
 from .connection import Connection
 from .datastructures import QueryParams
 from .exceptions import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from .numbers import describe_decode_error
 from .types import Receive, Scope
 
 DEFAULT_MAX_BODY = 1024 * 1024
@@ -107,7 +108,8 @@ class Request(Connection):
         except json.JSONDecodeError as exc:
             raise BadRequest(detail=f"malformed JSON body: {exc}") from None
         except ValueError as exc:  # e.g. an integer over sys.get_int_max_str_digits()
-            raise BadRequest(detail=f"malformed JSON body: {str(exc)[:120]}") from None
+            detail = describe_decode_error(exc) or str(exc)[:120]
+            raise BadRequest(detail=f"malformed JSON body: {detail}") from None
         except RecursionError:
             raise BadRequest(detail="malformed JSON body: nested too deeply") from None
 

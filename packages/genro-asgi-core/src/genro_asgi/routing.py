@@ -30,6 +30,7 @@ from .exceptions import (
     Unauthorized,
 )
 from .identity import Identity
+from .numbers import DEFAULT_LIMITS, NumberLimits
 from .request import ClientDisconnect, Request
 from .response import RedirectResponse, Response, encode_plain, render_result
 from .types import ASGIApp, Receive, Scope, Send
@@ -77,7 +78,7 @@ class CompiledRoute:
 
     def __init__(self, path: str, entry: dict[str, Any],
                  node_call: Callable[..., Any] | None, router: Any = None,
-                 node_path: str = "") -> None:
+                 node_path: str = "", limits: NumberLimits = DEFAULT_LIMITS) -> None:
         func = entry["callable"]
         meta = entry.get("metadata", {}).get("meta", {})
         self.path = path or "/"
@@ -87,7 +88,7 @@ class CompiledRoute:
         self.methods = frozenset(methods)
         self.allow = sorted(self.methods)
         self.media_type: str | None = meta.get("media_type")
-        self.binder = Binder(func)
+        self.binder = Binder(func, limits)
         self.takes_nothing = self.binder.takes_nothing
         self.is_async = asyncio.iscoroutinefunction(func)
         self.auth_rule = auth_rule_of(entry, self.path)
@@ -153,7 +154,8 @@ def auth_rule_of(entry: dict[str, Any], path: str) -> str | None:
 
 
 def compile_routes(tree: dict[str, Any], prefix: str, table: dict[str, CompiledRoute],
-                   router: Any, node_prefix: str = "") -> None:
+                   router: Any, node_prefix: str = "",
+                   limits: NumberLimits = DEFAULT_LIMITS) -> None:
     """Flatten a genro-routes ``nodes(_eager=True)`` tree into ``table``.
 
     Keys are URL paths with a leading slash and none trailing (``/shop/products``), so the
@@ -166,7 +168,7 @@ def compile_routes(tree: dict[str, Any], prefix: str, table: dict[str, CompiledR
         node_call = None
         if entry.get("plugins"):
             node_call = router.node(node_path)
-        compiled = CompiledRoute(url_path, entry, node_call, router, node_path)
+        compiled = CompiledRoute(url_path, entry, node_call, router, node_path, limits)
         table.setdefault(url_path, compiled)
         if name == "index":
             table.setdefault(prefix or "/", compiled)
@@ -174,7 +176,7 @@ def compile_routes(tree: dict[str, Any], prefix: str, table: dict[str, CompiledR
         if "alias" in subtree:
             continue
         compile_routes(subtree, f"{prefix}/{child}", table, router,
-                       f"{node_prefix}/{child}" if node_prefix else child)
+                       f"{node_prefix}/{child}" if node_prefix else child, limits)
 
 
 class Dispatcher:

@@ -30,6 +30,7 @@ from .exceptions import ConfigError, HTTPException, PluginError, StartupError
 from .identity import Identity
 from .lifespan import run_lifespan
 from .mounted_lifespan import MountedLifespan
+from .numbers import NumberLimits
 from .plugins.manager import PluginManager, import_object
 from .request import Request
 from .response import PlainTextResponse, Response
@@ -96,6 +97,10 @@ class AsgiServer:
             self.server_dir, config, environ=environ, cli=cli, overrides=_shape(overrides)
         )
         self.settings: Settings = self.config.settings
+        # the bounds on every number a request carries (server.max_number_*), for the binder
+        # and for any transport or plugin that decodes client data itself
+        self.number_limits = NumberLimits(self.settings.server.max_number_digits,
+                                          self.settings.server.max_number_exponent)
         self.boot_id = get_uuid()[-8:]
         self.state = State()
         self.envelopes = EnvelopeRegistry(self.boot_id)
@@ -241,11 +246,12 @@ class AsgiServer:
         table: dict[str, CompiledRoute] = {}
         # forbidden=True keeps entries that genro-routes' auth plugin would hide from an
         # anonymous listing: they must answer 401/403, not 404.
+        limits = self.number_limits
         compile_routes(self.router.route.nodes(_eager=True, forbidden=True), "", table,
-                       self.router.route)
+                       self.router.route, limits=limits)
         if self.root_app is not None:
             compile_routes(self.root_app.route.nodes(_eager=True, forbidden=True), "", table,
-                           self.root_app.route)
+                           self.root_app.route, limits=limits)
         return table
 
     @property

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from genro_tytx import from_tytx, to_tytx
 
 from .exceptions import BadRequest, UnsupportedMediaType
+from .numbers import describe_decode_error
 
 Transport = Literal["json", "msgpack", "xml"]
 TRANSPORTS: tuple[Transport, ...] = ("json", "msgpack", "xml")
@@ -140,4 +141,4 @@ def check_finite(text: str) -> None:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, InvalidOperation):
         return "invalid decimal value"
-    return str(exc)[:200] or type(exc).__name__
+    return describe_decode_error(exc) or str(exc)[:200] or type(exc).__name__
