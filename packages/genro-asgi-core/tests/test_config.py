@@ -361,3 +361,95 @@ apps:
     # the live settings still hold the real values
     assert loaded.settings.server.ssl_keyfile == "pem-SECRET-4"
     assert loaded.settings.apps["shop"].params["api_key"] == "app-SECRET-2"
+
+
+PLAIN_SECRETS = ("plain-bearer-SECRET-1", "plain-apikey-SECRET-2",
+                 "plain-jwt-SECRET-3-0123456789abcdef0123456789", "env-override-SECRET-4",
+                 "env-ref-SECRET-5", "app-param-SECRET-6", "untyped-SECRET-7")
+
+
+def _secret_config(tmp_path: Path) -> Path:
+    from genro_asgi.builtin.auth.passwords import hash_password
+
+    hashed = hash_password("pw", iterations=1000)
+    write_config(tmp_path, f"""
+plugins:
+  auth:
+    bearer: {{ci: {{token: {PLAIN_SECRETS[0]}, tags: [admin]}}, ref: {{token: {{$env: REF}}}}}}
+    basic: {{alice: {{password_hash: "{hashed}"}}}}
+    api_key: {{keys: {{svc: {{key: {PLAIN_SECRETS[1]}}}}}}}
+    jwt: {{secret: {PLAIN_SECRETS[2]}, algorithms: [HS256]}}
+apps:
+  shop: {{module: "genro_asgi:AsgiApplication", api_key: {PLAIN_SECRETS[5]}, currency: EUR}}
+""")
+    return tmp_path
+
+
+def test_plain_text_secrets_are_redacted_in_the_dump(tmp_path: Path) -> None:
+    from genro_asgi import AsgiServer
+
+    _secret_config(tmp_path)
+    server = AsgiServer(tmp_path, environ={
+        "REF": PLAIN_SECRETS[4],
+        "GENRO_ASGI_PLUGINS__AUTH__BEARER__OPS__TOKEN": PLAIN_SECRETS[3]})
+    dumped = server.dump_config()
+    text = json.dumps(dumped)
+    for secret in PLAIN_SECRETS[:6]:
+        assert secret not in text
+    assert "pbkdf2_sha256" not in text
+    auth = dumped["plugins"]["auth"]
+    assert auth["bearer"]["ci"] == {"tags": ["admin"], "token": REDACTED}
+    assert auth["bearer"]["ops"]["token"] == REDACTED  # from the environment variable
+    assert auth["basic"]["alice"]["password_hash"] == REDACTED
+    assert auth["api_key"]["keys"]["svc"]["key"] == REDACTED
+    assert auth["jwt"]["secret"] == REDACTED
+    assert auth["jwt"]["algorithms"] == ["HS256"]  # what is not secret stays readable
+    assert dumped["apps"]["shop"]["api_key"] == REDACTED
+    assert dumped["apps"]["shop"]["currency"] == "EUR"
+
+
+def test_options_without_a_model_are_redacted_by_key_name(tmp_path: Path) -> None:
+    loaded = load_config(tmp_path, {"plugins": {"custom": {
+        "token": PLAIN_SECRETS[6], "nested": {"db_password": "pw-SECRET", "host": "db"},
+        "keys": ["a", "b"], "private_key": 12345, "enabled": True}}}, environ={})
+    dumped = loaded.dump()
+    custom = dumped["plugins"]["custom"]
+    assert custom["token"] == REDACTED
+    assert custom["nested"] == {"db_password": REDACTED, "host": "db"}
+    assert custom["private_key"] == REDACTED
+    assert custom["keys"] == ["a", "b"]  # a list is walked, not hidden whole
+    assert custom["enabled"] is True
+    assert "SECRET" not in json.dumps(dumped)
+
+
+def test_config_command_never_prints_secrets(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    _secret_config(tmp_path)
+    env = {**os.environ, "REF": PLAIN_SECRETS[4],
+           "GENRO_ASGI_PLUGINS__AUTH__BEARER__OPS__TOKEN": PLAIN_SECRETS[3]}
+    for extra in ([], ["--json"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "genro_asgi", "config", str(tmp_path), *extra],
+            capture_output=True, text=True, env=env, timeout=120, check=False)
+        assert result.returncode == 0, result.stderr
+        output = result.stdout + result.stderr
+        assert "token" in output and "***" in output
+        for secret in PLAIN_SECRETS[:6]:
+            assert secret not in output
+        assert "pbkdf2_sha256" not in output
+
+
+def test_validation_errors_never_echo_a_secret(tmp_path: Path) -> None:
+    from genro_asgi import AsgiServer
+    from genro_asgi.exceptions import GenroAsgiError
+
+    for options in ({"bearer": {"ci": {"token": "SECRET7"}}},
+                    {"bearer": {"ci": {"token": ["list-SECRET"]}}},
+                    {"api_key": {"keys": {"svc": {"key": "k-SECRET", "extra": "x"}}}},
+                    {"jwt": {"secret": "tiny-SECRET", "algorithms": ["HS256"]}}):
+        with pytest.raises(GenroAsgiError) as info:
+            AsgiServer(tmp_path, config={"plugins": {"auth": options}}, environ={})
+        assert "SECRET" not in str(info.value), str(info.value)

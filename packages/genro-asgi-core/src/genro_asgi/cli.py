@@ -110,7 +110,7 @@ def cmd_routes(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    dump = load_server(args).config.dump()
+    dump = load_server(args).dump_config()
     print(json.dumps(dump, indent=2) if args.json else yaml.safe_dump(dump, sort_keys=False),
           end="\n" if args.json else "")
     return 0

@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ByteSize,
+    ConfigDict,
+    Field,
+    SecretBytes,
+    SecretStr,
+    ValidationError,
+)
+from pydantic_core import to_jsonable_python
 
 from .exceptions import ConfigError
 
@@ -214,8 +223,46 @@ def redact(tree: Any, secret_paths: set[KeyPath], path: KeyPath = ()) -> Any:
     return tree
 
 
-# values under such keys are never echoed in errors (an unknown key may be a mistyped secret)
-_SECRET_KEY = re.compile(r"token|key|secret|passw|hash|credential|private", re.IGNORECASE)
+# values under such keys are never echoed in errors (an unknown key may be a mistyped secret),
+# nor shown in a dump of options that no model describes (an app's params)
+_SECRET_KEY = re.compile(r"token|key|secret|passw|hash|credential|private|signature",
+                         re.IGNORECASE)
+
+
+def is_secret_key(name: str | int) -> bool:
+    """Whether a key's name says its value is a secret (``api_key``, ``password_hash``...)."""
+    return isinstance(name, str) and _SECRET_KEY.search(name) is not None
+
+
+def redact_by_name(tree: Any) -> Any:
+    """A copy with every scalar under a secret-looking key replaced by ``***``: for option
+    trees no model describes, where nothing else says which values are secrets."""
+    if isinstance(tree, Mapping):
+        return {k: REDACTED if is_secret_key(k) and _is_scalar(v) else redact_by_name(v)
+                for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [redact_by_name(v) for v in tree]
+    return tree
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is not None and not isinstance(value, Mapping | list | bool)
+
+
+def dump_model(model: BaseModel) -> Any:
+    """A validated options model as JSON-able data, with every SecretStr/SecretBytes field
+    (how config models mark their secrets) shown as ``***``."""
+    return to_jsonable_python(_hide_secrets(model.model_dump(mode="python")))
+
+
+def _hide_secrets(value: Any) -> Any:
+    if isinstance(value, SecretStr | SecretBytes):
+        return REDACTED
+    if isinstance(value, Mapping):
+        return {k: _hide_secrets(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_hide_secrets(v) for v in value]
+    return value
 
 
 def format_validation_error(
@@ -280,10 +327,25 @@ class LoadedConfig:
         self.source = source
         self.source_of: Callable[[KeyPath], str] = source_of or (lambda path: source)
 
-    def dump(self) -> dict[str, Any]:
-        """The effective configuration with defaults filled in and every secret redacted."""
+    def dump(self, plugin_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The effective configuration with defaults filled in and every secret redacted.
+
+        ``plugin_options`` maps plugin names to their validated options: a plugin with a
+        config model is dumped from it (its SecretStr fields, given in plain YAML or through
+        an environment variable, show as ``***``). Options no model describes (a plugin
+        without one, an app's params) are redacted by key name as well as by ``{$env}`` /
+        ``{$file}`` origin.
+        """
+        validated = plugin_options or {}
         data = self.settings.model_dump(mode="json")
-        data["plugins"] = copy.deepcopy(self.tree.get("plugins") or {})
+        plugins: dict[str, Any] = {}
+        for name, options in (self.tree.get("plugins") or {}).items():
+            model = validated.get(name)
+            plugins[name] = dump_model(model) if isinstance(model, BaseModel) \
+                else redact_by_name(redact(copy.deepcopy(options), self.secret_paths,
+                                           ("plugins", name)))
+        data["plugins"] = plugins
+        data["apps"] = redact_by_name(data["apps"])
         return redact(data, self.secret_paths)  # type: ignore[no-any-return]
 
 

@@ -499,6 +499,11 @@ class AsgiServer:
             options.pop("reload")
             _serve_one_process(self, options)
 
+    def dump_config(self) -> dict[str, Any]:
+        """The effective configuration, every secret shown as ``***`` (``genro-asgi config``)."""
+        return self.config.dump({name: self.plugins.plugin_config(name)
+                                 for name in self.plugins.names()})
+
     def __repr__(self) -> str:
         return f"<AsgiServer {self.server_dir} plugins={list(self.plugins.names())}>"
 
