@@ -15,6 +15,7 @@ from .datastructures import QueryParams
 from .exceptions import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from .numbers import describe_decode_error
 from .types import Receive, Scope
+from .wellformed import MalformedText, check_decoded
 
 DEFAULT_MAX_BODY = 1024 * 1024
 
@@ -102,7 +103,11 @@ class Request(Connection):
     async def json(self) -> Any:
         body = await self.body()
         try:
-            return json.loads(body, parse_constant=_reject_constant)
+            value = json.loads(body, parse_constant=_reject_constant)
+            check_decoded(body, value)
+            return value
+        except MalformedText as exc:
+            raise BadRequest(detail=f"malformed JSON body: {exc}") from None
         except UnicodeDecodeError:
             raise BadRequest(detail="JSON body is not valid UTF-8") from None
         except json.JSONDecodeError as exc:

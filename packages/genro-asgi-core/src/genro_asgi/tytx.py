@@ -16,6 +16,7 @@ from genro_tytx import from_tytx, to_tytx
 
 from .exceptions import BadRequest, UnsupportedMediaType
 from .numbers import describe_decode_error
+from .wellformed import check_decoded
 
 Transport = Literal["json", "msgpack", "xml"]
 TRANSPORTS: tuple[Transport, ...] = ("json", "msgpack", "xml")
@@ -77,6 +78,7 @@ def decode(body: bytes, transport: Transport) -> Any:
             return from_tytx(body, "msgpack")
         text = body.decode("utf-8")
         value = from_tytx(text, transport)
+        check_decoded(text, value)
     except ImportError as exc:
         raise UnsupportedMediaType(
             detail=f"TYTX {transport} is not available here: {exc}"
@@ -97,7 +99,9 @@ def decode_text(text: str) -> Any:
     if "::" not in text:
         return text
     try:
-        return from_tytx(text)
+        value = from_tytx(text)
+        check_decoded(text, value)
+        return value
     except (ValueError, TypeError, InvalidOperation, ArithmeticError) as exc:
         raise BadRequest(detail=f"malformed TYTX value {text[:40]!r}: {_describe(exc)}") from None
 
