@@ -207,6 +207,9 @@ def test_max_connections_and_draining_close_1013(tmp_path: Any) -> None:
 
 async def test_shutdown_closes_1001_and_cancels_calls(tmp_path: Any) -> None:
     server = make(tmp_path)
+    # the lifespan shutdown lets calls run for shutdown_timeout (test_wsx_shutdown.py), then
+    # cancels them: the 30 s call outlives a short one
+    server.settings.server.shutdown_timeout = 0.2
     shop = server.apps["shop"]
     client = AsyncTestClient(server)
     await client.__aenter__()

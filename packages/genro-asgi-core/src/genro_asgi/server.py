@@ -404,6 +404,29 @@ class AsgiServer:
         await self._stop(list(self.plugins.names()), list(self.apps))
         self.started = False
 
+    async def drain_connections(self) -> None:
+        """A shutdown signal arrived, before the open connections are closed: new requests
+        are refused (503) and plugins finish the work in flight on their long-lived
+        connections (``genro_asgi_drain``, all at once), for ``server.shutdown_timeout``."""
+        self.draining = True
+        timeout = self.settings.server.shutdown_timeout
+        tasks = {asyncio.ensure_future(self.plugins._run("genro_asgi_drain", name, call)): name
+                 for name, call in self.plugins.bound_impls("genro_asgi_drain", server=self,
+                                                            timeout=timeout)}
+        if not tasks:
+            return
+        # a second's grace: a plugin bounds its own drain by ``timeout`` and then closes
+        done, pending = await asyncio.wait(tasks, timeout=timeout + 1.0)
+        for task in pending:
+            logger.warning("plugin %r still draining after %.1fs: cancelled", tasks[task],
+                           timeout)
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                logger.error("plugin %r failed in genro_asgi_drain", tasks[task],
+                             exc_info=task.exception())
+
     async def _drain(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while self.envelopes.count("http") and time.monotonic() < deadline:
@@ -519,6 +542,21 @@ def _serve_one_process(app_server: AsgiServer, options: dict[str, Any]) -> None:
         def handle_exit(self, sig: int, frame: Any) -> None:
             app_server.draining = True
             super().handle_exit(sig, frame)
+
+        async def shutdown(self, sockets: list[Any] | None = None) -> None:
+            # uvicorn closes every WebSocket (1012) as its shutdown starts: first stop
+            # accepting, and let plugins finish the calls in flight on them (a second
+            # Ctrl-C cuts the wait)
+            for listener in self.servers:
+                listener.close()
+            drain = asyncio.ensure_future(app_server.drain_connections())
+            while not drain.done() and not self.force_exit:
+                await asyncio.wait({drain}, timeout=0.1)
+            drain.cancel()  # a no-op once done
+            failure = (await asyncio.gather(drain, return_exceptions=True))[0]
+            if isinstance(failure, Exception):
+                logger.error("draining connections failed", exc_info=failure)
+            await super().shutdown(sockets)
 
     DrainingServer(uvicorn.Config(app_server, **options)).run()
 

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("genro_asgi_wsx")
 SHUTDOWN_WAIT = 5.0  # seconds for connections to finish closing at shutdown
+DRAIN_POLL = 0.02  # seconds between looks at the calls in flight while draining
 
 
 class WsxPlugin(Plugin):
@@ -80,11 +81,17 @@ class WsxPlugin(Plugin):
         self.closing = False
         await self.broker.start()
 
+    @hookimpl(optionalhook=True)
+    async def genro_asgi_drain(self, timeout: float) -> None:
+        """A shutdown signal (before uvicorn closes the sockets): calls in flight finish and
+        answer, new ones are refused, then every socket closes with 1012."""
+        await self.drain(timeout, CloseCode.SERVICE_RESTART)
+
     @hookimpl
     async def genro_asgi_shutdown(self) -> None:
-        """Close every socket with 1001 (going away), then the broker."""
-        self.closing = True
-        await self.close_all(CloseCode.GOING_AWAY)
+        """Lifespan shutdown: the calls still in flight finish (within shutdown_timeout),
+        every socket closes with 1001 (going away), then the broker stops."""
+        await self.drain(self.server.settings.server.shutdown_timeout, CloseCode.GOING_AWAY)
         await self.broker.close()
 
     @hookimpl
@@ -109,11 +116,27 @@ class WsxPlugin(Plugin):
             raise ValueError(f"cannot publish on {channel!r}: the channel {problem}")
         await self.broker.publish(channel, data)
 
-    async def close_all(self, code: int = CloseCode.GOING_AWAY) -> None:
-        """Close every open connection with ``code`` and wait (bounded) for them to end."""
+    async def drain(self, timeout: float, code: int) -> None:
+        """Refuse new connections and calls, let the calls in flight finish for at most
+        ``timeout`` seconds (those still running then are cancelled), then close every
+        connection with ``code`` once its answers are sent."""
+        self.closing = True  # new handshakes: 1013; new calls: shutting_down (server.draining)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while any(conn.tasks for conn in self.connections) and loop.time() < deadline:
+            await asyncio.sleep(DRAIN_POLL)
+        left = sum(len(conn.tasks) for conn in self.connections)
+        if left:
+            logger.warning("shutdown: %d wsx call(s) still running after %.1fs, cancelled",
+                           left, timeout)
+        await self.close_all(code, flush=True)
+
+    async def close_all(self, code: int = CloseCode.GOING_AWAY, *, flush: bool = False) -> None:
+        """Close every open connection with ``code`` and wait (bounded) for them to end;
+        ``flush``: after sending the frames already queued (answers)."""
         connections = list(self.connections)
         for conn in connections:
-            conn.close(code)
+            conn.close(code, flush=flush)
         deadline = asyncio.get_running_loop().time() + SHUTDOWN_WAIT
         while self.connections and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.01)
@@ -132,6 +155,8 @@ class WsxPlugin(Plugin):
 
     async def authorize_channel(self, identity: Identity | None, pattern: str) -> None:
         """Raise WsxError unless ``identity`` may subscribe to ``pattern``."""
+        if self.server.draining or self.closing:
+            raise WsxError(E.SHUTTING_DOWN, "the server is shutting down")
         tokens = pattern.split(".")
         for rule_tokens, rule in self._channel_rules:
             if overlaps(rule_tokens, tokens):

@@ -44,6 +44,15 @@ async def genro_asgi_startup(server: AsgiServer) -> None:
 
 
 @hookspec
+async def genro_asgi_drain(server: AsgiServer, timeout: float) -> None:
+    """A shutdown signal arrived and the server is about to close every open connection:
+    finish the work in flight on long-lived ones (WebSocket calls) within ``timeout`` seconds,
+    refusing new work. All plugins drain at once; one still running after ``timeout`` is
+    cancelled. Only under ``server.run()`` / ``genro-asgi serve`` in one process. May be async.
+    """
+
+
+@hookspec
 async def genro_asgi_shutdown(server: AsgiServer) -> None:
     """Lifespan shutdown, in reverse plugin order, after in-flight requests. May be async."""
 
