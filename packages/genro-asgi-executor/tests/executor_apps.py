@@ -47,6 +47,13 @@ class JobsApp(AsgiApplication):
                                                         pool="tiny")
         return {"task_id": task_id}
 
+    @route(methods=["POST"])
+    async def forever(self, pid_file: str) -> dict[str, Any]:
+        """A quiet process task (no progress) that never ends: it writes its pid and sleeps."""
+        task_id = await executor_of(self.server).submit(jobs.sleep_forever, pid_file,
+                                                        pool="cpu")
+        return {"task_id": task_id}
+
     @route(methods=["GET"])
     async def hello(self) -> str:
         return "hello"

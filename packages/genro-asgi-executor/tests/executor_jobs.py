@@ -146,3 +146,8 @@ def deep(depth: int) -> object:
     for _ in range(depth):
         value = [value]
     return value
+
+
+def wait_for_file_writing_pid(flag: str, pid_file: str) -> str:
+    write_pid(pid_file)
+    return wait_for_file(flag, 0)

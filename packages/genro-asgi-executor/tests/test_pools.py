@@ -406,3 +406,47 @@ async def test_a_large_job_whose_worker_dies_before_it_has_it_is_sent_again_once
         assert await executor.run_process(jobs.add, 2, 2) == 4
         pool = executor.pool("cpu")
         assert pool.running == 0
+
+
+async def test_a_worker_that_dies_before_it_has_its_job_does_not_fail_it(
+        tmp_path: Path) -> None:
+    """A signal can hit a worker while it starts: the job it was sent never ran, so it goes
+    to a replacement (once) instead of failing with WorkerCrashed."""
+    async with running(tmp_path) as executor:
+        pool = executor.pool("cpu")
+        job = pool.prepare(jobs.add, (40, 2), {})
+        await pool.admit()
+        pool.launch(job)  # starts a worker and writes the job to its pipe
+        (worker,) = pool._alive  # still starting: it has not read the job yet
+        os.kill(worker.process.pid, signal.SIGKILL)
+        assert await asyncio.wait_for(job.future, HANG_GUARD) == 42
+        assert job.resent and pool.restarts == 1
+        assert pool.pending == 0 and pool.running == 0
+
+
+async def test_a_job_is_running_once_its_worker_has_it(tmp_path: Path) -> None:
+    flag = tmp_path / "go"
+    async with running(tmp_path) as executor:
+        pool = executor.pool("cpu")
+        job = pool.prepare(jobs.wait_for_file, (str(flag), 0), {})
+        await pool.admit()
+        pool.launch(job)
+        assert job.state == "pending" and pool.pending == 1  # sent, not yet read
+        await until(lambda: job.state == "running", "the worker to take the job")
+        assert pool.pending == 0 and pool.running == 1
+        flag.write_text("ok")
+        assert await asyncio.wait_for(job.future, HANG_GUARD) == "ok"
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"])
+async def test_workers_leave_group_signals_to_the_server(tmp_path: Path, sig: str) -> None:
+    flag = tmp_path / "go"
+    pid_file = tmp_path / "pid"
+    async with running(tmp_path) as executor:
+        future = asyncio.ensure_future(
+            executor.run_process(jobs.wait_for_file_writing_pid, str(flag), str(pid_file)))
+        pid = int(await until(lambda: pid_file.exists() and pid_file.read_text(), "the pid"))
+        os.kill(pid, getattr(signal, sig))
+        flag.write_text("finished")
+        assert await asyncio.wait_for(future, HANG_GUARD) == "finished"
+        assert executor.pool("cpu").restarts == 0

@@ -1,15 +1,21 @@
-"""The loop a worker process runs: receive a job, run it, send progress and the outcome.
+"""The loop a worker process runs: receive a job, say it arrived, run it, send progress and
+the outcome.
 
 Imported in the child only through ``multiprocessing``; it depends on the standard library and
 ``context`` so that starting (and replacing) a worker stays cheap. Messages are pickled here,
 explicitly, so that an unpicklable result or exception becomes a clear error in the parent
-instead of a dead pipe.
+instead of a dead pipe. A worker ignores the signals sent to the server's process group and
+lives exactly as long as the server wants it to (see ``worker_main``).
 """
 
 from __future__ import annotations
 
+import os
 import pickle
+import select
 import signal
+import threading
+import time
 import traceback
 from multiprocessing.connection import Connection
 from typing import Any
@@ -18,20 +24,53 @@ from .context import TaskContext, run_with_context
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 STOP = b""  # an empty message: the parent asks the worker to exit
+RECEIVED = pickle.dumps(("received",), PROTOCOL)  # sent the moment a job is read
+# what a terminal (Ctrl-C, Ctrl-\, hangup) or a service manager (systemd's stop) sends to the
+# whole process group: the server decides when its jobs stop, and drains them
+GROUP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+PARENT_POLL = 1.0  # seconds, where the platform has no pidfd to wait on
 
 
-def worker_main(conn: Connection) -> None:
-    """Serve jobs until the parent closes the pipe (or kills this process)."""
-    # Ctrl-C reaches the whole process group: the server decides when jobs stop, not the tty
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    while True:
-        try:
-            payload = conn.recv_bytes()
-        except (EOFError, OSError):
-            return
-        if payload == STOP:
-            return
-        conn.send_bytes(_run(conn, payload))
+def worker_main(conn: Connection, parent: int | None = None) -> None:
+    """Serve jobs until the parent closes the pipe, sends STOP, kills this process or dies."""
+    for sig in GROUP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    if parent is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True,
+                         name="parent-watch").start()
+    try:
+        while True:
+            try:
+                payload = conn.recv_bytes()
+            except (EOFError, OSError):
+                return
+            if payload == STOP:
+                return
+            conn.send_bytes(RECEIVED)
+            conn.send_bytes(_run(conn, payload))
+    except OSError:  # the parent is gone: nobody is left to answer
+        return
+
+
+def _exit_with_parent(pid: int) -> None:
+    """Ignoring the group's signals must not let a worker outlive its server: when the server
+    process is gone (killed, or stopped by a signal it does not handle) this worker ends too,
+    even in the middle of a job whose result nobody can receive any more."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(1)
+    except (AttributeError, OSError):  # no pidfd here: poll
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except OSError:
+                pass
+            time.sleep(PARENT_POLL)
+    select.select([fd], [], [])
+    os._exit(1)
 
 
 def _run(conn: Connection, payload: bytes) -> bytes:

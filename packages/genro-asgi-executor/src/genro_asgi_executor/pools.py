@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import functools
 import multiprocessing
+import os
 import pickle
 import signal
 import threading
@@ -110,7 +111,7 @@ class Job:
         self.on_progress: ProgressSink | None = None
         self.cancel_event = threading.Event()
         self.payload: bytes | None = None
-        self.resent = False  # a large job whose worker died while it was being sent to it
+        self.resent = False  # its first worker died before it had it: sent to another once
         self.handle: Any = None
         self.relay: ProgressRelay | None = None
 
@@ -450,9 +451,7 @@ class ProcessPool(Pool):
                 worker.conn.send_bytes(payload)
             except OSError:  # it died while idle; its reader reports the exit
                 self._take_back(worker, job)
-                continue
-            if not self._mark_started(job):  # stopped in the meantime: recycle the worker
-                self._kill(worker)
+            # the job stays pending until the worker says it has it (_received)
 
     def _send(self, loop: asyncio.AbstractEventLoop, worker: _Worker, job: Job,
               payload: bytes) -> None:
@@ -467,18 +466,22 @@ class ProcessPool(Pool):
         """On the loop, once the thread writing ``job`` to ``worker`` is done with the pipe."""
         if worker.sending is job:
             worker.sending = None
-        if worker.job is job and not self.closed:  # not cancelled, answered nor shut down
-            if arrived:
-                if not self._mark_started(job):  # stopped while it was being sent
-                    self._kill(worker)
-            elif not job.resent:
-                # the worker died before it had the whole job, so the job never ran: once
-                # more on another worker (only once: reading it may be what killed this one)
-                job.resent = True
-                self._take_back(worker, job)
-                self._dispatch()
+        # not cancelled, answered nor shut down, yet the worker died before it had the whole
+        # job: the job never ran, so once more on another worker (only once: reading it may
+        # be what killed this one)
+        if worker.job is job and not self.closed and not arrived and not job.resent:
+            job.resent = True
+            self._take_back(worker, job)
+            self._dispatch()
         if worker.exited and worker.sending is None:
             self._exited(worker)  # deferred until the pipe was no longer being written
+
+    def _received(self, worker: _Worker, job: Job) -> None:
+        """On the loop: ``worker`` has read ``job`` (its first message about it)."""
+        if worker.job is not job or worker.killed:  # cancelled or shut down meanwhile
+            return
+        if not self._mark_started(job):  # stopped while it was on its way
+            self._kill(worker)
 
     def _take_back(self, worker: _Worker, job: Job) -> None:
         """``worker`` died before it had ``job``: the job goes back to the head of the queue
@@ -510,8 +513,8 @@ class ProcessPool(Pool):
     def _spawn(self) -> _Worker:
         assert self.loop is not None
         parent_end, child_end = self._mp.Pipe()
-        process = self._mp.Process(target=worker_main, args=(child_end,), daemon=True,
-                                   name=f"pool-{self.name}")
+        process = self._mp.Process(target=worker_main, args=(child_end, os.getpid()),
+                                   daemon=True, name=f"pool-{self.name}")
         process.start()
         child_end.close()
         worker = _Worker(process, parent_end)
@@ -536,6 +539,10 @@ class ProcessPool(Pool):
                 job = worker.job
                 if job is not None and job.relay is not None:
                     job.relay(message[1], message[2])
+            elif message[0] == "received":
+                job = worker.job
+                if job is not None:
+                    call_threadsafe(loop, self._received, worker, job)
             else:
                 call_threadsafe(loop, self._outcome, worker, message)
         worker.process.join(5)  # the exit code, waited for here rather than on the loop
@@ -548,7 +555,7 @@ class ProcessPool(Pool):
     def _outcome(self, worker: _Worker, message: tuple[Any, ...]) -> None:
         job, worker.job = worker.job, None
         if job is not None:
-            if job.state == "pending":  # a large job answered before _sent() ran: it did start
+            if job.state == "pending":  # answered before _received() ran: it did start
                 self._mark_started(job)
             self._mark_ended(job)
             if message[0] == "ok":
@@ -569,7 +576,14 @@ class ProcessPool(Pool):
             self._idle.remove(worker)
         worker.conn.close()
         job, worker.job = worker.job, None
-        if job is not None:
+        if job is not None and job.state == "pending" and not worker.killed \
+                and not job.resent and not self.closed:
+            # it died before it had the job (a signal while it started, say), so the job never
+            # ran: once more on another worker (only once: reading it may be what killed it)
+            job.resent = True
+            self.restarts += 1
+            self._queue.appendleft(job)
+        elif job is not None:
             self._mark_ended(job)
             if not worker.killed:
                 self.restarts += 1
