@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PACKAGES := $(wildcard packages/*)
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint typecheck bench clean
+.PHONY: serve test fuzz lint typecheck bench clean
 
 $(STAMP): $(foreach p,$(PACKAGES),$(p)/pyproject.toml) requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ $(DEMO_SECRET):
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# the fuzz suite at length (make test runs it with a bounded number of examples per property)
+fuzz: $(STAMP)
+	GENRO_FUZZ_PROFILE=long $(BIN)/python -m pytest tests/fuzz -q
+
 lint: $(STAMP)
 	$(BIN)/ruff check packages tests bench examples
 	$(BIN)/mypy
@@ -34,4 +38,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -14,6 +14,7 @@ The limits are ``server.max_number_digits`` and ``server.max_number_exponent`` i
 from __future__ import annotations
 
 import math
+import re
 import sys
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -37,11 +38,14 @@ class NumberLimits:
     max_exponent: int = 400
     # the smallest int with more than max_digits digits, computed once
     _int_bound: int = field(init=False, repr=False, compare=False)
+    _json_suspect: re.Pattern[bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.max_digits < 1 or self.max_exponent < 0:
             raise ValueError("max_digits must be at least 1 and max_exponent at least 0")
         object.__setattr__(self, "_int_bound", 10 ** self.max_digits)
+        object.__setattr__(self, "_json_suspect",
+                           re.compile(rb"\d[eE]|\d{%d}" % (self.max_digits + 1)))
 
     def check(self, value: Any, depth: int = 0) -> None:
         """Raise NumberOutOfRange for the first out-of-bounds number inside ``value``.
@@ -73,6 +77,13 @@ class NumberLimits:
             self.check(int(value), depth)
         elif isinstance(value, float):
             self.check(float(value), depth)
+
+    def check_json(self, raw: bytes, value: Any) -> None:
+        """Check numbers decoded by ``json.loads`` from ``raw``, walking ``value`` only when
+        the text holds an exponent or a run of digits over ``max_digits``: plain JSON can
+        carry nothing else out of bounds (NaN and Infinity are refused by the decoder)."""
+        if self._json_suspect.search(raw) is not None:
+            self.check(value)
 
     def check_decimal(self, value: Decimal) -> None:
         if not value.is_finite():

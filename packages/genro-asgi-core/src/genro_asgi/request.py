@@ -13,7 +13,7 @@ from . import tytx
 from .connection import Connection
 from .datastructures import QueryParams
 from .exceptions import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from .numbers import describe_decode_error
+from .numbers import DEFAULT_LIMITS, NumberLimits, NumberOutOfRange, describe_decode_error
 from .types import Receive, Scope
 from .wellformed import MalformedText, check_decoded
 
@@ -31,14 +31,17 @@ class ClientDisconnect(Exception):
 class Request(Connection):
     """One HTTP request. Cheap to create: everything is parsed on first access."""
 
-    __slots__ = ("_body", "_cookies", "_receive", "max_body_size")
+    __slots__ = ("_body", "_cookies", "_receive", "max_body_size", "number_limits")
 
     def __init__(
-        self, scope: Scope, receive: Receive, max_body_size: int = DEFAULT_MAX_BODY
+        self, scope: Scope, receive: Receive, max_body_size: int = DEFAULT_MAX_BODY,
+        number_limits: NumberLimits = DEFAULT_LIMITS,
     ) -> None:
         super().__init__(scope)
         self._receive = receive
         self.max_body_size = max_body_size
+        # the bounds json()/tytx()/body_params() hold decoded numbers to (numbers.py)
+        self.number_limits = number_limits
         self._body: bytes | None = None
         self._cookies: dict[str, str] | None = None
 
@@ -105,8 +108,9 @@ class Request(Connection):
         try:
             value = json.loads(body, parse_constant=_reject_constant)
             check_decoded(body, value)
+            self.number_limits.check_json(body, value)
             return value
-        except MalformedText as exc:
+        except (MalformedText, NumberOutOfRange) as exc:
             raise BadRequest(detail=f"malformed JSON body: {exc}") from None
         except UnicodeDecodeError:
             raise BadRequest(detail="JSON body is not valid UTF-8") from None
@@ -133,7 +137,8 @@ class Request(Connection):
 
     async def tytx(self) -> Any:
         """The body decoded as TYTX in the transport the client declared (json by default)."""
-        return tytx.decode(await self.body(), self.tytx_transport or "json")
+        return tytx.decode(await self.body(), self.tytx_transport or "json",
+                           limits=self.number_limits)
 
     async def body_params(self) -> dict[str, Any]:
         """Handler parameters carried by the body: a TYTX, JSON or form object (400 otherwise)."""
@@ -143,7 +148,7 @@ class Request(Connection):
         transport = self.tytx_transport
         content_type = self.content_type
         if transport is not None:
-            value = tytx.decode(body, transport)
+            value = tytx.decode(body, transport, limits=self.number_limits)
         elif content_type in ("application/json", "") or content_type.endswith("+json"):
             value = await self.json()
         elif content_type == "application/x-www-form-urlencoded":

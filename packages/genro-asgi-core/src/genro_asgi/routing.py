@@ -191,6 +191,7 @@ class Dispatcher:
         self.mount_states: dict[str, dict[str, Any]] = {}
         settings = server.settings.server
         self.max_body_size = int(settings.max_body_size)
+        self.number_limits = server.number_limits
         self.render_error = server.render_error
         # True unless an HTTP middleware that does not report its responses sits between the
         # envelope and this dispatcher: then the dispatcher records status and size and echoes
@@ -242,7 +243,7 @@ class Dispatcher:
             ):
                 result = await call()
             else:
-                request = Request(scope, receive, self.max_body_size)
+                request = Request(scope, receive, self.max_body_size, self.number_limits)
                 args, kwargs = await route.binder.bind(
                     request, segments, method in BODY_METHODS, transport is not None
                 )
