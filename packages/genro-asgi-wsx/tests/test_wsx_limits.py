@@ -151,18 +151,6 @@ def test_nesting_limit_default_and_jsonrpc(tmp_path: Any) -> None:
         assert rpc(ws, {"jsonrpc": "2.0", "method": "get_data", "id": 2})["id"] == 2
 
 
-def test_slow_consumer_is_closed_4000(tmp_path: Any) -> None:
-    server = make(tmp_path, {"outbound_queue": 5})
-    with serving(server) as live, open_ws(live) as reader, open_ws(live) as publisher:
-        assert wsx(reader, {"id": 1, "type": "subscribe", "channel": "flood"})["status"] == 200
-        # a burst of 50 publications in one go: more than the reader's queue can hold
-        assert wsx(publisher, {"id": 2, "path": "/shop/flood",
-                               "data": {"channel": "flood", "count": 50}})["status"] == 200
-        assert close_code(reader) == 4000
-        assert wsx(publisher, {"id": 3, "path": "/shop/hello"})["status"] == 200
-    assert server.plugins.get("wsx").broker.subscription_count == 0
-
-
 def test_too_many_malformed_frames_close_1002(tmp_path: Any) -> None:
     with serving(make(tmp_path, {"max_protocol_errors": 3})) as live, open_ws(live) as ws:
         ws.send("nope")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .broker import Broker, MemoryBroker, Publication
+from genro_asgi import PluginError
+
+from .broker import Broker, MemoryBroker, Publication, PublishError, Subscriber
 from .config import WsxConfig
 from .errors import CloseCode, WsxError
 from .hookspecs import WsxHookSpecs
@@ -17,10 +19,21 @@ __version__ = "0.2.0"
 
 
 async def publish(server: AsgiServer, channel: str, data: Any) -> None:
-    """Publish through the hook: works from any handler or plugin, a no-op when wsx is off."""
-    await server.plugins.call("genro_asgi_wsx_publish", strict=False, server=server,
-                              channel=channel, data=data)
+    """Publish through the hook: works from any handler or plugin, a no-op when wsx is off.
+
+    A publication the plugin refuses raises here, so the publisher knows: ValueError for a
+    channel outside the grammar, PublishError (a ValueError) for data that cannot be encoded,
+    which no subscriber got.
+    """
+    try:
+        await server.plugins.call("genro_asgi_wsx_publish", strict=True, server=server,
+                                  channel=channel, data=data)
+    except PluginError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ValueError):
+            raise cause from cause.__cause__
+        raise
 
 
-__all__ = ["Broker", "CloseCode", "MemoryBroker", "Publication", "WsxConfig", "WsxError",
-           "WsxHookSpecs", "WsxPlugin", "__version__", "publish"]
+__all__ = ["Broker", "CloseCode", "MemoryBroker", "Publication", "PublishError", "Subscriber",
+           "WsxConfig", "WsxError", "WsxHookSpecs", "WsxPlugin", "__version__", "publish"]

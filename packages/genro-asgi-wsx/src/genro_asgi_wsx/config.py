@@ -42,6 +42,12 @@ class WsxConfig(BaseModel):
     """Items in one JSON-RPC batch."""
     outbound_queue: int = Field(1000, ge=1)
     """Frames waiting to be sent to one client; when full the client is closed with 4000."""
+    max_queued_bytes: ByteSize = Field(ByteSize(4 * 1024 * 1024), ge=1024)
+    """UTF-8 bytes waiting to be sent to one client (a frame into an empty queue is always
+    taken); more closes the client with 4000."""
+    close_timeout: float = Field(10.0, gt=0)
+    """Seconds the close frame may wait to be written (a client that does not read never
+    takes it); then the socket is dropped."""
     heartbeat_interval: float = Field(20.0, ge=0)
     """Seconds between server pings (0 disables the heartbeat)."""
     heartbeat_timeout: float = Field(20.0, gt=0)

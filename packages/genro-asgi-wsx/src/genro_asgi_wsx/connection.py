@@ -12,6 +12,13 @@ reading and hands that job to a new reader task: the call keeps one task for its
 (``asyncio.current_task()``, ``asyncio.timeout()`` and cancellation behave as in a task of its
 own), is counted against ``max_in_flight`` and is cancelled when the connection ends. Each call
 runs in its own copy of the context, as a task would.
+
+The outbound queue is bounded in frames (``outbound_queue``) and in bytes
+(``max_queued_bytes``); passing either means the client does not read, and closes it with
+4000. An event is queued as its subscription's head plus the publication's text, shared by
+every subscriber and joined only when sent. A send that fails because the socket is gone ends
+the connection quietly; one that fails because the frame cannot be written is a server bug,
+logged, and closes with 1011.
 """
 
 from __future__ import annotations
@@ -26,13 +33,15 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from genro_asgi import Unauthorized, WebSocket
+from genro_asgi.builtin.errors import new_error_id
 from genro_asgi.types import Receive, Send
 from genro_asgi.websocket import WebSocketState
 
 from . import errors as E
-from .broker import Publication
+from .broker import Publication, Subscriber
 from .channels import check_pattern
 from .errors import CloseCode, WsxError
+from .wire import utf8_safe, wire_size
 
 if TYPE_CHECKING:
     from genro_asgi.identity import Identity
@@ -55,7 +64,10 @@ class Subprotocol(Protocol):
 
     def ping_frame(self) -> str: ...
 
-    def event_frame(self, subscription: str, publication: Publication) -> str: ...
+    def event_frame(self, subscription: str, publication: Publication) -> tuple[str, str]:
+        """The event's frame as its head (this subscription's) and its tail (the
+        publication's text, the same object for every subscriber)."""
+        ...
 
 
 class WsxConnection:
@@ -78,9 +90,17 @@ class WsxConnection:
         self.require_identity = require_identity
         self.tytx = tytx
         self.protocol: Subprotocol | None = None
-        # frames, or a send that started at once and had to wait (the writer finishes it)
-        self.queue: asyncio.Queue[str | _Unfinished] = asyncio.Queue(
-            maxsize=config.outbound_queue)
+        # (item, its UTF-8 size): a frame, an event's (head, shared tail), or a send that
+        # started at once and had to wait (the writer finishes it); bounded by hand, below
+        self.queue: asyncio.Queue[tuple[str | tuple[str, str] | _Unfinished, int]] = \
+            asyncio.Queue()
+        self.max_frames = config.outbound_queue
+        self.max_bytes = int(config.max_queued_bytes)
+        # past a quarter of either budget the connection has a backlog: a publisher yields
+        # to let the writer send before publishing more
+        self._backlog_frames = max(1, self.max_frames // 4)
+        self._backlog_bytes = self.max_bytes // 4
+        self.queued_bytes = 0  # of the frames counted in _unsent
         self.tasks: set[asyncio.Task[Any]] = set()  # calls that are waiting
         self._reader_task: asyncio.Task[None] | None = None
         self._handling = False  # the reader is inside protocol.handle()
@@ -150,17 +170,22 @@ class WsxConnection:
         await asyncio.gather(reader, *self.tasks, *helpers, return_exceptions=True)
         self.tasks.clear()
         while not self.queue.empty():  # never sent: a started send is closed, not left to gc
-            item = self.queue.get_nowait()
+            item, size = self.queue.get_nowait()
             self._unsent -= 1
-            if not isinstance(item, str):
+            self.queued_bytes -= size
+            if isinstance(item, _Unfinished):
                 item.coro.close()
         handles = list(self.subscriptions.values())
         self.subscriptions.clear()
         for handle in handles:
             await self.plugin.broker.unsubscribe(handle)
         if self.close_code is not None:
-            with contextlib.suppress(Exception):  # the socket may already be gone
-                await self.ws.close(self.close_code)
+            # the socket may be gone, or its buffers full of what a client that does not read
+            # never took: the close frame waits at most close_timeout, then the app returns and
+            # the server drops the socket
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.ws.close(self.close_code),
+                                       self.config.close_timeout)
 
     async def _reader(self) -> None:
         ws = self.ws
@@ -233,19 +258,32 @@ class WsxConnection:
         queue = self.queue
         send = self._send_text
         while True:
-            item = await queue.get()
+            item, size = await queue.get()
             try:
-                if isinstance(item, str):
+                if type(item) is str:
                     await send(item)
+                elif type(item) is tuple:
+                    await send(item[0] + item[1])  # an event: joined only now
                 else:
+                    assert isinstance(item, _Unfinished)
                     await _carry_on(item.coro, item.waiting_on)
-            except Exception:  # the client is gone: nothing more can be sent
+            except Exception as exc:
                 queue.task_done()
-                self._closed.set()
+                self._send_failed(exc)
                 return
             finally:
                 self._unsent -= 1
+                self.queued_bytes -= size
             queue.task_done()
+
+    def _send_failed(self, exc: Exception) -> None:
+        """A send raised. The socket is gone or closing (OSError, the server's state errors):
+        end quietly. The frame itself could not be written (ValueError, TypeError, such as
+        text UTF-8 cannot carry): a server bug, logged, and the client told with 1011."""
+        if isinstance(exc, (ValueError, TypeError)):
+            logger.error("wsx connection %d: a frame could not be sent", self.id, exc_info=exc)
+            self.close(CloseCode.INTERNAL_ERROR)
+        self._closed.set()
 
     async def _heartbeat(self) -> None:
         interval = self.config.heartbeat_interval
@@ -281,6 +319,8 @@ class WsxConnection:
         """
         if self.close_code is not None:
             return
+        if not frame.isascii():  # a lone surrogate would fail the send (see wire.py)
+            frame = utf8_safe(frame)
         if self._unsent:
             self.send(frame)
             return
@@ -293,16 +333,18 @@ class WsxConnection:
         sender = self._sender
         try:
             waiting_on = sender.send(sending)
-        except Exception:  # the client is gone: nothing more can be sent
+        except Exception as exc:
             self._sender = _runner()
-            self._closed.set()
+            self._send_failed(exc)
             return
         if waiting_on is _DONE:
             return
         # the send waits: the writer finishes it, with the runner it is in
         self._sender = _runner()
-        self.queue.put_nowait(_Unfinished(sender, waiting_on))  # empty, so never full
+        size = wire_size(frame)
+        self.queue.put_nowait((_Unfinished(sender, waiting_on), size))  # the first: accepted
         self._unsent += 1
+        self.queued_bytes += size
 
     def _send_text(self, frame: str) -> Coroutine[Any, Any, None]:
         """``ws.send_text(frame)``, with one coroutine less: the ASGI send, when connected."""
@@ -313,15 +355,40 @@ class WsxConnection:
 
     def send(self, frame: str) -> None:
         """Queue a frame; a full queue means the client does not read: close with 4000."""
+        if not frame.isascii():
+            frame = utf8_safe(frame)
+        self._enqueue(frame, wire_size(frame))
+
+    def _enqueue(self, item: str | tuple[str, str], size: int) -> bool:
+        """Queue ``item`` within the frame and byte budgets (a frame into an empty queue is
+        always taken, however large); past either, close with 4000. Whether the connection
+        now has a backlog."""
         if self.close_code is not None:
-            return
-        try:
-            self.queue.put_nowait(frame)
-            self._unsent += 1
-        except asyncio.QueueFull:
-            logger.warning("wsx connection %d: outbound queue full, closing (slow consumer)",
-                           self.id)
+            return False
+        unsent = self._unsent
+        if unsent and (unsent >= self.max_frames
+                       or self.queued_bytes + size > self.max_bytes):
+            logger.warning("wsx connection %d: outbound queue full (%d frames, %d bytes), "
+                           "closing (slow consumer)", self.id, unsent, self.queued_bytes)
             self.close(CloseCode.SLOW_CONSUMER)
+            return False
+        self.queue.put_nowait((item, size))
+        self._unsent = unsent + 1
+        self.queued_bytes += size
+        return unsent >= self._backlog_frames or self.queued_bytes > self._backlog_bytes
+
+    def internal_error(self, what: str, exc: BaseException,
+                       message: str = "Internal Server Error") -> WsxError:
+        """Log ``exc`` with a new error_id and return the error answer carrying it: every
+        internal error a client sees points to its log record."""
+        error_id = new_error_id()
+        logger.error("error_id=%s wsx connection %d: %s: %s: %s", error_id, self.id, what,
+                     type(exc).__name__, exc, exc_info=exc)
+        return WsxError(E.INTERNAL_ERROR, message, data={"error_id": error_id})
+
+    def unencodable(self, what: str, exc: BaseException) -> WsxError:
+        """``internal_error`` for a value (a result) that cannot be encoded."""
+        return self.internal_error(what, exc, "the result cannot be encoded")
 
     def frame_bad(self) -> None:
         self.bad_frames += 1
@@ -396,14 +463,7 @@ class WsxConnection:
         try:
             await self.plugin.authorize_channel(self.identity, pattern)
             sid = f"s{next(self._sub_ids)}"
-            protocol = self.protocol
-            assert protocol is not None
-            send = self.send
-
-            def deliver(publication: Publication) -> None:
-                send(protocol.event_frame(sid, publication))
-
-            handle = await self.plugin.broker.subscribe(pattern, deliver)
+            handle = await self.plugin.broker.subscribe(pattern, _EventSink(self, sid))
         finally:
             self._pending_subscriptions -= 1
         if self.close_code is not None:
@@ -417,6 +477,26 @@ class WsxConnection:
         if handle is None:
             raise WsxError(E.UNKNOWN_SUBSCRIPTION, "no such subscription on this connection")
         await self.plugin.broker.unsubscribe(handle)
+
+
+class _EventSink(Subscriber):
+    """One subscription's end of the broker: events into its connection's queue."""
+
+    __slots__ = ("conn", "protocol", "sid")
+
+    def __init__(self, conn: WsxConnection, sid: str) -> None:
+        assert conn.protocol is not None
+        self.conn = conn
+        self.protocol = conn.protocol
+        self.sid = sid
+
+    def prepare(self, publication: Publication) -> tuple[str, str, int]:
+        head, tail = self.protocol.event_frame(self.sid, publication)
+        return head, tail, len(head) + publication.size(tail)  # the head is ASCII
+
+    def push(self, prepared: tuple[str, str, int]) -> bool:
+        head, tail, size = prepared
+        return self.conn._enqueue((head, tail), size)
 
 
 class _Unfinished:

@@ -28,6 +28,7 @@ from .codec import (
     tytx_json_fragment,
 )
 from .errors import WsxError
+from .wire import check_utf8, refuse_lone_surrogates
 
 if TYPE_CHECKING:
     from .connection import WsxConnection
@@ -55,26 +56,31 @@ class JsonRpcProtocol:
     def ping_frame(self) -> str:
         return PING
 
-    def event_frame(self, subscription: str, publication: Publication) -> str:
+    def event_frame(self, subscription: str, publication: Publication) -> tuple[str, str]:
+        # the head is this subscription's, the tail the same text for every subscriber
         tail: str
         if self.conn.tytx:
             tail = publication.encoded("jsonrpc-tytx", _typed_event_tail)
         else:
             tail = publication.encoded("jsonrpc", _plain_event_tail)
-        return _EVENT_HEAD + subscription + tail
+        return _EVENT_HEAD + subscription, tail
 
     def _fragment(self, response: dict[str, Any], typed: bool) -> tuple[str, bool]:
         """One response as JSON text, and whether it holds typed values."""
         try:
             rid = response["id"]
             if "result" in response and type(rid) in _PLAIN_IDS:
-                return _result_text(rid, response["result"], typed)
+                text, has_types = _result_text(rid, response["result"], typed)
+                return check_utf8(text), has_types  # a lone surrogate: a ValueError
             if typed:
-                return tytx_json_fragment(response)
-            return plain_json(response), False
-        except (TypeError, ValueError):  # a result that cannot be encoded
-            failure = WsxError(E.INTERNAL_ERROR, "the result cannot be encoded")
-            return plain_json(error_response(response.get("id"), failure)), False
+                text, has_types = tytx_json_fragment(response)
+            else:
+                text, has_types = plain_json(response), False
+            return (check_utf8(text) if "result" in response else text), has_types
+        except Exception as exc:  # a result that cannot be encoded
+            rid = response.get("id")
+            failure = self.conn.unencodable(f"the result of request {rid!r}", exc)
+            return plain_json(error_response(rid, failure)), False
 
     def _send_one(self, response: dict[str, Any], typed: bool) -> None:
         text, has_types = self._fragment(response, typed)
@@ -100,6 +106,7 @@ class JsonRpcProtocol:
                 typed = stripped.endswith(TYTX_MARK)
                 payload = parse_tytx(stripped) if typed else parse_json(text)
             check_depth(text, payload, conn.config.max_depth, typed=typed)
+            refuse_lone_surrogates(payload, text)
         except WsxError as exc:
             conn.frame_bad()
             self._send_error(None, exc)
@@ -172,16 +179,18 @@ class JsonRpcProtocol:
             return
         if rid is _NO_ID:
             return
-        if type(result) is str and type(rid) is int and not typed:  # _result_text(), inline
+        if type(result) is str and type(rid) is int and not typed and result.isascii():
+            # _result_text(), inline (any other text is checked there for lone surrogates)
             self.conn.reply(f'{{"jsonrpc":"2.0","result":{encode_basestring(result)},'
                             f'"id":{rid}}}')  # an int (exactly): its repr
             return
         if type(rid) in _PLAIN_IDS:  # the common answer, without a response dict
             try:
                 text, has_types = _result_text(rid, result, typed)
-            except (TypeError, ValueError):  # a result that cannot be encoded
-                failure = WsxError(E.INTERNAL_ERROR, "the result cannot be encoded")
-                self._send_error(rid, failure)
+                check_utf8(text)  # a lone surrogate: a ValueError, as any unencodable value
+            except Exception as exc:  # a result that cannot be encoded
+                self._send_error(rid, self.conn.unencodable(f"the result of request {rid!r}",
+                                                            exc))
                 return
             self.conn.reply(text + TYTX_MARK if has_types else text)
         else:
@@ -214,8 +223,7 @@ class JsonRpcProtocol:
     def _failed(self, method: str, rid: Any, exc: Exception) -> dict[str, Any] | None:
         """The error response for a failed request (None for a notification)."""
         if not isinstance(exc, WsxError):
-            logger.error("jsonrpc method %r failed", method, exc_info=exc)
-            exc = WsxError(E.INTERNAL_ERROR, "Internal Server Error")
+            exc = self.conn.internal_error(f"method {method!r} failed", exc)
         return None if rid is _NO_ID else error_response(rid, exc)
 
     def _dispatch(self, method: str, params: Any) -> Awaitable[Any]:

@@ -17,6 +17,7 @@ from . import errors as E
 from .broker import Publication
 from .codec import check_depth, parse_json, parse_tytx, plain_json, scan_json, tytx_text
 from .errors import WsxError
+from .wire import check_utf8, refuse_lone_surrogates
 
 if TYPE_CHECKING:
     from .connection import WsxConnection
@@ -48,15 +49,17 @@ class WsxProtocol:
     def ping_frame(self) -> str:
         return PING
 
-    def event_frame(self, subscription: str, publication: Publication) -> str:
-        channel_and_data = publication.encoded("wsx", _event_tail)
-        return f'{PREFIX}{{"type":"event","subscription":"{subscription}",{channel_and_data}'
+    def event_frame(self, subscription: str, publication: Publication) -> tuple[str, str]:
+        # the head is this subscription's, the tail the same text for every subscriber
+        return (f'{PREFIX}{{"type":"event","subscription":"{subscription}",',
+                publication.encoded("wsx", _event_tail))
 
     def answer(self, msg_id: Any, value: Any) -> None:
         # what _dumps({"id", "status", "data"}) writes, put together directly
         data = json_string(encode_basestring(value) if type(value) is str else tytx_text(value))
         rid = int.__repr__(msg_id) if type(msg_id) is int else json_string(msg_id)
-        self.conn.reply(f'{PREFIX}{{"id":{rid},"status":200,"data":{data}}}')
+        # a lone surrogate in the result: a ValueError, as any value TYTX cannot encode
+        self.conn.reply(check_utf8(f'{PREFIX}{{"id":{rid},"status":200,"data":{data}}}'))
 
     def fail(self, msg_id: Any, exc: WsxError) -> None:
         error = {"code": exc.kind.code, "message": exc.message, **exc.data}
@@ -80,6 +83,7 @@ class WsxProtocol:
             except (StopIteration, ValueError, RecursionError):
                 message = parse_json(text, 6)
             check_depth(text, message, conn.config.max_depth)
+            refuse_lone_surrogates(message, text)
             if type(message) is not dict:
                 raise WsxError(E.PARSE_ERROR, "a wsx frame holds a JSON object")
         except WsxError as exc:
@@ -136,16 +140,16 @@ class WsxProtocol:
             if msg_id is not None:
                 self.fail(msg_id, exc)
             return
-        except Exception:
-            logger.exception("wsx message %r failed", msg_id)
+        except Exception as exc:
+            failure = self.conn.internal_error(f"message {msg_id!r} failed", exc)
             if msg_id is not None:
-                self.fail(msg_id, WsxError(E.INTERNAL_ERROR, "Internal Server Error"))
+                self.fail(msg_id, failure)
             return
         if msg_id is not None:
             try:
                 self.answer(msg_id, result)
-            except (TypeError, ValueError):  # a result TYTX cannot encode
-                self.fail(msg_id, WsxError(E.INTERNAL_ERROR, "the result cannot be encoded"))
+            except Exception as exc:  # a result that cannot be encoded
+                self.fail(msg_id, self.conn.unencodable(f"the result of {msg_id!r}", exc))
 
     async def _calling(self, msg_id: Any, message: dict[str, Any], bare: bool) -> None:
         """``_answering`` of a call, with the call's preparation and ``conn.call`` inline: every
@@ -169,6 +173,8 @@ class WsxProtocol:
                     params = _merge_query(params, query, depth)
                 headers = message.get("headers")
                 request_id = None if headers is None else _request_id(headers)
+                if type(data) is str or query is not None:  # TYTX text, decoded above
+                    refuse_lone_surrogates(params, data, *(query.values() if query else ()))
             identity = conn.identity
             if identity is None and conn.require_identity:
                 raise WsxError(E.AUTH_REQUIRED, "authenticate first")
@@ -179,21 +185,27 @@ class WsxProtocol:
             if msg_id is not None:
                 self.fail(msg_id, exc)
             return
-        except Exception:
-            logger.exception("wsx message %r failed", msg_id)
+        except Exception as exc:
+            failure = conn.internal_error(f"message {msg_id!r} failed", exc)
             if msg_id is not None:
-                self.fail(msg_id, WsxError(E.INTERNAL_ERROR, "Internal Server Error"))
+                self.fail(msg_id, failure)
             return
         if msg_id is None:
             return
+        if type(result) is str and not result.isascii():  # the inline answer skips answer()
+            try:
+                check_utf8(result)
+            except ValueError as exc:
+                self.fail(msg_id, conn.unencodable(f"the result of {msg_id!r}", exc))
+                return
         if type(result) is str and type(msg_id) is int:  # answer(), for the common answer
             conn.reply(f'WSX://{{"id":{msg_id},"status":200,'
                        f'"data":{json_string(encode_basestring(result))}}}')
             return
         try:
             self.answer(msg_id, result)
-        except (TypeError, ValueError):  # a result TYTX cannot encode
-            self.fail(msg_id, WsxError(E.INTERNAL_ERROR, "the result cannot be encoded"))
+        except Exception as exc:  # a result that cannot be encoded
+            self.fail(msg_id, conn.unencodable(f"the result of {msg_id!r}", exc))
 
     async def _subscribe(self, message: dict[str, Any]) -> Any:
         channel = message.get("channel")
