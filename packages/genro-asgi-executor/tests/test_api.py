@@ -176,6 +176,27 @@ async def test_auth_rule_401_403_200(tmp_path: Path) -> None:
         assert (await client.post("/_tasks/x/cancel")).status_code == 401
 
 
+async def test_the_auth_rule_is_checked_before_any_parameter(tmp_path: Path) -> None:
+    """A caller the rule refuses gets 401/403 whatever it sent: the parameters are not bound
+    (nor coerced, nor their body read) before the rule is checked."""
+    broken = b"{"  # a JSON body the binder would refuse
+    as_json = {"content-type": "application/json"}
+    async with AsyncTestClient(make(tmp_path, auth_rule="ops")) as client:
+        for url in ("/_tasks?limit=abc", "/_tasks?bogus=1", "/_tasks?results=maybe",
+                    "/_tasks?limit=1E%2B999999999::N"):
+            assert (await client.get(url)).status_code == 401, url
+            guest = await client.get(url, headers={"x-test-tags": "guest"})
+            assert guest.status_code == 403, url
+        assert (await client.post("/_tasks/x/cancel", content=broken, headers=as_json)
+                ).status_code == 401
+        # the same parameters from a caller the rule admits: the binder's 400
+        ops = {"x-test-tags": "ops"}
+        refused = await client.get("/_tasks?limit=abc", headers=ops)
+        assert refused.status_code == 400 and "limit" in refused.text
+        assert (await client.post("/_tasks/x/cancel", content=broken,
+                                  headers={**as_json, **ops})).status_code == 400
+
+
 async def test_the_auth_plugin_guards_the_api(tmp_path: Path) -> None:
     """The real auth plugin, not a stand-in: /_tasks is a guarded path like any other, and
     ``auth_rule`` then checks the identity it established."""

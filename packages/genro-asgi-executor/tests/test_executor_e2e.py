@@ -90,3 +90,24 @@ def test_executor_gauges_in_the_metrics_scrape(tmp_path: Path) -> None:
     assert 'executor_pool_workers{kind="process",pool="cpu"} 2.0' in scrape
     assert 'executor_tasks{state="done"} 1.0' in after
     assert 'executor_pool_running{pool="cpu"} 0.0' in after
+
+
+def test_an_anonymous_caller_is_refused_before_its_parameters_are_read(tmp_path: Path) -> None:
+    """``auth_rule`` answers 401/403 before the query or the body is bound: a caller without
+    the rule's tags cannot make the server coerce anything (a TYTX numeric bomb included)."""
+    server = AsgiServer(tmp_path, config={"plugins": {
+        "executor": {"pools": POOLS, "auth_rule": "ops"},
+        "identity": {"module": "executor_apps:HeaderIdentity"}}}, environ={})
+    typed = {"X-TYTX-Transport": "json"}
+    with LiveServer(server) as live, httpx.Client(base_url=live.url, timeout=HANG_GUARD) as c:
+        bomb = {"limit": "1E+999999999::N"}
+        assert c.get("/_tasks", params=bomb, headers=typed).status_code == 401
+        assert c.get("/_tasks", params={"limit": "abc"}).status_code == 401
+        guest = {**typed, "X-Test-Tags": "guest"}
+        assert c.get("/_tasks", params=bomb, headers=guest).status_code == 403
+        assert c.post("/_tasks/x/cancel", content=b"{",
+                      headers={"Content-Type": "application/json"}).status_code == 401
+        # admitted, the same parameters are checked as usual
+        ops = {"X-Test-Tags": "ops"}
+        assert c.get("/_tasks", params={"limit": "abc"}, headers=ops).status_code == 400
+        assert c.get("/_tasks", params={"limit": "3"}, headers=ops).json()["count"] == 0

@@ -6,18 +6,21 @@ tracebacks only with ``results=true``, so a list of large results stays small),
 JSON, or TYTX when the client sends ``X-TYTX-Transport``; errors go through the server's
 error rendering (404 unknown task, 400 bad filter, 409 cancelling a finished task). It never
 starts work: tasks are submitted by the application's own routes.
+
+``auth_rule`` is declared on the route itself (genro-routes' auth plugin, configured per
+instance), so the core checks it before it binds or coerces a single parameter: an anonymous
+caller gets its 401 whatever it sent. Over WSX (or JSON-RPC) the same paths answer with the
+data itself; a call's ``method``, when given, must be the one the path takes, and a call
+without one (``CALL``) does what the path says.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from genro_toolbox import tags_match
-
 from genro_asgi import (
     AsgiApplication,
     BadRequest,
-    Forbidden,
     HTTPException,
     JSONResponse,
     MethodNotAllowed,
@@ -25,7 +28,6 @@ from genro_asgi import (
     Request,
     Response,
     TytxResponse,
-    Unauthorized,
     route,
 )
 
@@ -54,14 +56,17 @@ class TasksApp(AsgiApplication):
         self.plugin = plugin
         self.auth_rule = plugin.config.auth_rule
         self.tracebacks = plugin.config.expose_tracebacks
+        if self.auth_rule is not None:
+            # a rule of the route, not of the handler: checked before any parameter is bound
+            self.route.plug("auth")
+            self.routing.configure("auth/_all_", rule=self.auth_rule)
 
     # every standard method reaches the handler, which answers 405 with the Allow of the path
     # asked (GET on the list and on a task, POST on cancel), not the union of them all
     @route(methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"])
     async def index(self, *path: str, request: Request, state: str | None = None,
                     name: str | None = None, pool: str | None = None,
-                    limit: int = 100, results: bool = False) -> Response:
-        self._authorize(request)
+                    limit: int = 100, results: bool = False) -> Response | dict[str, Any]:
         tasks = self.plugin.tasks
         if tasks is None:
             raise ExecutorClosed("the executor is not running")
@@ -90,17 +95,6 @@ class TasksApp(AsgiApplication):
             raise NotFound(detail=f"no task {path[0][:64]!r}") from None
         raise NotFound(detail="no such task API path")
 
-    def _authorize(self, request: Request) -> None:
-        if self.auth_rule is None:
-            return
-        identity = request.identity
-        if identity is None and request.envelope is not None:
-            identity = getattr(request.envelope, "identity", None)
-        if identity is None:
-            raise Unauthorized(detail="the task API needs an authenticated caller")
-        if not tags_match(self.auth_rule, set(getattr(identity, "tags", ()) or ())):
-            raise Forbidden(detail=f"the task API requires {self.auth_rule!r}")
-
     def _pool_filter(self, pool: str | None) -> str | None:
         if pool is not None and pool not in self.plugin.config.pools:
             raise BadRequest(detail=f"unknown pool {pool[:64]!r} "
@@ -111,10 +105,13 @@ class TasksApp(AsgiApplication):
         return record.view(tracebacks=self.tracebacks, summary=summary)
 
     @staticmethod
-    def _answer(request: Request, data: dict[str, Any]) -> Response:
-        transport = request.tytx_transport
+    def _answer(request: Request, data: dict[str, Any]) -> Response | dict[str, Any]:
+        http = _is_http(request)
+        # not HTTP (WSX, JSON-RPC): the data itself, which that transport encodes as TYTX
+        transport = request.tytx_transport if http else "json"
         try:
-            return _encode(data, transport)
+            response = _encode(data, transport)
+            return response if http else data
         except UNENCODABLE:
             pass
         # a result the encoder cannot represent: answer without it, saying why; in a list only
@@ -127,18 +124,28 @@ class TasksApp(AsgiApplication):
             except UNENCODABLE:
                 view["result"] = None
                 view.setdefault("result_error", "the result cannot be encoded as JSON/TYTX")
-        return _encode(data, transport)
+        return _encode(data, transport) if http else data
 
 
 def _encode(data: dict[str, Any], transport: Transport | None) -> Response:
     return TytxResponse(data, transport=transport) if transport else JSONResponse(data)
 
 
-def _allow(request: Request, allowed: str) -> None:
+def _is_http(request: Any) -> bool:
+    return isinstance(request, Request) and request.scope.get("type") == "http"
+
+
+def _allow(request: Any, allowed: str) -> None:
+    """405 unless the call's method is ``allowed`` (GET: or HEAD). A WSX or JSON-RPC call
+    without a method (``CALL``) does what the path says; one with a method is held to it."""
     methods = ["GET", "HEAD"] if allowed == "GET" else [allowed]
-    if request.method not in methods:
-        raise MethodNotAllowed(methods, detail=f"{request.method} is not allowed on "
-                                               f"{request.scope['path']!r}")
+    scope = getattr(request, "scope", None) or {}
+    method = scope.get("method") if isinstance(request, Request) else None
+    if method is None or (method == "CALL" and scope.get("type") != "http"):
+        return
+    if method not in methods:
+        raise MethodNotAllowed(methods, detail=f"{method[:20]} is not allowed on "
+                                               f"{str(scope.get('path'))[:200]!r}")
 
 
 def _state_filter(state: str | None) -> list[str] | None:

@@ -129,8 +129,10 @@ class CallRunner:
             # like HTTP, a call that binds nothing leaves envelope.params None (no dict for it)
             bare = params is None and segments is None and route.takes_nothing
             if not bare:
-                args, kwargs = bind(route, params, segments or [],
-                                    call_scope["wsx.connection"].ws)
+                # a handler that takes the Request gets this call's: its method (or CALL),
+                # path, envelope and identity, the handshake's headers, an empty body
+                request = Request(scope, _no_body) if route.binder.request_param else None
+                args, kwargs = bind(route, params, segments or [], request)
                 envelope.params = kwargs
             try:
                 # route.invoke(), without its coroutine: authorize (inline when there is
