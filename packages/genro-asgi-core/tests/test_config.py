@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -453,3 +454,35 @@ def test_validation_errors_never_echo_a_secret(tmp_path: Path) -> None:
         with pytest.raises(GenroAsgiError) as info:
             AsgiServer(tmp_path, config={"plugins": {"auth": options}}, environ={})
         assert "SECRET" not in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("server: &x {port: *x}\n", "refers to a mapping or list that contains it"),
+    ("a: &a [1,1,1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+     "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
+     "e: [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\n", "expands to more than"),
+])
+def test_yaml_alias_bombs_are_config_errors(tmp_path: Path, text: str, words: str) -> None:
+    (tmp_path / "config.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=words):
+        load_config(tmp_path, environ={})
+
+
+def test_config_file_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_bytes(b"server: {host: \xff\xfe}\n")
+    with pytest.raises(ConfigError, match="not valid UTF-8"):
+        load_config(tmp_path, environ={})
+
+
+@pytest.mark.parametrize("ref", [{"$env": ["a", "b"]}, {"$env": 3}, {"$file": None},
+                                 {"$env": ""}])
+def test_secret_reference_must_be_a_name(tmp_path: Path, ref: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match="must be a non-empty string"):
+        load_config(tmp_path, {"apps": {"shop": {"module": "x:Y", "key": ref}}}, environ={})
+
+
+def test_validation_error_never_echoes_a_value_from_a_secret_reference(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path, {"server": {"port": {"$env": "P"}}}, environ={"P": "hunter2-pw"})
+    assert "server.port" in str(info.value)
+    assert "hunter2" not in str(info.value)

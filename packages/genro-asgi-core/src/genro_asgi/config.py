@@ -113,13 +113,44 @@ def load_yaml(path: Path) -> dict[str, Any]:
         return {}
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid UTF-8") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    problem = _alias_problem(data)
+    if problem:
+        raise ConfigError(f"{path}: {problem}")
     return data
+
+
+MAX_CONFIG_NODES = 100_000
+
+
+def _alias_problem(tree: Any) -> str | None:
+    """YAML aliases make a graph of a config: one that contains itself would recurse forever,
+    and nested aliases can expand to billions of values once walked. Say which, or None."""
+    budget = [MAX_CONFIG_NODES]
+
+    def walk(node: Any, ancestors: frozenset[int]) -> str | None:
+        budget[0] -= 1
+        if budget[0] < 0:
+            return (f"the config expands to more than {MAX_CONFIG_NODES} values "
+                    "(nested YAML aliases?)")
+        if isinstance(node, dict | list):
+            if id(node) in ancestors:
+                return "a YAML alias refers to a mapping or list that contains it"
+            inner = ancestors | {id(node)}
+            for child in node.values() if isinstance(node, dict) else node:
+                problem = walk(child, inner)
+                if problem:
+                    return problem
+        return None
+
+    return walk(tree, frozenset())
 
 
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -184,6 +215,9 @@ def resolve_secrets(
     environ = os.environ if environ is None else environ
     if _is_secret_ref(tree):
         kind, ref = next(iter(tree.items()))
+        if not isinstance(ref, str) or not ref:
+            raise SecretError(path, f"{kind} must be a non-empty string (a variable name or a "
+                                    f"file path), got {type(ref).__name__}")
         if kind == "$env":
             if ref not in environ:
                 raise SecretError(path, f"environment variable {ref!r} is not set")
@@ -266,20 +300,24 @@ def _hide_secrets(value: Any) -> Any:
 
 
 def format_validation_error(
-    exc: ValidationError, source: str | Callable[[KeyPath], str], prefix: KeyPath = ()
+    exc: ValidationError, source: str | Callable[[KeyPath], str], prefix: KeyPath = (),
+    secrets: set[KeyPath] | None = None,
 ) -> str:
     """One line per problem: ``source: key.path: message (got value)``.
 
     ``source`` names where the values came from, or tells it per key path when the config was
-    layered from several places.
+    layered from several places. The value is left out where it may be a secret: under a
+    secret-looking key, or anywhere inside a ``{$env}`` / ``{$file}`` reference (``secrets``).
     """
+    secret_paths = secrets or set()
     lines = []
     for err in exc.errors(include_url=False):
         path = (*prefix, *err["loc"])
         loc = ".".join(str(p) for p in path) or "<root>"
         got = err.get("input")
         hidden = (err["type"] in ("missing", "extra_forbidden") or isinstance(got, dict)
-                  or any(_SECRET_KEY.search(str(part)) for part in path))
+                  or any(_SECRET_KEY.search(str(part)) for part in path)
+                  or any(path[:depth] in secret_paths for depth in range(len(path) + 1)))
         shown = "" if hidden else f" (got {got!r})"
         where = source(path) if callable(source) else source
         lines.append(f"{where}: {loc}: {err['msg']}{shown}")
@@ -384,5 +422,5 @@ def load_config(
     try:
         settings = Settings.model_validate(resolved)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source_of)) from None
+        raise ConfigError(format_validation_error(exc, source_of, (), secrets)) from None
     return LoadedConfig(settings, resolved, secrets, source, source_of)

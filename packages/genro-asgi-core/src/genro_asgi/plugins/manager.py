@@ -126,7 +126,8 @@ class PluginManager:
         extra_specs = getattr(target, "hookspecs", None)
         if extra_specs is not None:
             self.pm.add_hookspecs(extra_specs)
-        config = self._validate(name, target, options, self.source)
+        config = self._validate(name, target, options, self.source,
+                                server.config.secret_paths)
         if inspect.isclass(target):
             try:
                 obj = cast(Any, target)(server, config)
@@ -194,7 +195,8 @@ class PluginManager:
 
     @staticmethod
     def _validate(name: str, target: Any, options: dict[str, Any],
-                  source: str | Callable[[tuple[str | int, ...]], str]) -> Any:
+                  source: str | Callable[[tuple[str | int, ...]], str],
+                  secrets: set[tuple[str | int, ...]] | None = None) -> Any:
         model = getattr(target, "config_model", None)
         if model is None:
             return options
@@ -204,7 +206,7 @@ class PluginManager:
             return model.model_validate(options)
         except ValidationError as exc:
             raise PluginError(
-                format_validation_error(exc, source, ("plugins", name))
+                format_validation_error(exc, source, ("plugins", name), secrets)
             ) from None
 
     def _impls_of(self, obj: Any) -> list[pluggy.HookImpl]:
