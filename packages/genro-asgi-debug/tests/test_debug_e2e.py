@@ -340,7 +340,8 @@ def test_silent_client_is_dropped_after_the_handshake_timeout(tmp_path: Path) ->
 
 def test_connections_waiting_to_authenticate_are_capped(tmp_path: Path) -> None:
     """Silent connections cannot pile up file descriptors (a loopback port is reachable by
-    every local user): beyond MAX_HANDSHAKES they are closed at once, without a hello."""
+    every local user): beyond MAX_HANDSHAKES they are told the listener is busy and closed
+    at once, and the CLI says so (busy, try again), not that this is no debug listener."""
     server = debug_server(tmp_path, handshake_timeout=WAIT, park_timeout=WAIT,
                           audit_file="audit.jsonl")
     with LiveServer(server) as live:
@@ -349,8 +350,20 @@ def test_connections_waiting_to_authenticate_are_capped(tmp_path: Path) -> None:
         extra = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         extra.settimeout(WAIT)
         extra.connect(plugin_of(server).address.removeprefix("unix:"))
-        assert recv_frame(extra) is None  # closed without a word
+        busy = recv_frame(extra)
+        assert busy is not None and busy["type"] == "error" and busy["code"] == "busy"
+        assert recv_frame(extra) is None  # then closed
         extra.close()
+        with pytest.raises(DebugClientError, match="busy") as refused:
+            client_for(server).connect()
+        assert "not a genro-asgi-debug listener" not in str(refused.value)
+        cli = subprocess.run(
+            [sys.executable, "-m", "genro_asgi_debug.cli", "--socket-dir",
+             str(tmp_path / "sockets"), "incidents"],
+            env={**os.environ, "GENRO_ASGI_DEBUG_SECRET": SECRET},
+            capture_output=True, text=True, timeout=WAIT)
+        assert "busy" in cli.stderr and "try again" in cli.stderr, cli.stderr
+        assert "not a genro-asgi-debug listener" not in cli.stderr
         assert httpx.get(live.url + "/shop/health", timeout=WAIT).text == "ok"
         for sock in silent:
             sock.close()
@@ -359,7 +372,23 @@ def test_connections_waiting_to_authenticate_are_capped(tmp_path: Path) -> None:
         attach_and_release(server, "c")  # room again for a developer
         assert failing.response().status_code == 500
     refused = [e for e in audit_lines(tmp_path / "audit.jsonl") if e["event"] == "refused"]
-    assert [e["reason"] for e in refused] == ["too many connections waiting to authenticate"]
+    assert [e["reason"] for e in refused] == ["too many connections waiting to "
+                                              "authenticate"] * 3
+
+
+def test_max_handshakes_from_the_config(tmp_path: Path) -> None:
+    server = debug_server(tmp_path, handshake_timeout=WAIT, max_handshakes=2)
+    with LiveServer(server):
+        silent = [raw_connection(server) for _ in range(2)]
+        with pytest.raises(DebugClientError, match="busy authenticating other connections"):
+            client_for(server).connect()
+        silent.pop().close()
+        listener = plugin_of(server).listener
+        wait_until(lambda: len(listener._sessions) == 1, "the closed session to end")
+        with client_for(server) as debugger:  # a free slot again
+            assert debugger.incidents() == []
+        for sock in silent:
+            sock.close()
 
 
 def pdb_threads(incident_id: str) -> list[threading.Thread]:

@@ -77,7 +77,14 @@ class DebugClient:
 
     def _authenticate(self) -> None:
         hello = self.receive()
-        if hello is None or hello["type"] != "hello" or hello.get("protocol") != PROTOCOL:
+        if hello is None:
+            raise DebugClientError(f"{self.address}: the listener closed the connection without "
+                                   "a hello: it refused this client (its uid or address is not "
+                                   "allowed; see the server's audit log)")
+        if hello.get("type") == "error" and hello.get("code") == "busy":
+            raise DebugClientError(f"{self.address}: the listener is busy authenticating other "
+                                   "connections; try again in a moment")
+        if hello.get("type") != "hello" or hello.get("protocol") != PROTOCOL:
             raise DebugClientError(f"{self.address}: not a genro-asgi-debug listener "
                                    f"(protocol {PROTOCOL})")
         server_nonce = str(hello.get("nonce"))

@@ -57,6 +57,9 @@ class DebugConfig(BaseModel):
     (an attached pdb is ended and its request released)."""
     handshake_timeout: float = Field(10.0, gt=0)
     """Seconds a new connection has to authenticate."""
+    max_handshakes: int = Field(16, ge=1, le=1024)
+    """Connections authenticating at once (each holds a descriptor for up to
+    ``handshake_timeout``); one more is told the listener is busy and closed."""
     socket_dir: str | None = None
     """Directory of the Unix sockets (one per worker pid); see ``default_socket_dir``."""
     port: int | None = Field(None, ge=1, le=65535)

@@ -2,9 +2,10 @@
 
 Before a session starts, the peer itself is checked: over a Unix socket its uid (SO_PEERCRED,
 where the platform has it) must be this user's or root's; over TCP its address must be loopback
-or in ``allowed_ips``. A refused peer is audited and closed without a word, and so is any
-connection beyond ``MAX_HANDSHAKES`` still unauthenticated: each would otherwise hold a file
-descriptor for the handshake timeout, and any local user can reach a loopback TCP port.
+or in ``allowed_ips``. A refused peer is audited and closed without a word. A connection
+beyond ``max_handshakes`` still unauthenticated is audited, told the listener is busy (an
+``error`` frame with ``code: busy``) and closed: each would otherwise hold a file descriptor for
+the handshake timeout, and any local user can reach a loopback TCP port.
 """
 
 from __future__ import annotations
@@ -19,19 +20,22 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .config import IPNetwork, ip_allowed
+from .protocol import encode
 from .session import Session, SessionContext
 
 logger = logging.getLogger("genro_asgi_debug")
 _PEERCRED = struct.Struct("3i")
-MAX_HANDSHAKES = 16  # connections authenticating at once; a developer needs one per worker
+MAX_HANDSHAKES = 16  # default max_handshakes; a developer needs one per worker
 
 
 class DebugListener:
     """``await start_unix(path)`` or ``await start_tcp(host, port)``; ``await stop()``."""
 
-    def __init__(self, context: SessionContext, allowed_ips: Iterable[IPNetwork]) -> None:
+    def __init__(self, context: SessionContext, allowed_ips: Iterable[IPNetwork],
+                 max_handshakes: int = MAX_HANDSHAKES) -> None:
         self.context = context
         self.allowed_ips = tuple(allowed_ips)
+        self.max_handshakes = max_handshakes
         self.address: str | None = None
         self._server: asyncio.Server | None = None
         self._path: Path | None = None
@@ -92,9 +96,13 @@ class DebugListener:
                 logger.warning("debug: refused a connection from %s", peer)
                 writer.close()
                 return
-            if sum(s.authenticating for s in self._sessions) >= MAX_HANDSHAKES:
+            if sum(s.authenticating for s in self._sessions) >= self.max_handshakes:
                 self.context.audit.record("refused", peer, reason="too many connections "
                                                                   "waiting to authenticate")
+                # an allowed peer: it may know why, so that it retries instead of giving up
+                writer.write(encode({"type": "error", "code": "busy", "error": (
+                    f"busy: {self.max_handshakes} connections are already authenticating; "
+                    "try again in a moment")}))
                 writer.close()
                 return
             session = Session(self.context, reader, writer, peer)

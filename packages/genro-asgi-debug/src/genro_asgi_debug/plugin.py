@@ -97,7 +97,7 @@ class DebugPlugin(Plugin):
             audit=self.audit, requests=self.in_flight,
             info={"pid": os.getpid(), "server_dir": str(server.server_dir)},
             handshake_timeout=config.handshake_timeout, idle_timeout=config.idle_timeout)
-        listener = DebugListener(context, config.allowed_ips)
+        listener = DebugListener(context, config.allowed_ips, config.max_handshakes)
         try:
             self.audit.open()
         except UnsafeAuditFile as exc:

@@ -63,7 +63,7 @@ class Session:
         self.writer = writer
         self.peer = peer
         self.attachment: Attachment | None = None
-        self.authenticating = True  # counted by the listener against MAX_HANDSHAKES
+        self.authenticating = True  # counted by the listener against max_handshakes
         self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
 
