@@ -47,6 +47,12 @@ class ServerSettings(BaseModel):
     max_body_size: ByteSize = ByteSize(1024 * 1024)
     max_header_count: int = Field(100, ge=1)
     max_header_size: ByteSize = ByteSize(16 * 1024)
+    max_url_size: ByteSize = Field(ByteSize(8 * 1024), ge=1)
+    # read deadlines of the HTTP protocol (genro_asgi.http_protocol)
+    head_timeout: float = Field(10.0, gt=0)
+    body_timeout: float = Field(30.0, gt=0)
+    body_min_rate: ByteSize | None = Field(ByteSize(1024), ge=1)
+    http: Literal["auto", "httptools", "h11"] = "auto"
     # numbers in requests: significant digits of a Decimal / digits of an int, and the
     # decimal exponent either way (numbers.NumberLimits)
     max_number_digits: int = Field(100, ge=1, le=100_000)

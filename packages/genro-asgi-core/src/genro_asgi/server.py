@@ -27,6 +27,7 @@ from .connection import Connection
 from .datastructures import State
 from .envelope import EnvelopeMiddleware, EnvelopeRegistry, NamedObservers
 from .exceptions import ConfigError, HTTPException, PluginError, StartupError
+from .http_protocol import protocol_class
 from .identity import Identity
 from .lifespan import run_lifespan
 from .mounted_lifespan import MountedLifespan
@@ -477,6 +478,8 @@ class AsgiServer:
             "timeout_graceful_shutdown": math.ceil(s.shutdown_timeout),
             "limit_concurrency": s.limit_concurrency,
             "h11_max_incomplete_event_size": int(s.max_header_size),
+            # read deadlines and a bounded head (uvicorn's own protocols have neither)
+            "http": protocol_class(s.http),
             "proxy_headers": s.proxy_headers, "forwarded_allow_ips": s.forwarded_allow_ips,
             "ws_max_size": int(s.ws_max_size), "ws_ping_interval": s.ws_ping_interval,
             "ws_ping_timeout": s.ws_ping_timeout,

@@ -1,4 +1,9 @@
-"""A real uvicorn serving an app on a free loopback port, in a background thread, for e2e tests."""
+"""A real uvicorn serving an app on a free loopback port, in a background thread, for e2e tests.
+
+An ``AsgiServer`` is served as ``AsgiServer.run()`` serves it: with genro-asgi's HTTP protocol
+(read deadlines, bounded head) and its connection settings; anything passed as
+``uvicorn_options`` wins.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,14 @@ from typing import Any
 
 import uvicorn
 
+from ..server import AsgiServer
 from ..types import ASGIApp
+
+# uvicorn options an AsgiServer's settings decide for the connections it serves; the rest
+# (host, port, workers, logging, shutdown) belong to the test
+_CONNECTION_OPTIONS = ("http", "timeout_keep_alive", "limit_concurrency",
+                       "h11_max_incomplete_event_size", "ws_max_size", "ws_ping_interval",
+                       "ws_ping_timeout")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -31,7 +43,11 @@ class LiveServer:
                  startup_timeout: float = 15.0, **uvicorn_options: Any) -> None:
         self.host = host
         self.port = port or free_port(host)
-        options = {"log_level": "warning", "lifespan": "on", "loop": "asyncio", **uvicorn_options}
+        options: dict[str, Any] = {"log_level": "warning", "lifespan": "on", "loop": "asyncio"}
+        if isinstance(app, AsgiServer):
+            served = app.uvicorn_options()
+            options.update({key: served[key] for key in _CONNECTION_OPTIONS})
+        options.update(uvicorn_options)
         self.server = _ThreadedServer(uvicorn.Config(app, host=host, port=self.port, **options))
         self.startup_timeout = startup_timeout
         self._thread: threading.Thread | None = None

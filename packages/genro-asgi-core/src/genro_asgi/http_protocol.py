@@ -1,0 +1,441 @@
+"""uvicorn's HTTP/1.1 protocols with read deadlines and a bounded request head.
+
+Stock uvicorn waits forever for a client that connects and sends nothing, sends half a request
+head, or sends its body slower than it promised, and its httptools parser buffers a header line
+of any length before the app can refuse it. :class:`HttpToolsProtocol` and :class:`H11Protocol`
+add, per connection:
+
+- ``server.head_timeout``: from the connection opening (or the first byte of the next request on
+  a kept-alive connection) to the end of the request head. A connection that sent nothing is
+  closed; one that sent part of a head gets a 408.
+- ``server.body_timeout`` and ``server.body_min_rate``: while the request body is incomplete,
+  the client may stay silent at most ``body_timeout``, and must keep up ``body_min_rate``
+  bytes/s on average after a grace of ``body_timeout``. Past either, a 408 (or a plain close
+  once the response has started) ends the connection, and the app's ``receive()`` returns
+  ``http.disconnect``. Time the server itself stops reading (flow control, a pending
+  ``100 Continue``) is not counted against the client.
+- the head's size while it arrives: once the bytes of a head after its first read exceed
+  ``max_url_size + max_header_size + 4 * max_header_count`` the connection gets a 414 (still in
+  the URL) or 431 and is closed without reading the rest. The exact limits on a complete head
+  are checked by the envelope (header count and size) and here (URL size).
+
+The limits come from the ``AsgiServer`` that uvicorn serves (``ServerSettings``), found once per
+uvicorn ``Config``; any other app gets the defaults. A request that arrives whole in one read,
+the common case, costs one overridden ``data_received`` call and a few attribute reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import h11
+from uvicorn.config import Config
+from uvicorn.protocols.http import h11_impl, httptools_impl
+
+from .config import ServerSettings, Settings
+
+logger = logging.getLogger("genro_asgi.http")
+
+_LIMITS_ATTRIBUTE = "_genro_asgi_http_limits"
+_HEAD_OVERHEAD = 4  # ": " and CRLF around each header name and value
+
+
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    """The read limits of one server's connections."""
+
+    head_timeout: float
+    body_timeout: float
+    body_min_rate: float | None  # bytes per second, None: no rate check
+    max_url_size: int
+    head_budget: int  # raw bytes a head may take while it arrives
+
+    @classmethod
+    def from_settings(cls, settings: ServerSettings) -> HttpLimits:
+        max_url_size = int(settings.max_url_size)
+        budget = (max_url_size + int(settings.max_header_size)
+                  + _HEAD_OVERHEAD * settings.max_header_count)
+        rate = settings.body_min_rate
+        return cls(settings.head_timeout, settings.body_timeout,
+                   None if rate is None else float(rate), max_url_size, budget)
+
+
+    async def url_too_long(self, scope: Any, receive: Any, send: Any) -> None:
+        """The ASGI app answering a request whose URL is over ``max_url_size``."""
+        body = f"Request URL larger than {self.max_url_size} bytes.".encode("ascii")
+        await send({"type": "http.response.start", "status": 414,
+                    "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                                (b"content-length", str(len(body)).encode("ascii")),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _UrlLimited:
+    """h11's way to the 414: the app behind a check of the request target's length."""
+
+    __slots__ = ("app", "limits")
+
+    def __init__(self, app: Any, limits: HttpLimits) -> None:
+        self.app = app
+        self.limits = limits
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            query = scope.get("query_string", b"")
+            target = (len(scope["raw_path"]) - len(scope.get("root_path", "").encode())
+                      + (len(query) + 1 if query else 0))
+            if target > self.limits.max_url_size:
+                await self.limits.url_too_long(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def limits_for(config: Config) -> HttpLimits:
+    """The limits of the AsgiServer behind ``config.loaded_app`` (cached on the config)."""
+    cached: HttpLimits | None = getattr(config, _LIMITS_ATTRIBUTE, None)
+    if cached is not None:
+        return cached
+    app: Any = config.loaded_app
+    settings = ServerSettings()
+    for _ in range(8):  # uvicorn's wrappers (proxy headers, message logger) keep it in .app
+        found = getattr(app, "settings", None)
+        if isinstance(found, Settings):
+            settings = found.server
+            break
+        app = getattr(app, "app", None)
+        if app is None:
+            break
+    limits = HttpLimits.from_settings(settings)
+    setattr(config, _LIMITS_ATTRIBUTE, limits)
+    return limits
+
+
+def _error_response(status: int, message: str,
+                    default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    body = message.encode("ascii")
+    content = [httptools_impl.STATUS_LINE[status]]
+    for name, value in default_headers:
+        content.extend([name, b": ", value, b"\r\n"])
+    content.extend([b"content-type: text/plain; charset=utf-8\r\n",
+                    b"content-length: ", str(len(body)).encode("ascii"), b"\r\n",
+                    b"connection: close\r\n\r\n", body])
+    return b"".join(content)
+
+
+_IDLE, _HEAD, _BODY = 0, 1, 2
+_LINGER = 2.0  # seconds a refused connection is drained before it is closed
+
+
+class _ReadGuard:
+    """Deadlines and the head budget, shared by both protocols.
+
+    One timer per connection at most, armed when a phase (head, body) outlasts the read that
+    began it and re-armed lazily: a body read only stores the time, and the timer, when it
+    fires, moves itself to the real deadline.
+    """
+
+    _count_head = True  # False where the parser bounds its own buffer (h11)
+
+    # provided by the uvicorn protocol this is mixed into
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    server_state: Any
+    flow: Any
+    client: tuple[str, int] | None
+
+    def _guard_init(self, config: Config) -> None:
+        self._limits = limits_for(config)
+        self._phase = _IDLE
+        self._timer: asyncio.TimerHandle | None = None
+        self._head_bytes = 0
+        self._head_started = False  # a byte of the current head arrived
+        self._body_start = 0.0
+        self._body_last = 0.0
+        self._body_bytes = 0
+        self._upgraded = False
+        self._refused = False  # answered 408/414/431 (or will close after the response)
+
+    # -- what each protocol tells us ---------------------------------------------------------
+
+    def _current_cycle(self) -> Any:
+        raise NotImplementedError
+
+    def _url_size(self) -> int:
+        return 0
+
+    # -- phases ------------------------------------------------------------------------------
+
+    def _wait_for_head(self, received: int) -> None:
+        """The head is incomplete after a read of ``received`` bytes (0: the connection
+        just opened)."""
+        if self._refused:
+            return
+        if self._phase == _HEAD:
+            self._head_started = self._head_started or received > 0
+            self._head_bytes += received
+            if self._count_head and self._head_bytes > self._limits.head_budget:
+                self._head_too_large()
+            return
+        # the read that begins a head may also end the previous request: not counted
+        self._phase = _HEAD
+        self._head_bytes = 0
+        self._head_started = received > 0
+        self._arm(self._limits.head_timeout)
+
+    def _read_body(self, received: int) -> None:
+        if self._refused:
+            return
+        now = self.loop.time()
+        if self._phase != _BODY:
+            self._phase = _BODY
+            self._body_start = now
+            self._body_bytes = 0
+            self._arm(self._limits.body_timeout)
+        self._body_last = now
+        self._body_bytes += received
+
+    def _stop_watching(self) -> None:
+        self._phase = _IDLE
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _arm(self, delay: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_later(delay, self._deadline_reached)
+
+    # -- deadlines ---------------------------------------------------------------------------
+
+    def _deadline_reached(self) -> None:
+        self._timer = None
+        if self.transport.is_closing() or self._upgraded or self._phase == _IDLE:
+            return
+        if self.flow.read_paused:  # we stopped reading, not the client
+            self._body_last = self.loop.time()
+            self._arm(self._limits.head_timeout if self._phase == _HEAD
+                      else self._limits.body_timeout)
+            return
+        if self._phase == _HEAD:
+            self._head_timed_out()
+        else:
+            self._check_body()
+
+    def _head_timed_out(self) -> None:
+        if not self._head_started:
+            logger.debug("%s: closing a connection that sent nothing", self._who())
+            self._phase = _IDLE
+            self.transport.close()
+            return
+        logger.warning("%s: request head not complete after %ss", self._who(),
+                       self._limits.head_timeout)
+        self._refuse(408, "Request head not received in time.")
+
+    def _check_body(self) -> None:
+        cycle = self._current_cycle()
+        limits = self._limits
+        now = self.loop.time()
+        if cycle is not None and cycle.waiting_for_100_continue:
+            self._body_last = now  # the client waits for our 100 Continue
+        deadline = self._body_last + limits.body_timeout
+        if limits.body_min_rate is not None:
+            deadline = min(deadline, self._body_start + limits.body_timeout
+                           + self._body_bytes / limits.body_min_rate)
+        if now < deadline:
+            self._arm(deadline - now)
+            return
+        logger.warning("%s: request body stalled (%d bytes in %.1fs)", self._who(),
+                       self._body_bytes, now - self._body_start)
+        response = None
+        if cycle is not None and not cycle.response_complete:
+            if not cycle.response_started:
+                response = _error_response(408, "Request body not received in time.",
+                                           self.server_state.default_headers)
+            # the app's send() becomes a no-op and its receive() returns http.disconnect
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self._close_after(response)
+
+    def _head_too_large(self) -> None:
+        if self._url_size() > self._limits.max_url_size:
+            logger.warning("%s: request URL over %d bytes", self._who(),
+                           self._limits.max_url_size)
+            self._refuse(414, f"Request URL larger than {self._limits.max_url_size} bytes.")
+        else:
+            logger.warning("%s: request head over %d bytes", self._who(),
+                           self._limits.head_budget)
+            self._refuse(431, f"Request head larger than {self._limits.head_budget} bytes.")
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer ``status`` and close; behind a pipelined request still being answered, stop
+        reading and close once that response is complete."""
+        cycle = self._current_cycle()
+        if cycle is not None and not cycle.response_complete:
+            self._stop_watching()
+            self._refused = True
+            cycle.keep_alive = False
+            self.flow.pause_reading()
+            return
+        self._close_after(_error_response(status, message, self.server_state.default_headers))
+
+    def _close_after(self, response: bytes | None) -> None:
+        """Write ``response``, end our side, and close after a short linger.
+
+        Closing with unread input makes the kernel reset the connection, and a client still
+        sending then often loses the answer; so what still arrives is read and dropped for
+        up to ``_LINGER`` seconds (or until the client closes).
+        """
+        self._stop_watching()
+        self._refused = True
+        self._discard_input()
+        transport = self.transport
+        if response is not None:
+            transport.write(response)
+        if transport.can_write_eof():
+            transport.write_eof()
+        self._timer = self.loop.call_later(_LINGER, transport.close)
+
+    def _discard_input(self) -> None:
+        raise NotImplementedError
+
+    def _who(self) -> str:
+        return f"{self.client[0]}:{self.client[1]}" if self.client else "client"
+
+
+class HttpToolsProtocol(_ReadGuard, httptools_impl.HttpToolsProtocol):
+    """uvicorn's httptools protocol with read deadlines and a bounded head."""
+
+    def __init__(self, config: Config, server_state: Any, app_state: dict[str, Any],
+                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self._guard_init(config)
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._wait_for_head(0)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_watching()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        scope = self.scope
+        if scope is None or "method" not in scope:  # the head is not complete
+            self._wait_for_head(len(data))
+            return
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body and not self._upgraded:
+            self._read_body(len(data))
+        elif self._phase:
+            self._stop_watching()
+
+    def on_headers_complete(self) -> None:
+        if len(self.url) <= self._limits.max_url_size:
+            super().on_headers_complete()
+            return
+        # uvicorn runs the 414 as the request's app: keep-alive and pipelining stay right
+        logger.warning("%s: request URL over %d bytes", self._who(), self._limits.max_url_size)
+        app = self.app
+        self.app = self._limits.url_too_long
+        try:
+            super().on_headers_complete()
+        finally:
+            self.app = app
+
+    def handle_websocket_upgrade(self) -> None:
+        self._upgraded = True
+        self._stop_watching()
+        super().handle_websocket_upgrade()
+
+    def send_400_response(self, msg: str) -> None:
+        if self._refused:  # our own refusal stopped the parser: already answered
+            return
+        self._stop_watching()
+        super().send_400_response(msg)
+
+    def _current_cycle(self) -> Any:
+        return self.cycle
+
+    def _discard_input(self) -> None:
+        self.parser = _DISCARD  # type: ignore[assignment]
+
+    def _url_size(self) -> int:
+        return len(getattr(self, "url", b""))
+
+
+class H11Protocol(_ReadGuard, h11_impl.H11Protocol):
+    """uvicorn's h11 protocol with read deadlines; h11 itself bounds the head's buffer."""
+
+    _count_head = False
+
+    def __init__(self, config: Config, server_state: Any, app_state: dict[str, Any],
+                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self._guard_init(config)
+        # h11 refuses a buffered head over this (uvicorn answers it with a 400, made a 431 in
+        # send_400_response)
+        self.conn._max_incomplete_event_size = self._limits.head_budget
+        self.app = _UrlLimited(self.app, self._limits)
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._wait_for_head(0)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_watching()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        super().data_received(data)
+        conn = self.conn
+        state = conn.their_state
+        if state is h11.SEND_BODY and not self._upgraded:
+            self._read_body(len(data))
+        elif state is h11.IDLE and conn.our_state is h11.IDLE and conn._receive_buffer:
+            self._wait_for_head(len(data))
+        elif self._phase:
+            self._stop_watching()
+
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        self._upgraded = True
+        self._stop_watching()
+        super().handle_websocket_upgrade(event)
+
+    def send_400_response(self, msg: str) -> None:
+        self._stop_watching()
+        if len(self.conn._receive_buffer) > self._limits.head_budget:
+            logger.warning("%s: request head over %d bytes", self._who(),
+                           self._limits.head_budget)
+            self._close_after(_error_response(
+                431, f"Request head larger than {self._limits.head_budget} bytes.",
+                self.server_state.default_headers))
+            return
+        super().send_400_response(msg)
+
+    def _current_cycle(self) -> Any:
+        return self.cycle
+
+    def _discard_input(self) -> None:
+        pass  # data_received drops everything once refused
+
+
+def protocol_class(http: str = "auto") -> type[asyncio.Protocol]:
+    """The protocol for ``server.http``: ``auto`` is httptools (uvicorn[standard] installs it),
+    as in uvicorn."""
+    return H11Protocol if http == "h11" else HttpToolsProtocol
+
+
+class _Discard:
+    """Stands in for the parser of a refused connection: what still arrives is dropped."""
+
+    def feed_data(self, data: bytes) -> None:
+        pass
+
+
+_DISCARD = _Discard()
