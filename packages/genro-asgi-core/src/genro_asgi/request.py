@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -15,9 +16,13 @@ from .datastructures import QueryParams
 from .exceptions import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from .numbers import DEFAULT_LIMITS, NumberLimits, NumberOutOfRange, describe_decode_error
 from .types import Receive, Scope
+from .tytx import Transport as TytxTransport
 from .wellformed import MalformedText, check_decoded
 
 DEFAULT_MAX_BODY = 1024 * 1024
+# bodies larger than this are decoded in a worker thread: a MiB of TYTX JSON takes about a
+# quarter of a second to hydrate, which the event loop must not spend while other clients wait
+DECODE_IN_THREAD_ABOVE = 64 * 1024
 
 
 def _reject_constant(name: str) -> Any:
@@ -105,6 +110,11 @@ class Request(Connection):
 
     async def json(self) -> Any:
         body = await self.body()
+        if len(body) > DECODE_IN_THREAD_ABOVE:
+            return await asyncio.to_thread(self._decode_json, body)
+        return self._decode_json(body)
+
+    def _decode_json(self, body: bytes) -> Any:
         try:
             value = json.loads(body, parse_constant=_reject_constant)
             check_decoded(body, value)
@@ -137,8 +147,13 @@ class Request(Connection):
 
     async def tytx(self) -> Any:
         """The body decoded as TYTX in the transport the client declared (json by default)."""
-        return tytx.decode(await self.body(), self.tytx_transport or "json",
-                           limits=self.number_limits)
+        return await self._decode_tytx(await self.body(), self.tytx_transport or "json")
+
+    async def _decode_tytx(self, body: bytes, transport: TytxTransport) -> Any:
+        if len(body) > DECODE_IN_THREAD_ABOVE:
+            return await asyncio.to_thread(tytx.decode, body, transport,
+                                           limits=self.number_limits)
+        return tytx.decode(body, transport, limits=self.number_limits)
 
     async def body_params(self) -> dict[str, Any]:
         """Handler parameters carried by the body: a TYTX, JSON or form object (400 otherwise)."""
@@ -148,7 +163,7 @@ class Request(Connection):
         transport = self.tytx_transport
         content_type = self.content_type
         if transport is not None:
-            value = tytx.decode(body, transport, limits=self.number_limits)
+            value = await self._decode_tytx(body, transport)
         elif content_type in ("application/json", "") or content_type.endswith("+json"):
             value = await self.json()
         elif content_type == "application/x-www-form-urlencoded":
