@@ -153,6 +153,8 @@ class CallRunner:
             except Exception as exc:
                 raise await self._internal(scope, exc) from None
             if type(result) not in _SCALARS:
+                if isinstance(result, Response) and result.status_code >= 400:
+                    raise refusal(result)  # returned rather than raised: still an error
                 result = plain(result)
             envelope.status = 200
             return result
@@ -187,6 +189,15 @@ class CallRunner:
 
 async def _no_body() -> dict[str, Any]:
     return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def refusal(response: Response) -> WsxError:
+    """The error frame for an error ``Response`` a handler returned: its status, and its text
+    as the message, as for an ``HTTPException`` it raised (a 403 is never a 200 here)."""
+    text = plain(response)
+    detail = text.strip()[:200] if isinstance(text, str) else ""
+    return WsxError(E.HANDLER_ERROR, detail or f"status {response.status_code}",
+                    status=response.status_code)
 
 
 def plain(value: Any) -> Any:
