@@ -17,10 +17,13 @@ import itertools
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .channels import is_wildcard, matches
 from .wire import check_utf8, wire_size
+
+if TYPE_CHECKING:
+    from genro_asgi import AsgiServer
 
 logger = logging.getLogger("genro_asgi_wsx.broker")
 
@@ -87,6 +90,12 @@ class Subscriber(ABC):
 
 class Broker(ABC):
     """Where publications meet subscriptions. One broker per server."""
+
+    def bind(self, server: AsgiServer) -> None:
+        """Called once by the wsx plugin, with its server, right after the broker is built
+        (before ``start``): a network broker finds the server's connection there. Keep the
+        server weakly, as plugins do; the default does nothing."""
+        return None
 
     async def start(self) -> None:
         """Connect (a network broker); called at the plugin's startup."""

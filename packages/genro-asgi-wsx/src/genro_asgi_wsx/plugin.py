@@ -49,6 +49,7 @@ class WsxPlugin(Plugin):
     def __init__(self, server: AsgiServer, config: WsxConfig) -> None:
         super().__init__(server, config)
         self.broker: Broker = _make_broker(config)
+        self.broker.bind(server)
         self.runner = CallRunner(server)
         self.connections: set[WsxConnection] = set()
         self.closing = False

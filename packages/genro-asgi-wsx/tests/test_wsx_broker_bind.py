@@ -1,0 +1,61 @@
+"""``Broker.bind(server)``: the extension point a network broker uses to find its server."""
+
+from __future__ import annotations
+
+import sys
+import types
+import weakref
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from genro_asgi import AsgiServer
+from genro_asgi.testing import TestClient
+from genro_asgi_wsx import MemoryBroker
+
+
+class BindingBroker(MemoryBroker):
+    """Records the server it is bound to, and when, relative to start()."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[str] = []
+        self.server_ref: Any = None
+
+    def bind(self, server: AsgiServer) -> None:
+        self.server_ref = weakref.ref(server)
+        self.events.append("bind")
+
+    async def start(self) -> None:
+        self.events.append("start")
+
+
+@pytest.fixture
+def broker_module(monkeypatch: pytest.MonkeyPatch) -> str:
+    module = types.ModuleType("bind_broker_mod")
+    module.BindingBroker = BindingBroker  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "bind_broker_mod", module)
+    return "bind_broker_mod:BindingBroker"
+
+
+def test_bind_is_called_once_with_the_server_before_start(tmp_path: Path,
+                                                          broker_module: str) -> None:
+    servers = [AsgiServer(tmp_path, environ={}, config={"plugins": {"wsx": {
+        "broker": broker_module, "heartbeat_interval": 0}}}) for _ in range(2)]
+    brokers = [s.plugins.get("wsx").broker for s in servers]
+    assert brokers[0] is not brokers[1]
+    for server, broker in zip(servers, brokers, strict=True):
+        assert isinstance(broker, BindingBroker)
+        assert broker.events == ["bind"]
+        assert broker.server_ref() is server  # each broker sees its own server only
+    with TestClient(servers[0]):
+        assert brokers[0].events == ["bind", "start"]
+    assert brokers[1].events == ["bind"]
+
+
+async def test_the_default_bind_does_nothing(tmp_path: Path) -> None:
+    server = AsgiServer(tmp_path, environ={}, config={})
+    broker = MemoryBroker()
+    assert broker.bind(server) is None
+    await broker.publish("a.b", 1)  # still a working broker
