@@ -57,7 +57,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
                  "bearer": {"ops": {"token": OPS, "tags": ["ops"]},
                             "guest": {"token": GUEST, "tags": ["guest"]}}},
         "executor": {"pools": {"io": {"kind": "thread", "workers": 2}}, "auth_rule": "ops"},
-        "wsx": {"heartbeat_interval": 0},
+        # anonymous connections may call (public routes), so /_tasks must refuse them itself
+        "wsx": {"heartbeat_interval": 0, "require_identity": False},
     }})
     server.mount("/jobs", Jobs())
     with LiveServer(server) as running:
@@ -148,10 +149,23 @@ def test_task_api_over_json_rpc(live: LiveServer) -> None:
         assert missing["error"]["data"]["status"] == 404, missing
 
 
-def test_the_auth_rule_holds_over_wsx(live: LiveServer) -> None:
-    with open_ws(live, None) as ws:  # anonymous is allowed on the server, not on /_tasks
-        anonymous = call(ws, {"id": 1, "path": "/_tasks", "data": {"limit": "many"}})
-        assert anonymous["status"] == 401, anonymous
-    with open_ws(live, GUEST) as ws:
-        guest = call(ws, {"id": 1, "path": "/_tasks"})
-        assert guest["status"] == 403, guest
+@pytest.mark.parametrize("protocol", ["wsx", "jsonrpc"])
+def test_the_auth_rule_comes_before_the_parameters_over_wsx(live: LiveServer,
+                                                            protocol: str) -> None:
+    """As over HTTP: a caller the rule refuses gets 401/403 whatever it sent, its parameters
+    never bound nor coerced (not a 400 for them)."""
+    hostile = {"limit": "many", "state": "x" * 1000, "unexpected": 1}
+    for token, status in ((None, 401), (GUEST, 403)):
+        with open_ws(live, token, protocol) as ws:
+            if protocol == "wsx":
+                answer = call(ws, {"id": 1, "path": "/_tasks", "data": hostile})
+                assert answer["status"] == status, answer
+                typed = call(ws, {"id": 2, "path": "/_tasks",
+                                  "data": '{"limit": "1E+999999999::N"}::JS'})
+                assert typed["status"] == status, typed
+            else:
+                answer = rpc(ws, "_tasks", hostile)
+                assert answer["error"]["data"]["status"] == status, answer
+    with open_ws(live, OPS) as ws:  # admitted: the same parameters are checked
+        answer = call(ws, {"id": 1, "path": "/_tasks", "data": hostile})
+        assert answer["status"] == 400 and answer["error"]["code"] == "invalid_params"

@@ -128,17 +128,18 @@ class CallRunner:
             # bind()'s answer for no params to a handler without parameters, without the call
             # like HTTP, a call that binds nothing leaves envelope.params None (no dict for it)
             bare = params is None and segments is None and route.takes_nothing
-            if not bare:
-                # a handler that takes the Request gets this call's: its method (or CALL),
-                # path, envelope and identity, the handshake's headers, an empty body
-                request = Request(scope, _no_body) if route.binder.request_param else None
-                args, kwargs = bind(route, params, segments or [], request)
-                envelope.params = kwargs
             try:
                 # route.invoke(), without its coroutine: authorize (inline when there is
-                # nothing to authorize), then the handler
+                # nothing to authorize) BEFORE binding, as HTTP does: a caller the route
+                # refuses never has its parameters coerced; then the handler
                 call = route.call if identity is None and route.auth_rule is None \
                     else route.callable_for(identity)
+                if not bare:
+                    # a handler that takes the Request gets this call's: its method (or
+                    # CALL), path, envelope and identity, the handshake's headers, no body
+                    request = Request(scope, _no_body) if route.binder.request_param else None
+                    args, kwargs = bind(route, params, segments or [], request)
+                    envelope.params = kwargs
                 result = await (call() if bare else call(*args, **kwargs))
             except WsxError:
                 raise
