@@ -1,0 +1,163 @@
+"""The tool catalog: which routes are tools, under which names, with which schemas.
+
+A route is a tool when the plugin's ``tools`` option names it (an exact path or a shell
+pattern) or when it declares ``@route(meta_mcp=True)`` (or ``meta_mcp={"name": ...,
+"title": ..., "description": ...}``). The catalog is built from the core's compiled route
+table and genro-routes' ``nodes()`` (docstrings, metadata, the handler), and built again when
+the table changes (an app mounted later).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mcp_types.methods import serialize_server_result
+
+from genro_asgi import ConfigError
+
+from .schema import input_schema, output_schema
+
+if TYPE_CHECKING:
+    from genro_asgi import AsgiServer
+    from genro_asgi.identity import Identity
+    from genro_asgi.routing import CompiledRoute
+
+MAX_NAME = 128
+_INVALID_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.\-]")
+_READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
+
+
+@dataclass
+class Tool:
+    """One route exposed as a tool."""
+
+    name: str
+    path: str
+    route: CompiledRoute
+    description: str | None
+    title: str | None
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any] | None
+    wrap: bool | None
+    """True: the result goes in ``{"result": ...}``; False: it is the object; None: wrapped
+    unless it is an object (no declared output schema)."""
+    read_only: bool
+    _wire: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+
+    def definition(self) -> dict[str, Any]:
+        """The tool as ``tools/list`` describes it (before per-version shaping)."""
+        tool: dict[str, Any] = {"name": self.name, "inputSchema": self.input_schema}
+        if self.title:
+            tool["title"] = self.title
+        if self.description:
+            tool["description"] = self.description
+        if self.output_schema is not None:
+            tool["outputSchema"] = self.output_schema
+        if self.read_only:
+            tool["annotations"] = {"readOnlyHint": True}
+        return tool
+
+    def wire(self, version: str) -> dict[str, Any]:
+        """The tool's ``tools/list`` entry for a protocol version (shaped once per version)."""
+        shaped = self._wire.get(version)
+        if shaped is None:
+            listing = serialize_server_result("tools/list", version,
+                                              {"tools": [self.definition()]})
+            shaped = self._wire[version] = listing["tools"][0]
+        return shaped
+
+    def allowed(self, identity: Identity | None) -> bool:
+        """Whether ``identity`` may call the tool, as the route's HTTP request would be."""
+        if self.route.auth_rule is None:
+            return True
+        try:
+            self.route.authorize(identity)
+        except Exception:  # Unauthorized / Forbidden
+            return False
+        return True
+
+
+class ToolCatalog:
+    """The tools of one server, by name, built from one version of its route table."""
+
+    def __init__(self, tools: Sequence[Tool], table: Mapping[str, CompiledRoute]) -> None:
+        self.tools = {tool.name: tool for tool in tools}
+        self.table = table
+
+    def visible(self, identity: Identity | None) -> list[Tool]:
+        return [tool for tool in self.tools.values() if tool.allowed(identity)]
+
+
+def build_catalog(server: AsgiServer, patterns: Sequence[str], endpoint: str) -> ToolCatalog:
+    """The tools of ``server``'s current route table; a pattern matching nothing, or two
+    tools with one name, is a ConfigError naming them."""
+    table = server.routes
+    matched: set[str] = set()
+    tools: dict[str, Tool] = {}
+    for path, entry in _entries(server):
+        if path == endpoint or path.startswith(endpoint + "/"):
+            continue  # the MCP endpoint itself is never a tool
+        route = table.get(path)
+        if route is None:
+            continue
+        meta = (entry.get("metadata") or {}).get("meta") or {}
+        opted = meta.get("mcp")
+        hits = [p for p in patterns if p == path or fnmatch.fnmatchcase(path, p)]
+        matched.update(hits)
+        if not hits and not opted:
+            continue
+        options = opted if isinstance(opted, Mapping) else {}
+        tool = _tool(path, entry, route, options)
+        other = tools.get(tool.name)
+        if other is not None:
+            raise ConfigError(f"plugins.mcp: routes {other.path} and {path} are both the tool "
+                              f"{tool.name!r}; name one with @route(meta_mcp={{'name': ...}})")
+        tools[tool.name] = tool
+    unmatched = [p for p in patterns if p not in matched]
+    if unmatched:
+        raise ConfigError(f"plugins.mcp.tools: {', '.join(map(repr, unmatched))} "
+                          "matches no route")
+    return ToolCatalog(list(tools.values()), table)
+
+
+def _tool(path: str, entry: Mapping[str, Any], route: CompiledRoute,
+          options: Mapping[str, Any]) -> Tool:
+    name = options.get("name") or tool_name(path)
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME or \
+            _INVALID_NAME_CHARS.search(name):
+        raise ConfigError(f"route {path}: tool name {name!r} must be 1 to {MAX_NAME} letters, "
+                          "digits, '_', '-' or '.'")
+    description = options.get("description") or entry.get("doc") or None
+    output, wrap = output_schema(entry["callable"])
+    return Tool(
+        name=name, path=path, route=route,
+        description=str(description).strip() if description else None,
+        title=str(options["title"]) if options.get("title") else None,
+        input_schema=input_schema(route.binder),
+        output_schema=output, wrap=wrap,
+        read_only=route.methods <= _READ_ONLY_METHODS,
+    )
+
+
+def tool_name(path: str) -> str:
+    """``/shop/products`` -> ``shop.products`` (characters MCP does not allow become ``_``)."""
+    return _INVALID_NAME_CHARS.sub("_", path.strip("/").replace("/", "."))[:MAX_NAME]
+
+
+def _entries(server: AsgiServer) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """(URL path, genro-routes entry) for every routable entry, as the core compiles them."""
+    yield from _walk(server.router.route.nodes(_eager=True, forbidden=True), "")
+    if server.root_app is not None:
+        yield from _walk(server.root_app.route.nodes(_eager=True, forbidden=True), "")
+
+
+def _walk(tree: Mapping[str, Any], prefix: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    for name, entry in (tree.get("entries") or {}).items():
+        yield f"{prefix}/{name}", entry
+    for child, subtree in (tree.get("routers") or {}).items():
+        if "alias" not in subtree:
+            yield from _walk(subtree, f"{prefix}/{child}")
