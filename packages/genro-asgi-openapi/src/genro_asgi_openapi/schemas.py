@@ -1,0 +1,150 @@
+"""JSON Schemas for parameters and results, placed under ``components/schemas``.
+
+genro-routes' ``nodes()`` describes a handler's params and result when its app plugged the
+``pydantic`` plugin; otherwise the same pydantic machinery is run here on the handler's
+signature (the core's binder already holds a TypeAdapter per annotated parameter). Either way
+pydantic's ``$defs`` are hoisted into the document's components, renamed on a clash.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from genro_asgi import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
+
+Schema = dict[str, Any]
+_DEFS_PREFIX = "#/$defs/"
+_COMPONENTS_PREFIX = "#/components/schemas/"
+_SIMPLE_DEFAULTS = (str, int, float, bool, type(None))
+
+
+class Components:
+    """The ``components/schemas`` of one document being built."""
+
+    def __init__(self) -> None:
+        self.schemas: dict[str, Schema] = {}
+
+    def place(self, schema: Schema) -> Schema:
+        """``schema`` with its ``$defs`` moved here and its references pointed at them."""
+        schema = copy.deepcopy(schema)
+        defs: dict[str, Schema] = schema.pop("$defs", {}) or {}
+        renames: dict[str, str] = {}
+        for name, definition in defs.items():
+            target = name
+            suffix = 2
+            # the same name for a different model (two apps each with their own ``Item``)
+            while target in self.schemas and self.schemas[target] != _retarget(definition, {}):
+                target = f"{name}_{suffix}"
+                suffix += 1
+            renames[name] = target
+        for name, definition in defs.items():
+            self.schemas.setdefault(renames[name], _retarget(definition, renames))
+        placed: Schema = _retarget(schema, renames)
+        return placed
+
+
+def _retarget(node: Any, renames: dict[str, str]) -> Any:
+    """A copy of ``node`` whose ``#/$defs/X`` references point into the components."""
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str) and value.startswith(_DEFS_PREFIX):
+                name = value[len(_DEFS_PREFIX):]
+                out[key] = _COMPONENTS_PREFIX + renames.get(name, name)
+            else:
+                out[key] = _retarget(value, renames)
+        return out
+    if isinstance(node, list):
+        return [_retarget(item, renames) for item in node]
+    return node
+
+
+def adapter_schema(adapter: TypeAdapter[Any] | None, expects_str: bool,
+                   mode: typing.Literal["validation", "serialization"] = "validation") -> Schema:
+    """The schema of one annotated value: ``{}`` (anything) when pydantic cannot say."""
+    if adapter is None:
+        return {"type": "string"} if expects_str else {}
+    try:
+        return adapter.json_schema(mode=mode)
+    except Exception:  # an arbitrary class has no JSON Schema: describe it as anything
+        return {}
+
+
+def without_null(schema: Schema) -> Schema:
+    """A query or path value is text: ``null`` cannot be sent, leaving it out means the
+    default. Drops the null branch of an ``anyOf``."""
+    options = schema.get("anyOf")
+    if isinstance(options, list):
+        kept = [option for option in options if option != {"type": "null"}]
+        if len(kept) != len(options):
+            rest = {key: value for key, value in schema.items() if key != "anyOf"}
+            if rest.get("default", 0) is None:
+                rest.pop("default")
+            return {**kept[0], **rest} if len(kept) == 1 else {**rest, "anyOf": kept}
+    return schema
+
+
+def simple_default(value: Any) -> tuple[bool, Any]:
+    """(True, value) when a parameter's default can be written in the document as is."""
+    if value is inspect.Parameter.empty or not isinstance(value, _SIMPLE_DEFAULTS):
+        return False, None
+    if isinstance(value, float) and value != value:  # NaN has no JSON form
+        return False, None
+    return True, value
+
+
+# Response classes a handler may declare as its return type, and what they send
+_RESPONSE_TYPES: tuple[tuple[type[Response], str, Schema], ...] = (
+    (HTMLResponse, "text/html", {"type": "string"}),
+    (PlainTextResponse, "text/plain", {"type": "string"}),
+    (JSONResponse, "application/json", {}),
+)
+
+
+def result_content(func: Callable[..., Any], media_type: str | None,
+                   declared: Schema | None) -> tuple[dict[str, Schema], bool]:
+    """The 200 response's content by media type, and whether a TYTX client gets TYTX.
+
+    ``declared`` is genro-routes' result schema when its pydantic plugin built one.
+    """
+    try:
+        hints = typing.get_type_hints(func)
+    except Exception:  # unresolvable annotations: nothing is known about the result
+        hints = {}
+    annotation = hints.get("return", inspect.Parameter.empty)
+    if inspect.isclass(annotation) and issubclass(annotation, Response):
+        for kind, media, schema in _RESPONSE_TYPES:
+            if issubclass(annotation, kind):
+                return {media: {"schema": schema}}, False
+        if issubclass(annotation, StreamingResponse) or annotation.media_type is None:
+            return {"*/*": {"schema": {}}}, False
+        return {annotation.media_type: {"schema": {}}}, False
+    if annotation is bytes:
+        return {media_type or "application/octet-stream":
+                {"schema": {"type": "string", "format": "binary"}}}, False
+    if annotation is inspect.Parameter.empty or annotation is Any:
+        # any Python value: JSON for most, text for a str, a Response of its own choosing
+        return {media_type or "*/*": {"schema": {}}}, True
+    if annotation is str:
+        return {media_type or "text/plain": {"schema": {"type": "string"}}}, True
+    if declared is None:
+        try:
+            declared = TypeAdapter(annotation).json_schema(mode="serialization")
+        except Exception:
+            declared = {}
+    if media_type is not None and not (media_type == "application/json"
+                                       or media_type.endswith("+json")):
+        return {media_type: {"schema": {}}}, True
+    return {media_type or "application/json": {"schema": declared}}, True
