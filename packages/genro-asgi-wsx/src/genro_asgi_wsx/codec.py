@@ -1,7 +1,12 @@
 """Decoding client text safely and encoding values as TYTX text or plain JSON.
 
 Every decoder here turns malformed, hostile or too-deep input into a ``WsxError`` with a short
-message; nothing a client sends can raise anything else.
+message for the client (never Python's own wording: no ``sys.set_int_max_str_digits``, no
+"maximum recursion depth"); nothing a client sends can raise anything else.
+
+TYTX text is taken in every form genro-tytx writes (``to_tytx(value)`` and
+``to_tytx(value, "json")``): plain JSON, JSON marked ``::JS``, either between the two quotes of
+the json transport, typed scalars (``"1.5::N"``) and the ``::QS`` query-string form.
 """
 
 from __future__ import annotations
@@ -9,13 +14,14 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from json import encoder as _json_encoder
 from json.encoder import encode_basestring
 from typing import Any
 
-from genro_tytx import from_tytx, to_tytx
+from genro_tytx import SUFFIX_TO_TYPE, to_tytx
 
+from genro_asgi.numbers import describe_decode_error
 from genro_asgi.tytx import check_finite
 
 from . import errors as E
@@ -24,8 +30,12 @@ from .errors import WsxError
 TYTX_MARK = "::JS"
 
 
+class _Refused(ValueError):
+    """A JSON token refused on purpose (NaN, Infinity): its message is for the client."""
+
+
 def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+    raise _Refused(f"{name} is not valid JSON")
 
 
 _DECODER = json.JSONDecoder(parse_constant=_no_constants)
@@ -37,9 +47,9 @@ scan_json: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: i
 _SCAN = scan_json
 
 
-def parse_json(text: str, start: int = 0) -> Any:
+def parse_json(text: str, start: int = 0, *, max_depth: int | None = None) -> Any:
     """Strict JSON (no NaN/Infinity) from ``text[start:]``; malformed or too deep is a parse
-    error."""
+    error (``max_depth``: the limit to name when Python's decoder gives up on the nesting)."""
     try:  # what decode() does, less its whitespace handling: one value filling the text
         value, end = _SCAN(text, start)
         if end == len(text):
@@ -50,23 +60,113 @@ def parse_json(text: str, start: int = 0) -> Any:
     try:
         return _DECODER.decode(text[start:] if start else text)
     except (ValueError, RecursionError) as exc:
-        raise WsxError(E.PARSE_ERROR, f"invalid JSON: {_short(exc)}") from None
+        raise WsxError(E.PARSE_ERROR, f"invalid JSON: {json_problem(exc, max_depth)}") from None
 
 
-def parse_tytx(text: str) -> Any:
-    """TYTX text (typed strings hydrated); malformed JSON or typed values are parse errors."""
+def json_problem(exc: BaseException, max_depth: int | None = None) -> str:
+    """What is wrong with a JSON text, from the decoder's exception, in the client's terms."""
+    if isinstance(exc, RecursionError):
+        return too_deep(max_depth)
+    described = describe_decode_error(exc)  # an integer literal over Python's digit limit
+    if described is not None:
+        return described
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
+    if isinstance(exc, _Refused):
+        return str(exc)
+    return "malformed JSON"
+
+
+def too_deep(max_depth: int | None) -> str:
+    return f"nested deeper than {max_depth} levels" if max_depth else "nested too deeply"
+
+
+def parse_tytx(text: str, max_depth: int | None = None) -> Any:
+    """TYTX text in any form genro-tytx writes, typed values hydrated; malformed JSON, typed
+    values or (with ``max_depth``) nesting are parse errors."""
+    return decode_tytx(text, max_depth)[0]
+
+
+def decode_tytx(text: str, max_depth: int | None = None) -> tuple[Any, bool]:
+    """TYTX text as genro-tytx's ``from_tytx`` reads it, and whether it came in the json
+    transport's quoted form (``to_tytx(value, "json")``: ``'"{...}::JS"'``, ``'"1.5::N"'``).
+
+    The rules are genro-tytx's (``from_tytx(text, "json")``): the two quotes are dropped, a
+    text ending in a registered ``::SUFFIX`` is one typed scalar (``::QS`` a query string),
+    else it is JSON, with or without the ``::JS`` mark, whose typed strings are hydrated;
+    text that is not JSON and does not look like it is a plain string. Unlike
+    ``from_tytx``, malformed JSON or typed values are errors, and the messages are clean.
+    """
+    quoted = len(text) > 1 and text[0] == '"' == text[-1]
+    body = text[1:-1] if quoted else text
+    value: Any
+    if "::" in body:
+        head, suffix = body.rsplit("::", 1)
+        if suffix in SUFFIX_TO_TYPE:
+            value = _typed(head, suffix, max_depth)
+            if max_depth is not None:
+                check_depth(body, value, max_depth, typed=True)
+            return value, quoted
+        if suffix == "JS":
+            body = head
     try:
-        value = from_tytx(text)
-    except RecursionError:
-        raise WsxError(E.PARSE_ERROR, "malformed TYTX: nested too deeply") from None
-    except InvalidOperation:
-        raise WsxError(E.PARSE_ERROR, "malformed TYTX: invalid decimal value") from None
-    except (ValueError, TypeError, ArithmeticError) as exc:
-        raise WsxError(E.PARSE_ERROR, f"malformed TYTX: {_short(exc)}") from None
-    if isinstance(value, str) and text.lstrip()[:1] in ("{", "[", '"'):
-        # genro-tytx hands back text it cannot parse as a string instead of raising
-        raise WsxError(E.PARSE_ERROR, "malformed TYTX: not valid JSON")
+        value = parse_json(body, max_depth=max_depth)
+    except WsxError as exc:
+        if body.lstrip()[:1] in ("{", "[", '"'):
+            raise WsxError(E.PARSE_ERROR, f"malformed TYTX: {exc.message}") from None
+        return body, quoted  # not JSON and not like it: genro-tytx's plain string
+    value = _hydrate(value, max_depth)
+    if max_depth is not None:
+        check_depth(body, value, max_depth, typed=True)
+    return value, quoted
+
+
+_TYPE_NAMES = {"N": "decimal", "D": "date", "DH": "datetime", "DHZ": "datetime", "H": "time",
+               "L": "integer", "R": "float", "B": "boolean", "T": "string", "NN": "null",
+               "QS": "query string", "RAW": "base64 value"}
+
+
+def _typed(text: str, suffix: str, max_depth: int | None) -> Any:
+    """``text`` decoded by the registered type ``suffix``; a parse error naming the type."""
+    try:
+        return SUFFIX_TO_TYPE[suffix][1](text)
+    except RecursionError:  # ::QS inside ::QS ... : hydrated recursively by genro-tytx
+        raise WsxError(E.PARSE_ERROR, f"malformed TYTX: {too_deep(max_depth)}") from None
+    except Exception as exc:  # each decoder raises its own kind (ValueError, binascii.Error)
+        problem = describe_decode_error(exc)
+        if problem is None:
+            name = _TYPE_NAMES.get(suffix) or SUFFIX_TO_TYPE[suffix][0].__name__
+            shown = text if len(text) <= 40 else text[:37] + "..."
+            problem = f"{shown!r} is not a valid {name} (::{suffix})"
+        raise WsxError(E.PARSE_ERROR, f"malformed TYTX: {problem}") from None
+
+
+def _hydrate(value: Any, max_depth: int | None) -> Any:
+    """Typed strings (``"1.5::N"``) inside decoded JSON replaced by their values, in place,
+    as genro-tytx's walk does (keys stay strings); without recursion."""
+    if type(value) is str:
+        return _typed_string(value, max_depth)
+    if type(value) not in _CONTAINERS:
+        return value
+    pending: list[Any] = [value]
+    while pending:
+        container = pending.pop()
+        pairs = container.items() if type(container) is dict else enumerate(container)
+        for key, item in pairs:
+            kind = type(item)
+            if kind is str:
+                if "::" in item:
+                    container[key] = _typed_string(item, max_depth)
+            elif kind is dict or kind is list:
+                pending.append(item)
     return value
+
+
+def _typed_string(text: str, max_depth: int | None) -> Any:
+    if "::" not in text:
+        return text
+    head, suffix = text.rsplit("::", 1)
+    return _typed(head, suffix, max_depth) if suffix in SUFFIX_TO_TYPE else text
 
 
 def check_depth(text: str, value: Any, limit: int, *, typed: bool = False) -> None:
@@ -100,10 +200,6 @@ def _deeper_than(value: Any, limit: int) -> bool:
             if type(child) in _CONTAINERS:
                 pending.append((child, depth + 1))
     return False
-
-
-def _short(exc: BaseException) -> str:
-    return str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
 
 
 def json_string(text: str) -> str:

@@ -2,7 +2,8 @@
 
 Method names map to route paths (``shop.products.get`` -> ``/shop/products/get``); ``wsx.*``
 methods subscribe, unsubscribe, authenticate and ping; pushes are ``wsx.event`` notifications.
-A frame ending in ``::JS`` is TYTX text and is answered in TYTX; so is every frame of a
+A frame ending in ``::JS`` is TYTX text and is answered in TYTX; so is a frame in the json
+transport's quoted form (``to_tytx(request, "json")``: ``'"{...}::JS"'``) and every frame of a
 connection opened with TYTX (docs/wsx-protocol.md, section 4).
 """
 
@@ -21,8 +22,8 @@ from .broker import Publication
 from .codec import (
     TYTX_MARK,
     check_depth,
+    decode_tytx,
     parse_json,
-    parse_tytx,
     plain_json,
     scan_json,
     tytx_json_fragment,
@@ -102,10 +103,15 @@ class JsonRpcProtocol:
                     raise ValueError  # trailing text: a TYTX mark, whitespace or garbage
                 typed = False
             except (StopIteration, ValueError, RecursionError):
-                stripped = text.rstrip()
-                typed = stripped.endswith(TYTX_MARK)
-                payload = parse_tytx(stripped) if typed else parse_json(text)
-            check_depth(text, payload, conn.config.max_depth, typed=typed)
+                depth = conn.config.max_depth
+                stripped = text.strip()
+                # TYTX: marked ::JS, or between the json transport's two quotes
+                typed = stripped.endswith(TYTX_MARK) or (
+                    len(stripped) > 1 and stripped[0] == '"' == stripped[-1])
+                payload = decode_tytx(stripped, depth)[0] if typed \
+                    else parse_json(text, max_depth=depth)
+            if not typed:  # decode_tytx() checked the depth of a typed frame
+                check_depth(text, payload, conn.config.max_depth)
             refuse_lone_surrogates(payload, text)
         except WsxError as exc:
             conn.frame_bad()

@@ -3,6 +3,11 @@
 A call is ``{"id", "method", "path", "data"}`` and is answered ``{"id", "status", "data"}``;
 without ``id`` it is an event, handled and never answered. ``type`` adds subscribe,
 unsubscribe, auth, ping and pong. docs/wsx-protocol.md has every shape.
+
+``data`` is TYTX text in any form genro-tytx writes; a call whose ``data`` came in the json
+transport's quoted form (``to_tytx(value, "json")``) is answered in that form, so
+``from_tytx(answer, "json")`` gives back every value. ``"method": "WSK"`` (Genro's legacy
+clients send it on every call) is no method: whatever the route takes.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import errors as E
 from .broker import Publication
-from .codec import check_depth, parse_json, parse_tytx, plain_json, scan_json, tytx_text
+from .codec import check_depth, decode_tytx, parse_json, plain_json, scan_json, tytx_text
 from .errors import WsxError
 from .wire import check_utf8, refuse_lone_surrogates
 
@@ -29,6 +34,7 @@ PONG = PREFIX + '{"type":"pong"}'
 json_string = encode_basestring  # a str as a JSON string literal, as _dumps writes it
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _REQUEST_ID = "x-request-id"
+ANY_METHOD = "WSK"  # Genro's legacy clients: no method asked, whatever the route takes
 logger = logging.getLogger("genro_asgi_wsx.protocol")
 
 
@@ -54,9 +60,11 @@ class WsxProtocol:
         return (f'{PREFIX}{{"type":"event","subscription":"{subscription}",',
                 publication.encoded("wsx", _event_tail))
 
-    def answer(self, msg_id: Any, value: Any) -> None:
+    def answer(self, msg_id: Any, value: Any, quoted: bool = False) -> None:
+        """``quoted``: ``data`` as the json transport writes it, ``to_tytx(value, "json")``."""
         # what _dumps({"id", "status", "data"}) writes, put together directly
-        data = json_string(encode_basestring(value) if type(value) is str else tytx_text(value))
+        text = encode_basestring(value) if type(value) is str else tytx_text(value)
+        data = json_string(f'"{text}"' if quoted else text)
         rid = int.__repr__(msg_id) if type(msg_id) is int else json_string(msg_id)
         # a lone surrogate in the result: a ValueError, as any value TYTX cannot encode
         self.conn.reply(check_utf8(f'{PREFIX}{{"id":{rid},"status":200,"data":{data}}}'))
@@ -81,7 +89,7 @@ class WsxProtocol:
                 if end != len(text):
                     message = parse_json(text, 6)
             except (StopIteration, ValueError, RecursionError):
-                message = parse_json(text, 6)
+                message = parse_json(text, 6, max_depth=conn.config.max_depth)
             check_depth(text, message, conn.config.max_depth)
             refuse_lone_surrogates(message, text)
             if type(message) is not dict:
@@ -158,16 +166,20 @@ class WsxProtocol:
         ``bare``: the message holds only ``id`` and ``path`` (no method, data, query or
         headers to look up)."""
         conn = self.conn
+        quoted = False
         try:
             if bare:
                 method = params = request_id = None
             else:
                 method = message.get("method")
-                if method is not None and not isinstance(method, str):
-                    raise WsxError(E.INVALID_REQUEST, "method must be a string")
+                if method is not None:
+                    if not isinstance(method, str):
+                        raise WsxError(E.INVALID_REQUEST, "method must be a string")
+                    if method.upper() == ANY_METHOD:
+                        method = None
                 data = message.get("data")
                 depth = conn.config.max_depth
-                params = None if data is None else _decode_data(data, depth)
+                params, quoted = (None, False) if data is None else _decode_data(data, depth)
                 query = message.get("query")
                 if query is not None:
                     params = _merge_query(params, query, depth)
@@ -198,12 +210,12 @@ class WsxProtocol:
             except ValueError as exc:
                 self.fail(msg_id, conn.unencodable(f"the result of {msg_id!r}", exc))
                 return
-        if type(result) is str and type(msg_id) is int:  # answer(), for the common answer
+        if type(result) is str and type(msg_id) is int and not quoted:  # answer(), inline
             conn.reply(f'WSX://{{"id":{msg_id},"status":200,'
                        f'"data":{json_string(encode_basestring(result))}}}')
             return
         try:
-            self.answer(msg_id, result)
+            self.answer(msg_id, result, quoted)
         except Exception as exc:  # a result that cannot be encoded
             self.fail(msg_id, conn.unencodable(f"the result of {msg_id!r}", exc))
 
@@ -230,18 +242,19 @@ def _event_tail(publication: Publication) -> str:
     return f'"channel":{_dumps(publication.channel)},"data":{_dumps(tytx_text(publication.data))}}}'
 
 
-def _decode_data(data: Any, max_depth: int) -> Mapping[str, Any] | None:
+def _decode_data(data: Any, max_depth: int) -> tuple[Mapping[str, Any] | None, bool]:
+    """The call's keyword arguments, and whether ``data`` came in the json transport's quoted
+    form (the answer is written the same way)."""
     if data is None or data == "":
-        return None
+        return None, False
+    quoted = False
     if isinstance(data, str):
-        text = data
-        data = parse_tytx(text)
-        check_depth(text, data, max_depth, typed=True)
+        data, quoted = decode_tytx(data, max_depth)
         if data is None:
-            return None
+            return None, quoted
     if not isinstance(data, dict):
         raise WsxError(E.INVALID_PARAMS, "data must be an object (or TYTX text of one)")
-    return data
+    return data, quoted
 
 
 def _merge_query(params: Mapping[str, Any] | None, query: Any,
@@ -252,10 +265,8 @@ def _merge_query(params: Mapping[str, Any] | None, query: Any,
     for name, value in query.items():
         if name in merged:
             raise WsxError(E.INVALID_PARAMS, f"parameter {name[:60]!r} given twice")
-        if isinstance(value, str) and "::" in value:
-            typed = parse_tytx(value)
-            check_depth(value, typed, max_depth, typed=True)
-            value = typed
+        if isinstance(value, str) and "::" in value:  # a typed scalar, either form
+            value = decode_tytx(value, max_depth)[0]
         merged[name] = value
     return merged
 
