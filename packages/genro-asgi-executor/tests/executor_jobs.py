@@ -151,3 +151,15 @@ def deep(depth: int) -> object:
 def wait_for_file_writing_pid(flag: str, pid_file: str) -> str:
     write_pid(pid_file)
     return wait_for_file(flag, 0)
+
+
+def child_signals() -> list[str]:
+    """Which of SIGINT, SIGTERM, SIGHUP, SIGQUIT a subprocess started by a job finds ignored
+    (SIG_IGN, inherited across exec) rather than at Python's defaults."""
+    import subprocess
+    import sys
+
+    code = ("import signal as s; print(' '.join(n for n in ('SIGINT', 'SIGTERM', 'SIGHUP', "
+            "'SIGQUIT') if s.getsignal(getattr(s, n)) == s.SIG_IGN))")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=30).stdout.split()

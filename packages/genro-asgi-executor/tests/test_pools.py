@@ -450,3 +450,11 @@ async def test_workers_leave_group_signals_to_the_server(tmp_path: Path, sig: st
         flag.write_text("finished")
         assert await asyncio.wait_for(future, HANG_GUARD) == "finished"
         assert executor.pool("cpu").restarts == 0
+
+
+async def test_a_jobs_own_subprocesses_get_the_default_signals(tmp_path: Path) -> None:
+    """Workers ignore the group's signals with a handler, not SIG_IGN, which a subprocess
+    would inherit across exec (and then could not be stopped with SIGTERM)."""
+    async with running(tmp_path) as executor:
+        seen = await executor.run_process(jobs.child_signals)
+    assert seen == []  # none ignored

@@ -148,3 +148,37 @@ def test_a_worker_does_not_outlive_its_server(tmp_path: Path) -> None:
             os.killpg(process.pid, signal.SIGKILL)
         if process.poll() is None:
             process.wait()
+
+
+NEVER_CLOSED = """
+import asyncio, sys
+from pathlib import Path
+import executor_jobs as jobs
+from genro_asgi import AsgiServer
+from genro_asgi_executor import executor_of
+
+async def main() -> None:
+    server = AsgiServer(Path(sys.argv[1]), environ={}, config={"plugins": {"executor": {
+        "pools": {"cpu": {"kind": "process", "workers": 1}}}}})
+    await server.startup()
+    print(await executor_of(server).run_process(jobs.add, 40, 2), flush=True)
+    # no shutdown: the pool is never closed and its worker is alive at exit
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+def test_a_process_with_a_pool_never_closed_still_exits(tmp_path: Path) -> None:
+    """multiprocessing terminates (SIGTERM) then joins its children at exit: workers that
+    ignore SIGTERM must not make that join wait forever."""
+    script = tmp_path / "never_closed.py"
+    script.write_text(NEVER_CLOSED)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
+    try:
+        done = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env,
+                              capture_output=True, text=True, timeout=HANG_GUARD)
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"the process did not exit: {exc.stdout!r} {exc.stderr!r}") from None
+    assert done.returncode == 0 and done.stdout.strip() == "42", done

@@ -34,7 +34,9 @@ PARENT_POLL = 1.0  # seconds, where the platform has no pidfd to wait on
 def worker_main(conn: Connection, parent: int | None = None) -> None:
     """Serve jobs until the parent closes the pipe, sends STOP, kills this process or dies."""
     for sig in GROUP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
+        # a handler that does nothing, not SIG_IGN: an ignored signal stays ignored across
+        # exec, and a job's own subprocesses must get the default dispositions back
+        signal.signal(sig, _leave_to_the_server)
     if parent is not None:
         threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True,
                          name="parent-watch").start()
@@ -50,6 +52,10 @@ def worker_main(conn: Connection, parent: int | None = None) -> None:
             conn.send_bytes(_run(conn, payload))
     except OSError:  # the parent is gone: nobody is left to answer
         return
+
+
+def _leave_to_the_server(signum: int, frame: Any) -> None:
+    """A group signal: the server received it too, and decides what happens to the job."""
 
 
 def _exit_with_parent(pid: int) -> None:

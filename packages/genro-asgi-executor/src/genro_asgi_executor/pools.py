@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import functools
 import multiprocessing
+import multiprocessing.util
 import os
 import pickle
 import signal
@@ -405,6 +406,15 @@ class ProcessPool(Pool):
         self._idle: list[_Worker] = []
         self._alive: set[_Worker] = set()
         self._dying: set[_Worker] = set()  # killed, until their reader has reaped them
+        self._finalizer: multiprocessing.util.Finalize | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().start(loop)
+        # workers ignore SIGTERM (group signals are the server's), so multiprocessing's own
+        # exit handler, which terminates then joins every child, would wait forever on a
+        # pool never closed: this runs before it (and when the pool is collected) and kills
+        self._finalizer = multiprocessing.util.Finalize(
+            self, _kill_leftovers, args=(self._alive, self._dying), exitpriority=10)
 
     @property
     def processes(self) -> int:
@@ -645,11 +655,23 @@ class ProcessPool(Pool):
         self._alive.clear()
         self._idle.clear()
         await asyncio.to_thread(_reap, [w.process for w in workers] + dying)
+        if self._finalizer is not None:
+            self._finalizer.cancel()
+            self._finalizer = None
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
+
+
+def _kill_leftovers(alive: set[_Worker], dying: set[_Worker]) -> None:
+    """The workers of a pool that was never closed, at exit: killed and reaped."""
+    processes = [w.process for w in (*alive, *dying)]
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            process.kill()
+    _reap(processes)
 
 
 def _reap(processes: list[Any], timeout: float = 5.0) -> None:
