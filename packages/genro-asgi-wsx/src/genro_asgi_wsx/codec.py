@@ -94,8 +94,10 @@ def decode_tytx(text: str, max_depth: int | None = None) -> tuple[Any, bool]:
     The rules are genro-tytx's (``from_tytx(text, "json")``): the two quotes are dropped, a
     text ending in a registered ``::SUFFIX`` is one typed scalar (``::QS`` a query string),
     else it is JSON, with or without the ``::JS`` mark, whose typed strings are hydrated;
-    text that is not JSON and does not look like it is a plain string. Unlike
-    ``from_tytx``, malformed JSON or typed values are errors, and the messages are clean.
+    text that is not JSON and does not look like it is a plain string. Text between quotes
+    whose content is neither typed nor JSON nor like it is read as one JSON string
+    (``to_tytx(str)``, the default form). Unlike ``from_tytx``, malformed JSON or typed
+    values are errors, and the messages are clean.
     """
     quoted = len(text) > 1 and text[0] == '"' == text[-1]
     body = text[1:-1] if quoted else text
@@ -114,6 +116,11 @@ def decode_tytx(text: str, max_depth: int | None = None) -> tuple[Any, bool]:
     except WsxError as exc:
         if body.lstrip()[:1] in ("{", "[", '"'):
             raise WsxError(E.PARSE_ERROR, f"malformed TYTX: {exc.message}") from None
+        if quoted:  # '"say \\"hi\\""': a JSON string, to_tytx() of a str (the default form)
+            try:
+                return parse_json(text), False
+            except WsxError:
+                pass
         return body, quoted  # not JSON and not like it: genro-tytx's plain string
     value = _hydrate(value, max_depth)
     if max_depth is not None:
