@@ -458,3 +458,20 @@ async def test_a_jobs_own_subprocesses_get_the_default_signals(tmp_path: Path) -
     async with running(tmp_path) as executor:
         seen = await executor.run_process(jobs.child_signals)
     assert seen == []  # none ignored
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+async def test_a_group_signal_while_a_worker_starts_does_not_kill_it(tmp_path: Path,
+                                                                     sig: str) -> None:
+    """The forkserver (and so every worker it forks) starts with the group signals blocked:
+    one that arrives while a worker starts waits for its handler instead of killing it."""
+    async with running(tmp_path) as executor:
+        pool = executor.pool("cpu")
+        job = pool.prepare(jobs.add, (1, 2), {})
+        await pool.admit()
+        pool.launch(job)
+        (worker,) = pool._alive  # starting now
+        os.kill(worker.process.pid, getattr(signal, sig))
+        assert await asyncio.wait_for(job.future, HANG_GUARD) == 3
+        assert not job.resent and pool.restarts == 0
+        assert worker in pool._alive  # the same worker, still serving

@@ -86,6 +86,21 @@ def _refused(port: int) -> bool:
     return False
 
 
+def _forkserver_of(pid: int) -> int:
+    """The pid of the forkserver the server ``pid`` started."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid and b"multiprocessing.forkserver" in cmdline:
+            return int(entry.name)
+    raise AssertionError(f"no forkserver under pid {pid}")
+
+
 def _wait_until(condition: object, what: str) -> None:
     deadline = time.monotonic() + HANG_GUARD
     while not condition():  # type: ignore[operator]
@@ -105,12 +120,16 @@ def test_group_signal_drains_a_running_process_job(tmp_path: Path, sig: int) -> 
         with httpx.Client(base_url=url, timeout=HANG_GUARD) as client:
             task_id = client.post("/jobs/crunch", json={"flag": str(flag)}).json()["task_id"]
             _wait_for_progress(client, task_id)
+        forkserver = _forkserver_of(process.pid)
         os.killpg(process.pid, sig)
         # the server stops listening once it starts shutting down; the job is still running
         _wait_until(lambda: _refused(port), "the server to stop listening")
         assert process.poll() is None, "the server did not wait for its running job"
+        # the forkserver leaves the signal to the server too (replacement workers, exit codes)
+        assert pid_alive(forkserver), "the forkserver died of the group signal"
         flag.write_text("stop")  # now the job may finish: the server drains it, then exits
         process.wait(HANG_GUARD)
+        _wait_until(lambda: not pid_alive(forkserver), "the forkserver to end with the server")
         output = process.stdout.read()  # type: ignore[union-attr]
     finally:
         if process.poll() is None:

@@ -37,6 +37,9 @@ def worker_main(conn: Connection, parent: int | None = None) -> None:
         # a handler that does nothing, not SIG_IGN: an ignored signal stays ignored across
         # exec, and a job's own subprocesses must get the default dispositions back
         signal.signal(sig, _leave_to_the_server)
+    # a worker forked by the forkserver starts with them blocked (start_forkserver), so one
+    # that arrived while it started waits until now, and meets the handler
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, GROUP_SIGNALS)
     if parent is not None:
         threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True,
                          name="parent-watch").start()
@@ -52,6 +55,21 @@ def worker_main(conn: Connection, parent: int | None = None) -> None:
             conn.send_bytes(_run(conn, payload))
     except OSError:  # the parent is gone: nobody is left to answer
         return
+
+
+def start_forkserver() -> None:
+    """Start ``multiprocessing``'s forkserver (and its resource tracker) with the group
+    signals blocked, as the standard library starts its resource tracker: the forkserver
+    inherits the mask and keeps it, so a SIGTERM to the process group does not kill it (it
+    still ends with the server), and every worker it forks starts with them blocked too."""
+    from multiprocessing import forkserver, resource_tracker
+
+    resource_tracker.ensure_running()  # first: it unblocks SIGINT and SIGTERM when it is done
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, GROUP_SIGNALS)
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _leave_to_the_server(signum: int, frame: Any) -> None:

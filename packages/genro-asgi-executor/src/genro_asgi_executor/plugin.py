@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
-from multiprocessing import forkserver
 from typing import TYPE_CHECKING, Any
 
 from genro_asgi import Plugin, hookimpl
 
+from ._worker import start_forkserver
 from .api import TasksApp
 from .config import ExecutorConfig, PoolConfig
 from .errors import ExecutorClosed
@@ -112,7 +112,7 @@ class ExecutorPlugin(Plugin):
             pool.start(loop)
         if any(cfg.start_method == "forkserver" for cfg in self.config.pools.values()):
             # the first forkserver worker would otherwise start the server on the loop
-            await asyncio.to_thread(forkserver.ensure_running)
+            await asyncio.to_thread(start_forkserver)
         store: TaskStore = TaskStore()
         if self.config.store == "sqlite":
             store = SqliteTaskStore(server.server_dir / self.config.sqlite_path)
