@@ -63,7 +63,9 @@ class Served:
             [sys.executable, "-m", "genro_asgi", "serve", str(directory), "--port",
              str(self.port)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            # a background job inherits SIGINT ignored: the server gets the default
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + GUARD
@@ -95,10 +97,11 @@ class Served:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
+def served(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Served]:
+    shutdown_timeout = getattr(request, "param", 15)
     (tmp_path / "slow_app.py").write_text(APP)
     (tmp_path / "config.yaml").write_text(
-        "server: {shutdown_timeout: 15}\n"
+        f"server: {{shutdown_timeout: {shutdown_timeout}}}\n"
         "plugins:\n  wsx: {heartbeat_interval: 0}\n"
         "apps:\n  app: {module: 'slow_app:Slow'}\n")
     server = Served(tmp_path)
@@ -191,6 +194,25 @@ def test_sigterm_lets_in_flight_wsx_and_jsonrpc_calls_answer(served: Served) -> 
         assert frame["result"] == {"n": n, "done": True}, frame
     assert wsx_code == 1012 and rpc_code == 1012
     assert served.wait_exit() in (0, -signal.SIGTERM)
+
+
+@pytest.mark.parametrize("served", [600], indirect=True)  # a drain far longer than GUARD
+def test_a_second_ctrl_c_cuts_the_drain(served: Served) -> None:
+    with open_ws(served, "wsx") as ws:
+        ws.send("WSX://" + json.dumps({"id": 1, "path": "/app/slow",
+                                       "data": {"n": 1, "seconds": 600}}))
+        deadline = time.monotonic() + GUARD
+        while served.started_calls() < 1:
+            assert time.monotonic() < deadline, "the slow call did not start"
+            time.sleep(0.05)
+        served.process.send_signal(signal.SIGINT)
+        until_refused(
+            ws, lambda pid: ws.send("WSX://" + json.dumps({"id": pid, "path": "/app/health"})),
+            lambda frame: frame.get("status") == 503)
+        served.process.send_signal(signal.SIGINT)  # forced: the drain is cut, not waited for
+        frames, code = frames_until_close(ws)
+    assert frames == [] and code == 1012  # the slow call went unanswered
+    served.wait_exit()  # within GUARD, not after the 600 s drain
 
 
 def test_sigterm_with_idle_connections_closes_them_with_1012(served: Served) -> None:
