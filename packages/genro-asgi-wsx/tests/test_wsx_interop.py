@@ -200,3 +200,14 @@ def test_jsonrpc_frames_in_every_tytx_form(live: Any, transport: str | None) -> 
         assert rpc(ws, json.dumps({"jsonrpc": "2.0", "method": "ix.value",
                                    "params": {"kind": "decimal"}, "id": 3})) == {
             "jsonrpc": "2.0", "result": "3.14", "id": 3}
+
+
+def test_jsonrpc_batch_in_the_quoted_form(live: Any) -> None:
+    batch = [{"jsonrpc": "2.0", "method": "ix.value", "id": n, "params": {"kind": kind}}
+             for n, kind in enumerate(["decimal", "quotes", "none"])]
+    with open_ws(live, "jsonrpc") as ws:
+        ws.send(text_of(batch, "json"))
+        answer = ws.recv(timeout=10)
+        assert isinstance(answer, str)
+        results = {item["id"]: item["result"] for item in from_tytx(answer, "json")}
+        assert results == {0: Decimal("3.14"), 1: RESULTS["quotes"], 2: None}
