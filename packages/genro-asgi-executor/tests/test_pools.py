@@ -460,12 +460,14 @@ async def test_a_jobs_own_subprocesses_get_the_default_signals(tmp_path: Path) -
     assert seen == []  # none ignored
 
 
+@pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
-async def test_a_group_signal_while_a_worker_starts_does_not_kill_it(tmp_path: Path,
-                                                                     sig: str) -> None:
-    """The forkserver (and so every worker it forks) starts with the group signals blocked:
-    one that arrives while a worker starts waits for its handler instead of killing it."""
-    async with running(tmp_path) as executor:
+async def test_a_group_signal_while_a_worker_starts_does_not_kill_it(
+        tmp_path: Path, sig: str, start_method: str) -> None:
+    """A worker starts with the group signals blocked (inherited from the forkserver, or from
+    the thread that spawns it): one that arrives while it starts waits for its handler."""
+    pools = {"cpu": {"kind": "process", "workers": 1, "start_method": start_method}}
+    async with running(tmp_path, pools=pools) as executor:
         pool = executor.pool("cpu")
         job = pool.prepare(jobs.add, (1, 2), {})
         await pool.admit()

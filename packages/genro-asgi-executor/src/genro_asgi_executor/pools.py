@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any, Literal
 
-from ._worker import PROTOCOL, STOP, worker_main
+from ._worker import GROUP_SIGNALS, PROTOCOL, STOP, worker_main
 from .config import PoolConfig
 from .context import TaskCancelled, TaskContext, run_with_context
 from .errors import (
@@ -525,7 +525,13 @@ class ProcessPool(Pool):
         parent_end, child_end = self._mp.Pipe()
         process = self._mp.Process(target=worker_main, args=(child_end, os.getpid()),
                                    daemon=True, name=f"pool-{self.name}")
-        process.start()
+        # a spawned worker inherits this thread's mask: a group signal while it starts waits
+        # for its handler (a forkserver's workers inherit the forkserver's, start_forkserver)
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, GROUP_SIGNALS)
+        try:
+            process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         child_end.close()
         worker = _Worker(process, parent_end)
         self._alive.add(worker)
