@@ -96,6 +96,28 @@ def without_null(schema: Schema) -> Schema:
     return schema
 
 
+# A Decimal as text, as the core accepts it within its default number limits (100 significant
+# digits, exponent within 400): pydantic's schema says only "a number or a string"
+DECIMAL_TEXT: Schema = {"type": "string",
+                        "pattern": r"^[+-]?(\d{1,50}(\.\d{0,50})?|\.\d{1,50})([eE][+-]?\d{1,2})?$"}
+
+
+def decimal_text(node: Any) -> Any:
+    """``node`` with each Decimal's ``anyOf: [number, string]`` given the string's pattern
+    (for parameters: what the server accepts, not what it answers)."""
+    if isinstance(node, dict):
+        out = {key: decimal_text(value) for key, value in node.items()}
+        options = out.get("anyOf")
+        if isinstance(options, list) and {"type": "number"} in options \
+                and {"type": "string"} in options:
+            out["anyOf"] = [DECIMAL_TEXT if option == {"type": "string"} else option
+                            for option in options]
+        return out
+    if isinstance(node, list):
+        return [decimal_text(item) for item in node]
+    return node
+
+
 def simple_default(value: Any) -> tuple[bool, Any]:
     """(True, value) when a parameter's default can be written in the document as is."""
     if value is inspect.Parameter.empty or not isinstance(value, _SIMPLE_DEFAULTS):
