@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from openapi_sites import Kinds, mount_site, site_config
 from openapi_spec_validator import validate
 from pydantic import BaseModel
-from sites import Kinds, mount_site, site_config
 
 from genro_asgi import AsgiApplication, AsgiServer, PluginError, StaticRouter, route
 from genro_asgi_openapi import OpenApiConfig, build_document

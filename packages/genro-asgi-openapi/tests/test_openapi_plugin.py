@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sites import Kinds, mount_site, site_config
+from openapi_sites import Kinds, mount_site, site_config
 
 from genro_asgi import AsgiServer
 from genro_asgi.cli import main
@@ -123,7 +123,8 @@ def test_the_explorer_can_be_turned_off(tmp_path: Path) -> None:
 def _write_site(directory: Path, **openapi: Any) -> None:
     """A server directory whose config.yaml mounts the test site's apps."""
     config = site_config(**openapi)
-    config["apps"] = {"kinds": {"module": "sites:Kinds"}, "guarded": {"module": "sites:Guarded"}}
+    config["apps"] = {"kinds": {"module": "openapi_sites:Kinds"},
+                      "guarded": {"module": "openapi_sites:Guarded"}}
     (directory / "config.yaml").write_text(json.dumps(config))
 
 
