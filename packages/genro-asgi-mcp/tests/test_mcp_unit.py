@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from genro_asgi import Identity, Request, Response
 from genro_asgi.binding import Binder
-from genro_asgi_mcp.schema import input_schema, output_schema
+from genro_asgi_mcp.schema import tool_schemas
 from genro_asgi_mcp.sessions import SessionStore
 from genro_asgi_mcp.tools import tool_name
 
@@ -22,6 +22,18 @@ class Point(BaseModel):
 class Segment(BaseModel):
     start: Point
     end: Point
+
+
+def input_schema(binder: Binder) -> dict[str, Any]:
+    return tool_schemas([(binder, binder_only)])[0][0]
+
+
+def binder_only() -> Any: ...
+
+
+def output_schema(func: Any) -> tuple[dict[str, Any] | None, bool | None]:
+    _, output, wrap = tool_schemas([(Binder(func), func)])[0]
+    return output, wrap
 
 
 def test_input_schema_gathers_model_definitions() -> None:

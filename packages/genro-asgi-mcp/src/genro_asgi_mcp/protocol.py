@@ -113,9 +113,7 @@ class McpProtocol:
         parsed = _parse("tools/list", session.protocol_version, params)
         if parsed.params is not None and parsed.params.cursor is not None:
             raise RpcError(INVALID_PARAMS, "invalid cursor: this server lists every tool at once")
-        version = session.protocol_version
-        tools = [tool.wire(version) for tool in self._tools().visible(identity)]
-        return {"tools": tools}
+        return {"tools": self._tools().listing(session.protocol_version, identity)}
 
     async def _call(self, params: Mapping[str, Any] | None, session: Session,
                     identity: Identity | None, request: Request) -> dict[str, Any]:

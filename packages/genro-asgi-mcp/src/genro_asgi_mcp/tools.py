@@ -12,14 +12,14 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mcp_types.methods import serialize_server_result
 
 from genro_asgi import ConfigError
 
-from .schema import input_schema, output_schema
+from .schema import tool_schemas
 
 if TYPE_CHECKING:
     from genro_asgi import AsgiServer
@@ -46,7 +46,6 @@ class Tool:
     """True: the result goes in ``{"result": ...}``; False: it is the object; None: wrapped
     unless it is an object (no declared output schema)."""
     read_only: bool
-    _wire: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def definition(self) -> dict[str, Any]:
         """The tool as ``tools/list`` describes it (before per-version shaping)."""
@@ -60,15 +59,6 @@ class Tool:
         if self.read_only:
             tool["annotations"] = {"readOnlyHint": True}
         return tool
-
-    def wire(self, version: str) -> dict[str, Any]:
-        """The tool's ``tools/list`` entry for a protocol version (shaped once per version)."""
-        shaped = self._wire.get(version)
-        if shaped is None:
-            listing = serialize_server_result("tools/list", version,
-                                              {"tools": [self.definition()]})
-            shaped = self._wire[version] = listing["tools"][0]
-        return shaped
 
     def allowed(self, identity: Identity | None) -> bool:
         """Whether ``identity`` may call the tool, as the route's HTTP request would be."""
@@ -87,9 +77,18 @@ class ToolCatalog:
     def __init__(self, tools: Sequence[Tool], table: Mapping[str, CompiledRoute]) -> None:
         self.tools = {tool.name: tool for tool in tools}
         self.table = table
+        self._listings: dict[str, list[tuple[Tool, dict[str, Any]]]] = {}
 
-    def visible(self, identity: Identity | None) -> list[Tool]:
-        return [tool for tool in self.tools.values() if tool.allowed(identity)]
+    def listing(self, version: str, identity: Identity | None) -> list[dict[str, Any]]:
+        """The ``tools`` of a ``tools/list`` answer: the tools ``identity`` may call, in the
+        wire format of ``version`` (validated and shaped by the SDK once per version)."""
+        shaped = self._listings.get(version)
+        if shaped is None:
+            tools = list(self.tools.values())
+            result = serialize_server_result("tools/list", version, {
+                "tools": [tool.definition() for tool in tools]})
+            shaped = self._listings[version] = list(zip(tools, result["tools"], strict=True))
+        return [wire for tool, wire in shaped if tool.allowed(identity)]
 
 
 def build_catalog(server: AsgiServer, patterns: Sequence[str], endpoint: str) -> ToolCatalog:
@@ -97,7 +96,7 @@ def build_catalog(server: AsgiServer, patterns: Sequence[str], endpoint: str) ->
     tools with one name, is a ConfigError naming them."""
     table = server.routes
     matched: set[str] = set()
-    tools: dict[str, Tool] = {}
+    chosen: list[tuple[str, Mapping[str, Any], CompiledRoute, Mapping[str, Any]]] = []
     for path, entry in _entries(server):
         if path == endpoint or path.startswith(endpoint + "/"):
             continue  # the MCP endpoint itself is never a tool
@@ -108,36 +107,39 @@ def build_catalog(server: AsgiServer, patterns: Sequence[str], endpoint: str) ->
         opted = meta.get("mcp")
         hits = [p for p in patterns if p == path or fnmatch.fnmatchcase(path, p)]
         matched.update(hits)
-        if not hits and not opted:
-            continue
-        options = opted if isinstance(opted, Mapping) else {}
-        tool = _tool(path, entry, route, options)
+        if hits or opted:
+            chosen.append((path, entry, route, opted if isinstance(opted, Mapping) else {}))
+    unmatched = [p for p in patterns if p not in matched]
+    if unmatched:
+        raise ConfigError(f"plugins.mcp.tools: {', '.join(map(repr, unmatched))} "
+                          "matches no route")
+    schemas = tool_schemas([(route.binder, entry["callable"]) for _, entry, route, _ in chosen])
+    tools: dict[str, Tool] = {}
+    for (path, entry, route, options), (inputs, output, wrap) in zip(chosen, schemas,
+                                                                     strict=True):
+        tool = _tool(path, entry, route, options, inputs, output, wrap)
         other = tools.get(tool.name)
         if other is not None:
             raise ConfigError(f"plugins.mcp: routes {other.path} and {path} are both the tool "
                               f"{tool.name!r}; name one with @route(meta_mcp={{'name': ...}})")
         tools[tool.name] = tool
-    unmatched = [p for p in patterns if p not in matched]
-    if unmatched:
-        raise ConfigError(f"plugins.mcp.tools: {', '.join(map(repr, unmatched))} "
-                          "matches no route")
     return ToolCatalog(list(tools.values()), table)
 
 
 def _tool(path: str, entry: Mapping[str, Any], route: CompiledRoute,
-          options: Mapping[str, Any]) -> Tool:
+          options: Mapping[str, Any], inputs: dict[str, Any], output: dict[str, Any] | None,
+          wrap: bool | None) -> Tool:
     name = options.get("name") or tool_name(path)
     if not isinstance(name, str) or not name or len(name) > MAX_NAME or \
             _INVALID_NAME_CHARS.search(name):
         raise ConfigError(f"route {path}: tool name {name!r} must be 1 to {MAX_NAME} letters, "
                           "digits, '_', '-' or '.'")
     description = options.get("description") or entry.get("doc") or None
-    output, wrap = output_schema(entry["callable"])
     return Tool(
         name=name, path=path, route=route,
         description=str(description).strip() if description else None,
         title=str(options["title"]) if options.get("title") else None,
-        input_schema=input_schema(route.binder),
+        input_schema=inputs,
         output_schema=output, wrap=wrap,
         read_only=route.methods <= _READ_ONLY_METHODS,
     )
