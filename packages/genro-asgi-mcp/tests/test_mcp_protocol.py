@@ -183,6 +183,9 @@ def test_structured_content_only_from_2025_06_18(make_server, make_client) -> No
     client.start("2025-03-26")
     result = client.tool("shop.count", {"n": 1})
     assert result == {"content": [{"type": "text", "text": "[0]"}], "isError": False}
+    tools = {tool["name"]: tool for tool in client.call("tools/list")["result"]["tools"]}
+    assert "outputSchema" not in tools["shop.count"]
+    assert "inputSchema" in tools["shop.count"]
 
 
 def test_tools_from_config_patterns(make_server, make_client) -> None:

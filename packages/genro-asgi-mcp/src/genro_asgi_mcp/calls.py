@@ -30,6 +30,8 @@ from genro_asgi import (
     Unauthorized,
 )
 
+from .tools import STRUCTURED_SINCE
+
 if TYPE_CHECKING:
     from genro_asgi import AsgiServer
     from genro_asgi.identity import Identity
@@ -38,7 +40,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("genro_asgi_mcp.calls")
 
-STRUCTURED_SINCE = "2025-06-18"  # the first protocol version with structuredContent
 
 
 class ToolFailure(Exception):

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from genro_asgi.routing import CompiledRoute
 
 MAX_NAME = 128
+STRUCTURED_SINCE = "2025-06-18"  # the first protocol version with outputSchema and title
 _INVALID_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.\-]")
 _READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
 
@@ -85,8 +86,12 @@ class ToolCatalog:
         shaped = self._listings.get(version)
         if shaped is None:
             tools = list(self.tools.values())
-            result = serialize_server_result("tools/list", version, {
-                "tools": [tool.definition() for tool in tools]})
+            definitions = [tool.definition() for tool in tools]
+            if version < STRUCTURED_SINCE:  # no structured content, no title before it
+                for definition in definitions:
+                    definition.pop("outputSchema", None)
+                    definition.pop("title", None)
+            result = serialize_server_result("tools/list", version, {"tools": definitions})
             shaped = self._listings[version] = list(zip(tools, result["tools"], strict=True))
         return [wire for tool, wire in shaped if tool.allowed(identity)]
 
