@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from wsx_helpers import make, open_ws, recv_wsx, rpc, serving, wsx
 
-from genro_asgi import AsgiApplication, route
+from genro_asgi import AsgiApplication, BadRequest, route
 from genro_asgi.wellformed import LONE_SURROGATE
 from genro_asgi_wsx import publish
 
@@ -39,6 +39,10 @@ class Values(AsgiApplication):
     @route()
     def lone_dict(self) -> Any:
         return {"text": LONE}
+
+    @route()
+    def refuse(self) -> None:
+        raise BadRequest(detail=f"refused: {LONE}")
 
     @route()
     def deep(self, levels: int = 5000) -> Any:
@@ -105,6 +109,19 @@ def test_lone_surrogates_from_a_jsonrpc_client_are_parse_errors(live: Any) -> No
         answer = rpc(ws, {"jsonrpc": "2.0", "method": "values.echo", "params": {"value": EMOJI},
                           "id": 3})
         assert answer == {"jsonrpc": "2.0", "result": {"value": EMOJI}, "id": 3}
+
+
+def test_an_error_message_holding_a_lone_surrogate_is_still_sent(live: Any) -> None:
+    """The last line of defence: a frame the checks above do not cover (an error built from a
+    handler's text) is sent with the surrogate escaped, never failing the send."""
+    with open_ws(live) as ws:
+        failed = wsx(ws, {"id": 1, "path": "/values/refuse"})
+        assert failed["error"] == {"code": "handler_error", "message": f"refused: {LONE}"}
+        assert wsx(ws, {"id": 2, "type": "ping"}) == {"type": "pong", "id": 2}
+    with open_ws(live, "jsonrpc") as ws:
+        answer = rpc(ws, {"jsonrpc": "2.0", "method": "values.refuse", "id": 1})
+        assert answer["error"]["data"]["detail"] == f"refused: {LONE}"
+        assert rpc(ws, {"jsonrpc": "2.0", "method": "wsx.ping", "id": 2})["result"] == "pong"
 
 
 def error_ids(caplog: pytest.LogCaptureFixture) -> list[str]:

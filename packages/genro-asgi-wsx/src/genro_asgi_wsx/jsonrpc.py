@@ -112,7 +112,8 @@ class JsonRpcProtocol:
                     else parse_json(text, max_depth=depth)
             if not typed:  # decode_tytx() checked the depth of a typed frame
                 check_depth(text, payload, conn.config.max_depth)
-            refuse_lone_surrogates(payload, text)
+            if "\\u" in text:  # the frame may spell a surrogate escape (no call otherwise)
+                refuse_lone_surrogates(payload, text)
         except WsxError as exc:
             conn.frame_bad()
             self._send_error(None, exc)

@@ -91,7 +91,8 @@ class WsxProtocol:
             except (StopIteration, ValueError, RecursionError):
                 message = parse_json(text, 6, max_depth=conn.config.max_depth)
             check_depth(text, message, conn.config.max_depth)
-            refuse_lone_surrogates(message, text)
+            if "\\u" in text:  # the frame may spell a surrogate escape (no call otherwise)
+                refuse_lone_surrogates(message, text)
             if type(message) is not dict:
                 raise WsxError(E.PARSE_ERROR, "a wsx frame holds a JSON object")
         except WsxError as exc:
