@@ -1,4 +1,5 @@
-"""``Broker.bind(server)``: the extension point a network broker uses to find its server."""
+"""The extension points of a network broker: ``Broker.bind(server)``, and ``publish()`` passing
+the broker's HTTPException through (a 503 when its server is unreachable)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,14 @@ from typing import Any
 
 import pytest
 
-from genro_asgi import AsgiServer
+from genro_asgi import AsgiApplication, AsgiServer, ServiceUnavailable, route
 from genro_asgi.testing import TestClient
-from genro_asgi_wsx import MemoryBroker
+from genro_asgi_wsx import MemoryBroker, publish
+
+
+class UnavailableBroker(MemoryBroker):
+    async def publish(self, channel: str, data: Any) -> None:
+        raise ServiceUnavailable(detail="the broker's server is unreachable")
 
 
 class BindingBroker(MemoryBroker):
@@ -35,6 +41,7 @@ class BindingBroker(MemoryBroker):
 def broker_module(monkeypatch: pytest.MonkeyPatch) -> str:
     module = types.ModuleType("bind_broker_mod")
     module.BindingBroker = BindingBroker  # type: ignore[attr-defined]
+    module.UnavailableBroker = UnavailableBroker  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "bind_broker_mod", module)
     return "bind_broker_mod:BindingBroker"
 
@@ -59,3 +66,22 @@ async def test_the_default_bind_does_nothing(tmp_path: Path) -> None:
     broker = MemoryBroker()
     assert broker.bind(server) is None
     await broker.publish("a.b", 1)  # still a working broker
+
+
+class Publisher(AsgiApplication):
+    @route()
+    async def notify(self) -> bool:
+        await publish(self.server, "a.b", 1)
+        return True
+
+
+def test_publish_passes_a_broker_http_exception_through(tmp_path: Path,
+                                                        broker_module: str) -> None:
+    server = AsgiServer(tmp_path, environ={}, config={"plugins": {"wsx": {
+        "broker": broker_module.replace("BindingBroker", "UnavailableBroker"),
+        "heartbeat_interval": 0}}})
+    server.mount("/pub", Publisher())
+    with TestClient(server) as client:
+        answer = client.post("/pub/notify")
+    assert answer.status_code == 503  # not a 500 wrapped in a PluginError
+    assert "unreachable" in answer.text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from genro_asgi import PluginError
+from genro_asgi import HTTPException, PluginError
 
 from .broker import Broker, MemoryBroker, Publication, PublishError, Subscriber
 from .config import WsxConfig
@@ -23,14 +23,15 @@ async def publish(server: AsgiServer, channel: str, data: Any) -> None:
 
     A publication the plugin refuses raises here, so the publisher knows: ValueError for a
     channel outside the grammar, PublishError (a ValueError) for data that cannot be encoded,
-    which no subscriber got.
+    which no subscriber got; a broker that cannot take it now raises an HTTPException (a
+    network broker's 503), passed through as is.
     """
     try:
         await server.plugins.call("genro_asgi_wsx_publish", strict=True, server=server,
                                   channel=channel, data=data)
     except PluginError as exc:
         cause = exc.__cause__
-        if isinstance(cause, ValueError):
+        if isinstance(cause, (ValueError, HTTPException)):
             raise cause from cause.__cause__
         raise
 
