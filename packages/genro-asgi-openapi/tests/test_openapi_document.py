@@ -26,6 +26,14 @@ def document(server: AsgiServer) -> dict[str, Any]:
     return result
 
 
+def resolve(doc: dict[str, Any], schema: dict[str, Any]) -> Any:
+    """The component a ``$ref`` points at (or the schema itself)."""
+    reference = schema.get("$ref")
+    if reference is None:
+        return schema
+    return doc["components"]["schemas"][reference.rsplit("/", 1)[-1]]
+
+
 def body_schema(operation: dict[str, Any], media: str = "application/json") -> Any:
     return operation["requestBody"]["content"][media]["schema"]
 
@@ -47,7 +55,8 @@ def test_methods_are_the_allowed_ones_and_head_is_implied(tmp_path: Path) -> Non
 
 
 def test_query_parameters_of_every_kind(tmp_path: Path) -> None:
-    paths = document(site(tmp_path))["paths"]
+    doc = document(site(tmp_path))
+    paths = doc["paths"]
     scalars = {p["name"]: p for p in paths["/kinds/scalars"]["get"]["parameters"]}
     assert scalars["text"] == {"name": "text", "in": "query", "required": True,
                                "schema": {"type": "string"}}
@@ -62,7 +71,10 @@ def test_query_parameters_of_every_kind(tmp_path: Path) -> None:
     assert dates["day"] == {"type": "string", "format": "date"}
     assert dates["at"]["format"] == "date-time"
     choices = {p["name"]: p["schema"] for p in paths["/kinds/choices"]["get"]["parameters"]}
-    assert choices["colour"] == {"enum": ["red", "green"], "title": "Colour", "type": "string"}
+    assert choices["colour"] == {"$ref": "#/components/schemas/Colour"}
+    assert resolve(doc, choices["colour"]) == {"enum": ["red", "green"], "title": "Colour",
+                                               "type": "string"}
+    assert "/kinds/choices/{colour}" in paths  # an enum fits in a path segment
     assert choices["size"] == {"enum": ["S", "M", "L"], "type": "string", "default": "M"}
     many = {p["name"]: p for p in paths["/kinds/many"]["get"]["parameters"]}
     assert many["ids"]["schema"] == {"type": "array", "items": {"type": "integer"}}
@@ -78,7 +90,8 @@ def test_query_parameters_of_every_kind(tmp_path: Path) -> None:
 
 
 def test_request_bodies_json_tytx_and_form_when_scalar(tmp_path: Path) -> None:
-    paths = document(site(tmp_path))["paths"]
+    doc = document(site(tmp_path))
+    paths = doc["paths"]
     reset = paths["/guarded/reset"]["post"]["requestBody"]
     assert reset["required"] is True
     assert list(reset["content"]) == ["application/json", "application/x-www-form-urlencoded",
@@ -91,7 +104,8 @@ def test_request_bodies_json_tytx_and_form_when_scalar(tmp_path: Path) -> None:
     assert "application/x-www-form-urlencoded" not in update
     order = body_schema(paths["/kinds/order"]["post"])
     assert order["required"] == ["order"]
-    ship_to = order["properties"]["order"]["properties"]["ship_to"]
+    assert order["properties"]["order"] == {"$ref": "#/components/schemas/Order"}
+    ship_to = resolve(doc, order["properties"]["order"])["properties"]["ship_to"]
     assert {"$ref": "#/components/schemas/Address"} in ship_to["anyOf"]
     # open-ended handlers accept any further names
     assert "additionalProperties" not in body_schema(paths["/kinds/anything"]["post"])
@@ -117,13 +131,14 @@ def test_path_parameters_for_leading_required_positional_ones(tmp_path: Path) ->
 
 
 def test_results_by_annotation_and_media_type(tmp_path: Path) -> None:
-    paths = document(site(tmp_path))["paths"]
+    doc = document(site(tmp_path))
+    paths = doc["paths"]
 
     def content(path: str, method: str = "get") -> dict[str, Any]:
         result: dict[str, Any] = paths[path][method]["responses"]["200"]["content"]
         return result
 
-    stock = content("/kinds/item")["application/json"]["schema"]
+    stock = resolve(doc, content("/kinds/item")["application/json"]["schema"])
     assert stock["title"] == "Stock" and stock["required"] == ["sku", "level"]
     assert content("/kinds/item")["application/vnd.tytx+json"] == {"schema": {}}
     assert content("/kinds/page") == {"text/html": {"schema": {"type": "string"}}}
@@ -234,13 +249,14 @@ def test_models_with_the_same_name_do_not_clash(tmp_path: Path) -> None:
     server.mount("/second", Second())
     doc = document(server)
     validate(doc)
-    schemas = doc["components"]["schemas"]
-    first = body_schema(doc["paths"]["/first/put"]["post"])["properties"]["holder"]
-    second = body_schema(doc["paths"]["/second/put"]["post"])["properties"]["holder"]
-    assert first["properties"]["item"] == {"$ref": "#/components/schemas/Item"}
-    assert second["properties"]["item"] == {"$ref": "#/components/schemas/Item_2"}
-    assert schemas["Item"]["properties"] == {"a": {"title": "A", "type": "integer"}}
-    assert schemas["Item_2"]["properties"] == {"b": {"title": "B", "type": "string"}}
+    first = resolve(doc, body_schema(doc["paths"]["/first/put"]["post"])["properties"]["holder"])
+    second = resolve(doc, body_schema(doc["paths"]["/second/put"]["post"])["properties"][
+        "holder"])
+    assert first["properties"]["item"] != second["properties"]["item"]
+    assert resolve(doc, first["properties"]["item"])["properties"] == {
+        "a": {"title": "A", "type": "integer"}}
+    assert resolve(doc, second["properties"]["item"])["properties"] == {
+        "b": {"title": "B", "type": "string"}}
 
 
 def test_mounted_asgi_apps_and_static_files_are_named_not_described(tmp_path: Path) -> None:
@@ -300,3 +316,22 @@ def test_bad_options_name_the_key(tmp_path: Path, options: dict[str, Any], messa
     with pytest.raises(PluginError, match=message.replace(".", r"\.")):
         AsgiServer(tmp_path, environ={},
                    config={"plugins": {"openapi": {"module": PLUGIN, **options}}})
+
+
+def test_an_unresolvable_annotation_is_described_as_anything(tmp_path: Path) -> None:
+    class Local(BaseModel):
+        x: int
+
+    class App(AsgiApplication):
+        @route(methods=["POST"])
+        def take(self, value: Local, count: int = 1) -> Local:  # strings here: not resolvable
+            return value
+
+    server = AsgiServer(tmp_path, environ={}, config={"plugins": {"openapi": {"module": PLUGIN}}})
+    server.mount("/app", App())
+    doc = document(server)
+    validate(doc)
+    operation = doc["paths"]["/app/take"]["post"]
+    assert body_schema(operation)["properties"] == {"value": {},
+                                                    "count": {"type": "integer", "default": 1}}
+    assert operation["responses"]["200"]["content"]["*/*"] == {"schema": {}}

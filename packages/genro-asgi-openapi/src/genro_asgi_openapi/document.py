@@ -18,9 +18,10 @@ from .config import OpenApiConfig
 from .schemas import (
     Components,
     Schema,
-    adapter_schema,
+    SchemaBatch,
     decimal_text,
-    result_content,
+    fixed_content,
+    return_annotation,
     simple_default,
     without_null,
 )
@@ -91,12 +92,19 @@ SEGMENT: Schema = {"type": "string", "pattern": r"^(?!\.\.?$)[^/]+$"}
 _SCALAR_TYPES = frozenset({"string", "integer", "number", "boolean", "null"})
 
 
-def is_scalar(schema: Schema) -> bool:
-    """Whether a value of ``schema`` fits in one path segment (no object, array or model)."""
+def is_scalar(schema: Schema, definitions: Mapping[str, Schema], depth: int = 0) -> bool:
+    """Whether a value of ``schema`` fits in one path segment or form field (no object, array
+    or model; an enum is fine). ``definitions``: the components a ``$ref`` points into."""
+    if depth > 8:
+        return False
+    reference = schema.get("$ref")
+    if isinstance(reference, str):
+        target = definitions.get(reference.rsplit("/", 1)[-1])
+        return target is not None and is_scalar(target, definitions, depth + 1)
     if not schema or "enum" in schema or "const" in schema:
         return True
     if "anyOf" in schema:
-        return all(is_scalar(option) for option in schema["anyOf"])
+        return all(is_scalar(option, definitions, depth + 1) for option in schema["anyOf"])
     return schema.get("type") in _SCALAR_TYPES
 
 
@@ -140,6 +148,9 @@ class DocumentBuilder:
         self.components = Components()
         self.auth = AuthView(server)
         self.used_tags: dict[str, str | None] = {}
+        # by id(route): each parameter's schema, and the 200 response's content
+        self.params: dict[int, dict[str, Schema]] = {}
+        self.contents: dict[int, dict[str, Schema]] = {}
 
     def build(self) -> dict[str, Any]:
         server, config = self.server, self.config
@@ -150,7 +161,7 @@ class DocumentBuilder:
         for key, route in server.routes.items():
             keys.setdefault(id(route), []).append(key)
             routes[id(route)] = route
-        paths: dict[str, dict[str, Any]] = {}
+        described: list[tuple[str, CompiledRoute, dict[str, Any], list[str], bool]] = []
         for route_id, route in sorted(routes.items(), key=lambda item: item[1].path):
             app = self._app_of(route.path, apps)
             if app is None:
@@ -165,7 +176,10 @@ class DocumentBuilder:
                 continue
             self.used_tags.setdefault(name, doc)
             path = min(keys[route_id], key=lambda k: (len(k), k))
-            index = path != route.path
+            described.append((path, route, entry, tags, path != route.path))
+        self._prepare(described)
+        paths: dict[str, dict[str, Any]] = {}
+        for path, route, entry, tags, index in described:
             for url, leading in self._variants(path, route, index):
                 item = paths.setdefault(url, {})
                 for method in DESCRIBED_METHODS:
@@ -216,6 +230,64 @@ class DocumentBuilder:
         return (DESCRIPTION + "\n\nAlso served, and not described here (mounted ASGI apps, "
                 "static files): " + ", ".join(sorted(opaque)) + ".")
 
+    def _prepare(self, described: list[tuple[str, CompiledRoute, dict[str, Any], list[str],
+                                               bool]]) -> None:
+        """Every parameter's and result's schema, in one pydantic pass: what genro-routes'
+        ``nodes()`` declares (its pydantic plugin) is used as it is, the rest generated from
+        the binder's TypeAdapters and the return annotations."""
+        batch = SchemaBatch()
+        results: dict[int, tuple[dict[str, Schema] | None, bool, str | None]] = {}
+        for _path, route, entry, _tags, _index in described:
+            rid = id(route)
+            fields = _fields(entry)
+            for param in route.binder.params:
+                if not isinstance(fields.get(param.name, {}).get("schema"), dict) \
+                        and param.adapter is not None:
+                    batch.ask(("param", rid, param.name), param.adapter, "validation")
+            result = entry.get("result") or {}
+            func = entry.get("callable")
+            media = route.media_type or result.get("media_type")
+            if func is None:
+                results[rid] = {"*/*": {"schema": {}}}, True, media
+                continue
+            annotation = return_annotation(func)
+            content, typed = fixed_content(annotation, media)
+            results[rid] = content, typed, media
+            if content is None and not isinstance(result.get("schema"), dict):
+                adapter = batch.adapter_for(annotation)
+                if adapter is not None:
+                    batch.ask(("result", rid), adapter, "serialization")
+        generated, definitions = batch.generate()
+        # first: a schema from nodes(), placed next, is renamed if it clashes with these
+        self.components.schemas.update(definitions)
+        for _path, route, entry, _tags, _index in described:
+            rid = id(route)
+            fields = _fields(entry)
+            schemas: dict[str, Schema] = {}
+            for param in route.binder.params:
+                declared = fields.get(param.name, {}).get("schema")
+                if isinstance(declared, dict):
+                    schema = self.components.place(declared)
+                elif param.adapter is not None:
+                    schema = generated.get(("param", rid, param.name), {})
+                else:
+                    schema = {"type": "string"} if param.expects_str else {}
+                schema = decimal_text(schema)
+                present, default = simple_default(param.default)
+                if present and "default" not in schema:
+                    schema = {**schema, "default": default}
+                schemas[param.name] = schema
+            self.params[rid] = schemas
+            content, typed, media = results[rid]
+            if content is None:
+                declared = (entry.get("result") or {}).get("schema")
+                schema = self.components.place(declared) if isinstance(declared, dict) \
+                    else generated.get(("result", rid), {})
+                content = {media or "application/json": {"schema": schema}}
+            if typed:
+                content = {**content, TYTX_JSON: {"schema": {}}}
+            self.contents[rid] = content
+
     def _variants(self, path: str, route: CompiledRoute,
                   index: bool) -> list[tuple[str, list[Param]]]:
         """The plain path, and ``path/{a}/{b}`` for leading required positional parameters
@@ -223,10 +295,11 @@ class DocumentBuilder:
         variants: list[tuple[str, list[Param]]] = [(path, [])]
         if not self.config.path_parameters or index or path == "/":
             return variants
+        schemas = self.params[id(route)]
         leading: list[Param] = []
         for param in route.binder.positional:
             if not param.required or param.multi or not is_scalar(
-                    adapter_schema(param.adapter, param.expects_str)):
+                    schemas[param.name], self.components.schemas):
                 break
             leading.append(param)
         if leading:
@@ -244,16 +317,16 @@ class DocumentBuilder:
             operation["summary"] = summary.strip()
         if rest.strip():
             operation["description"] = rest.strip()
-        fields = {f.get("name"): f for f in ((entry.get("params") or {}).get("fields") or ())}
+        schemas = self.params[id(route)]
         taken = {p.name for p in in_path}
-        parameters = [self._parameter(p, "path", fields) for p in in_path]
+        parameters = [self._parameter(p, "path", schemas) for p in in_path]
         binder = route.binder
         others = [p for p in binder.params if p.name not in taken]
         with_body = method in BODY_METHODS
         if with_body and (others or binder.accepts_kwargs):
-            operation["requestBody"] = self._body(others, binder.accepts_kwargs, fields)
+            operation["requestBody"] = self._body(others, binder.accepts_kwargs, schemas)
         elif not with_body:
-            parameters.extend(self._parameter(p, "query", fields) for p in others)
+            parameters.extend(self._parameter(p, "query", schemas) for p in others)
             if binder.accepts_kwargs:
                 parameters.append({"name": "params", "in": "query", "style": "form",
                                    "explode": True, "description": "Any further named values.",
@@ -264,7 +337,7 @@ class DocumentBuilder:
                                         "\n\nThe handler reads the request body itself.").strip()
         if parameters:
             operation["parameters"] = parameters
-        operation["responses"] = self._responses(route, entry, with_body)
+        operation["responses"] = self._responses(route, with_body)
         if self.auth.requires_credential(route.path, route.auth_rule) and self.auth.schemes:
             operation["security"] = self.auth.alternatives()
         if route.auth_rule is not None:
@@ -273,18 +346,9 @@ class DocumentBuilder:
             operation["description"] = (operation.get("description", "") + "\n\n" + note).strip()
         return operation
 
-    def _schema_of(self, param: Param, fields: Mapping[str, Any]) -> Schema:
-        declared = (fields.get(param.name) or {}).get("schema")
-        schema = declared if isinstance(declared, dict) else adapter_schema(
-            param.adapter, param.expects_str)
-        schema = decimal_text(self.components.place(schema))
-        present, default = simple_default(param.default)
-        if present and "default" not in schema:
-            schema = {**schema, "default": default}
-        return schema
-
-    def _parameter(self, param: Param, where: str, fields: Mapping[str, Any]) -> dict[str, Any]:
-        schema = without_null(self._schema_of(param, fields))
+    def _parameter(self, param: Param, where: str, schemas: Mapping[str, Schema]
+                   ) -> dict[str, Any]:
+        schema = dict(without_null(schemas[param.name]))  # a copy: changed below
         out: dict[str, Any] = {"name": param.name, "in": where,
                                "required": where == "path" or param.required, "schema": schema}
         if where == "path":
@@ -297,16 +361,17 @@ class DocumentBuilder:
         return out
 
     def _body(self, params: list[Param], open_ended: bool,
-              fields: Mapping[str, Any]) -> dict[str, Any]:
+              schemas: Mapping[str, Schema]) -> dict[str, Any]:
         schema: Schema = {"type": "object",
-                          "properties": {p.name: self._schema_of(p, fields) for p in params}}
+                          "properties": {p.name: schemas[p.name] for p in params}}
         required = [p.name for p in params if p.required]
         if required:
             schema["required"] = required
         if not open_ended:
             schema["additionalProperties"] = False
         content = {"application/json": {"schema": schema}}
-        if all(is_scalar(value) for value in schema["properties"].values()):
+        if all(is_scalar(value, self.components.schemas)
+               for value in schema["properties"].values()):
             # a form carries one text per name: only bodies of scalars can travel as one
             content["application/x-www-form-urlencoded"] = {"schema": {
                 **schema, "properties": {name: without_null(value) for name, value
@@ -317,23 +382,9 @@ class DocumentBuilder:
                                "answer is TYTX too) or, when they are all scalars, a urlencoded "
                                "form."}
 
-    def _responses(self, route: CompiledRoute, entry: dict[str, Any],
-                   with_body: bool) -> dict[str, Any]:
-        result = entry.get("result") or {}
-        declared = result.get("schema") if isinstance(result.get("schema"), dict) else None
-        func = entry.get("callable")
-        if func is None:
-            content: dict[str, Schema] = {"*/*": {"schema": {}}}
-            typed = True
-        else:
-            content, typed = result_content(func, route.media_type or result.get("media_type"),
-                                            declared)
-        content = {media: {"schema": self.components.place(body["schema"])}
-                   for media, body in content.items()}
-        if typed:
-            content.setdefault(TYTX_JSON, {"schema": {}})
+    def _responses(self, route: CompiledRoute, with_body: bool) -> dict[str, Any]:
         responses: dict[str, Any] = {"200": {"description": "The handler's result.",
-                                             "content": content}}
+                                             "content": self.contents[id(route)]}}
         statuses = ["400", "404"]
         if self.auth.enabled or route.auth_rule is not None:
             statuses.append("401")
@@ -345,6 +396,12 @@ class DocumentBuilder:
         for status in statuses:
             responses[status] = {"$ref": f"#/components/responses/{ERRORS[status][0]}"}
         return responses
+
+
+def _fields(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """genro-routes' per-field descriptions by name (present with its pydantic plugin)."""
+    return {str(f.get("name")): f for f in ((entry.get("params") or {}).get("fields") or ())
+            if isinstance(f, dict)}
 
 
 def build_document(server: AsgiServer, config: OpenApiConfig | None = None,
