@@ -10,7 +10,11 @@
    responses), each driven in-process with the same body bytes per request.
 3. Building the tool catalog of a 500-route site (done once, at startup).
 
-Run from the repository root: ``.venv/bin/python bench/mcp_overhead.py [--rounds 7]``.
+With ``--instructions``, part 1 is also counted under valgrind's callgrind (instructions per
+request, net of the harness): deterministic, unlike wall time on a shared machine.
+
+Run from the repository root: ``.venv/bin/python bench/mcp_overhead.py [--rounds 7]
+[--instructions]``.
 The suite only reports; nothing here compares a figure with a threshold.
 """
 
@@ -21,7 +25,10 @@ import asyncio
 import gc
 import json
 import logging
+import os
+import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -240,6 +247,57 @@ def catalog_build(routes: int) -> None:
           f"version): median {statistics.median(timings):.1f} ms, min {min(timings):.1f} ms")
 
 
+PHASES = [(f"GET {path} {state}", path, state) for path in ("/hello", "/json")
+          for state in ("off", "on")]
+
+
+async def _child(requests: int) -> None:
+    """Inside valgrind: warm up, then run each loop between two dump markers."""
+    from bench.inprocess import _null_app, _receive, _send, http_scope
+
+    servers = {"off": genro_server({}), "on": genro_server({"mcp": {}})}
+    lifespans = [Lifespan(app) for app in servers.values()]
+    for running in lifespans:
+        await running.start()
+    loops = [("harness", _null_app, http_scope("/hello")),
+             *((name, servers[state], http_scope(path)) for name, path, state in PHASES)]
+    for _, app, base in loops:
+        for _ in range(200):
+            await app(base.copy(), _receive, _send)
+    os.getppid()  # dump: imports, startup, warm-up
+    for _, app, base in loops:
+        for _ in range(requests):
+            await app(base.copy(), _receive, _send)
+        os.getppid()  # dump: this loop alone
+    for running in lifespans:
+        await running.stop()
+
+
+def instructions(requests: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="genro-mcp-cg-") as tmp:
+        out = Path(tmp) / "cg.out"
+        completed = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--dump-before=os_getppid*",
+             f"--callgrind-out-file={out}", sys.executable, str(Path(__file__).resolve()),
+             "--child", "--requests", str(requests)],
+            capture_output=True, text=True, check=False,
+            cwd=Path(__file__).resolve().parents[1], timeout=1800)
+        if completed.returncode != 0:
+            raise RuntimeError(f"callgrind run failed:\n{completed.stderr[-3000:]}")
+        totals = []
+        for dump in sorted(Path(tmp).glob("cg.out.*"), key=lambda p: int(p.suffix[1:])):
+            summary = re.search(r"^summary:\s+(\d+)", dump.read_text(), re.MULTILINE)
+            if summary is not None:
+                totals.append(int(summary.group(1)) / requests)
+    harness, *loops = totals[1:]
+    counted = {name: value - harness for (name, _, _), value in zip(PHASES, loops, strict=True)}
+    print("\n1b. instructions per request (callgrind, net of the harness)")
+    print(f"  {'request':12} {'mcp off':>9} {'mcp on':>9} {'added':>7} {'on/off':>7}")
+    for path in ("/hello", "/json"):
+        a, b = counted[f"GET {path} off"], counted[f"GET {path} on"]
+        print(f"  GET {path:8} {a:9.0f} {b:9.0f} {b - a:7.0f} {b / a:7.4f}")
+
+
 async def main(rounds: int, requests: int) -> None:
     await untouched_routes(rounds, requests)
     await one_call(rounds, max(requests // 5, 100))
@@ -250,5 +308,13 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count part 1 under callgrind (needs valgrind)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    asyncio.run(main(args.rounds, args.requests))
+    if args.child:
+        asyncio.run(_child(args.requests))
+    else:
+        asyncio.run(main(args.rounds, args.requests))
+        if args.instructions:
+            instructions(500)

@@ -94,6 +94,11 @@ def test_call_with_typed_arguments(mcp) -> None:
     assert client.tool("shop.count")["structuredContent"] == {"result": [0, 1, 2]}
     assert client.tool("shop.echo", {"a": 1})["structuredContent"] == {"a": 1}
     assert client.tool("shop.echo", {})["structuredContent"] == {}
+    assert client.call("tools/call", {"name": "shop.count"})["result"][
+        "structuredContent"] == {"result": [0, 1, 2]}  # no arguments at all
+    with_meta = client.call("tools/call", {"name": "shop.count", "arguments": {"n": 1},
+                                           "_meta": {"progressToken": "t1"}})
+    assert with_meta["result"]["structuredContent"] == {"result": [0]}
     assert client.tool("shop.as_response")["structuredContent"] == {"ok": True}
 
 

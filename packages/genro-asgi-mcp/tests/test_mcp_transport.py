@@ -168,6 +168,15 @@ def test_content_negotiation(http) -> None:
     assert http.post("/mcp", json=body).status_code == 200  # no Accept at all
 
 
+def test_repeated_transport_headers_are_refused(http) -> None:
+    client = RawMcp(http)
+    client.start()
+    headers = [*JSON_HEADERS.items(), ("Mcp-Session-Id", client.session or ""),
+               ("Mcp-Session-Id", "another")]
+    response = http.post("/mcp", json=message("ping"), headers=headers)
+    assert rpc_error(response, 400, -32600).endswith("is sent more than once")
+
+
 def test_origins(http) -> None:
     evil = http.post("/mcp", json=initialize(), headers={**JSON_HEADERS,
                                                          "Origin": "http://evil.example"})

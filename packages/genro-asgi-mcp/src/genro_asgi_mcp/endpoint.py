@@ -37,6 +37,8 @@ SESSION_HEADER = "mcp-session-id"
 VERSION_HEADER = "mcp-protocol-version"
 MAX_ID = 256  # characters of a string request id
 _ACCEPTED_TYPES = ("application/json", "application/*", "*/*")
+_WANTED = {name.encode(): name for name in ("origin", "accept", "content-type", SESSION_HEADER,
+                                             VERSION_HEADER)}
 
 
 class McpTransport:
@@ -50,12 +52,16 @@ class McpTransport:
         self.max_body_size = min(int(config.max_body_size), server_max_body)
 
     async def handle(self, request: Request) -> Response:
-        headers = request.headers
+        headers = _read_headers(request.scope["headers"])
+        if headers is None:
+            return http_error(400, INVALID_REQUEST, "a header of the MCP transport (Origin, "
+                              "Accept, Content-Type, Mcp-Session-Id, MCP-Protocol-Version) is "
+                              "sent more than once")
         origin = headers.get("origin")
         if origin is not None and origin.lower() not in self.allowed_origins:
             return http_error(403, INVALID_REQUEST, f"origin {echo(origin)} is not allowed")
         if request.method == "DELETE":
-            return self._delete(request)
+            return self._delete(request, headers.get(SESSION_HEADER))
         if not _accepts_json(headers.get("accept")):
             return http_error(406, INVALID_REQUEST, "Accept must include application/json")
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
@@ -76,10 +82,10 @@ class McpTransport:
         if not isinstance(message, dict):
             return http_error(400, INVALID_REQUEST, "the body must be one JSON-RPC message "
                               "(an object; batches are not supported)")
-        return await self._message(request, message, version)
+        return await self._message(request, message, version, headers.get(SESSION_HEADER))
 
-    async def _message(self, request: Request, message: dict[str, Any],
-                       version: str | None) -> Response:
+    async def _message(self, request: Request, message: dict[str, Any], version: str | None,
+                       session_id: str | None) -> Response:
         if message.get("jsonrpc") != "2.0":
             return http_error(400, INVALID_REQUEST, 'not JSON-RPC 2.0: "jsonrpc" must be "2.0"')
         method = message.get("method")
@@ -106,7 +112,6 @@ class McpTransport:
                 return http_error(400, INVALID_REQUEST, "initialize must be a request (with "
                                   "an id)")
             return self._initialize(request_id, params, identity)
-        session_id = request.headers.get(SESSION_HEADER)
         if session_id is None:
             return http_error(400, INVALID_REQUEST, "missing Mcp-Session-Id header: initialize "
                               "a session first")
@@ -145,8 +150,7 @@ class McpTransport:
         return JSONResponse({"jsonrpc": "2.0", "id": request_id, "result": result},
                             headers={"Mcp-Session-Id": session.id})
 
-    def _delete(self, request: Request) -> Response:
-        session_id = request.headers.get(SESSION_HEADER)
+    def _delete(self, request: Request, session_id: str | None) -> Response:
         if session_id is None:
             return http_error(400, INVALID_REQUEST, "missing Mcp-Session-Id header")
         if len(session_id) > MAX_ID_LENGTH or not self.sessions.close(session_id,
@@ -166,6 +170,18 @@ class McpEndpoint(AsgiApplication):
     @route(methods=["POST", "DELETE"])
     async def index(self, request: Request) -> Response:
         return await self.transport.handle(request)
+
+
+def _read_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str] | None:
+    """The transport's headers in one pass (None when one of them is repeated)."""
+    found: dict[str, str] = {}
+    for name, value in raw:
+        key = _WANTED.get(name.lower())
+        if key is not None:
+            if key in found:
+                return None
+            found[key] = value.decode("latin-1")
+    return found
 
 
 def _accepts_json(accept: str | None) -> bool:
