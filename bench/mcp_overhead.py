@@ -194,25 +194,7 @@ async def untouched_routes(rounds: int, requests: int) -> None:
 
 
 async def one_call(rounds: int, requests: int) -> None:
-    server = genro_server({"mcp": {}})
-    sdk = sdk_server()
-    lifespans = [Lifespan(server), Lifespan(sdk)]
-    for running in lifespans:
-        await running.start()
-    session = await open_session(server)
-    call = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                       "params": {"name": "shop.get", "arguments": {"item_id": 7}}}).encode()
-    cases = {
-        "HTTP route": Case(server, scope("POST", "/shop/get",
-                                         [(b"content-type", b"application/json")]),
-                           b'{"item_id": 7}'),
-        "genro mcp": Case(server, scope("POST", "/mcp",
-                                        [*MCP_HEADERS, (b"mcp-session-id", session)]), call),
-        "SDK MCPServer": Case(sdk, scope("POST", "/mcp", MCP_HEADERS), call),
-    }
-    for name, case in cases.items():
-        sink = await case.once()
-        assert sink.status == 200, (name, sink.status)
+    cases, lifespans = await call_cases()
     print("\n2. one tool call (in-process, us/call)")
     median = await measure(cases, rounds, requests)
     base = median["genro mcp"]
@@ -249,6 +231,35 @@ def catalog_build(routes: int) -> None:
 
 PHASES = [(f"GET {path} {state}", path, state) for path in ("/hello", "/json")
           for state in ("off", "on")]
+CALLS = ("HTTP route", "genro mcp", "SDK MCPServer")
+
+
+async def call_cases() -> tuple[dict[str, Case], list[Any]]:
+    """The three ways of one call (part 2), their apps started."""
+    server = genro_server({"mcp": {}})
+    sdk = sdk_server()
+    lifespans = [Lifespan(server), Lifespan(sdk)]
+    for running in lifespans:
+        await running.start()
+    session = await open_session(server)
+    call = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                       "params": {"name": "shop.get", "arguments": {"item_id": 7}}}).encode()
+    cases = {
+        "HTTP route": Case(server, scope("POST", "/shop/get",
+                                         [(b"content-type", b"application/json")]),
+                           b'{"item_id": 7}'),
+        "genro mcp": Case(server, scope("POST", "/mcp",
+                                        [*MCP_HEADERS, (b"mcp-session-id", session)]), call),
+        "SDK MCPServer": Case(sdk, scope("POST", "/mcp", MCP_HEADERS), call),
+    }
+    for name, case in cases.items():
+        sink = await case.once()
+        assert sink.status == 200, (name, sink.status)
+    return cases, lifespans
+
+
+async def _null(scope: Any, receive: Any, send: Any) -> None:
+    await receive()
 
 
 async def _child(requests: int) -> None:
@@ -259,15 +270,23 @@ async def _child(requests: int) -> None:
     lifespans = [Lifespan(app) for app in servers.values()]
     for running in lifespans:
         await running.start()
-    loops = [("harness", _null_app, http_scope("/hello")),
-             *((name, servers[state], http_scope(path)) for name, path, state in PHASES)]
-    for _, app, base in loops:
-        for _ in range(200):
-            await app(base.copy(), _receive, _send)
+    cases, started = await call_cases()
+    lifespans.extend(started)
+    loops: list[tuple[str, Any]] = [("harness", lambda: _null_app(http_scope("/"), _receive,
+                                                                  _send))]
+    for name, path, state in PHASES:
+        base = http_scope(path)
+        loops.append((name, lambda app=servers[state], base=base: app(base.copy(), _receive,
+                                                                      _send)))
+    loops.append(("call harness", Case(_null, scope("POST", "/", []), b"{}").once))
+    loops.extend((name, cases[name].once) for name in CALLS)
+    for _, run in loops:
+        for _ in range(100):
+            await run()
     os.getppid()  # dump: imports, startup, warm-up
-    for _, app, base in loops:
+    for _, run in loops:
         for _ in range(requests):
-            await app(base.copy(), _receive, _send)
+            await run()
         os.getppid()  # dump: this loop alone
     for running in lifespans:
         await running.stop()
@@ -281,7 +300,7 @@ def instructions(requests: int) -> None:
              f"--callgrind-out-file={out}", sys.executable, str(Path(__file__).resolve()),
              "--child", "--requests", str(requests)],
             capture_output=True, text=True, check=False,
-            cwd=Path(__file__).resolve().parents[1], timeout=1800)
+            cwd=Path(__file__).resolve().parents[1], timeout=3600)
         if completed.returncode != 0:
             raise RuntimeError(f"callgrind run failed:\n{completed.stderr[-3000:]}")
         totals = []
@@ -289,13 +308,18 @@ def instructions(requests: int) -> None:
             summary = re.search(r"^summary:\s+(\d+)", dump.read_text(), re.MULTILINE)
             if summary is not None:
                 totals.append(int(summary.group(1)) / requests)
-    harness, *loops = totals[1:]
-    counted = {name: value - harness for (name, _, _), value in zip(PHASES, loops, strict=True)}
+    harness, *rest = totals[1:]
+    counted = {name: value - harness for (name, _, _), value in zip(PHASES, rest, strict=False)}
+    call_harness, *calls = rest[len(PHASES):]
     print("\n1b. instructions per request (callgrind, net of the harness)")
     print(f"  {'request':12} {'mcp off':>9} {'mcp on':>9} {'added':>7} {'on/off':>7}")
     for path in ("/hello", "/json"):
         a, b = counted[f"GET {path} off"], counted[f"GET {path} on"]
         print(f"  GET {path:8} {a:9.0f} {b:9.0f} {b - a:7.0f} {b / a:7.4f}")
+    print("\n2b. instructions per call (callgrind, net of the harness)")
+    figures = {name: value - call_harness for name, value in zip(CALLS, calls, strict=True)}
+    for name, value in figures.items():
+        print(f"  {name:14} {value:9.0f}   {value / figures['genro mcp']:6.2f}x genro mcp")
 
 
 async def main(rounds: int, requests: int) -> None:
