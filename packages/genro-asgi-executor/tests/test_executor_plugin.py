@@ -34,7 +34,8 @@ def test_unknown_option_names_the_key(tmp_path) -> None:
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({"pools": {"io": {"kind": "fiber"}}}, r"plugins\.executor\.pools\.io\.kind"),
+    ({"pools": {"io": {"kind": "Fiber!"}}}, r"plugins\.executor\.pools\.io\.kind"),
+    ({"pools": {"io": {"kind": "thread", "options": {"a": 1}}}}, "not to thread pools"),
     ({"pools": {"io": {"kind": "thread", "workers": 0}}}, r"pools\.io\.workers"),
     ({"pools": {"io": {"kind": "thread", "start_method": "spawn"}}}, "process pools only"),
     ({"pools": {"cpu": {"kind": "process", "start_method": "fork"}}}, "start_method"),

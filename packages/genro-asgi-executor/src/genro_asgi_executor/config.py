@@ -5,12 +5,15 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from genro_toolbox import RuleError, tags_match
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 POOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+BUILTIN_KINDS = ("thread", "process")
+# a kind another plugin provides (genro_asgi_executor_pool_kinds), checked at startup
+POOL_KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
 def default_start_method() -> Literal["forkserver", "spawn"]:
@@ -25,7 +28,8 @@ class PoolConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["thread", "process"]
+    kind: str
+    """``thread``, ``process``, or a kind a plugin provides (``remote``: genro-asgi-nats)."""
     workers: int | None = Field(None, ge=1, le=1024)
     """Threads or processes; default: min(32, cpus + 4) threads, or one process per cpu."""
     max_pending: int | None = Field(None, ge=1)
@@ -36,11 +40,25 @@ class PoolConfig(BaseModel):
     """The ``Retry-After`` seconds of the 503 a full pool answers."""
     start_method: Literal["forkserver", "spawn"] | None = None
     """Process pools only: how workers start (default: forkserver where available)."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Options of a kind a plugin provides, validated by that plugin at startup; thread and
+    process pools take none."""
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        if value not in BUILTIN_KINDS and not POOL_KIND.match(value):
+            raise ValueError(f"must be 'thread', 'process' or a pool kind a plugin provides "
+                             f"(lower-case letters, digits, '_'), got {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _defaults(self) -> PoolConfig:
-        if self.kind == "thread" and self.start_method is not None:
+        if self.kind != "process" and self.start_method is not None:
             raise ValueError("start_method applies to process pools only")
+        if self.kind in BUILTIN_KINDS and self.options:
+            raise ValueError(f"options apply to pool kinds provided by plugins, not to "
+                             f"{self.kind} pools")
         cpus = os.cpu_count() or 1
         if self.workers is None:
             self.workers = min(32, cpus + 4) if self.kind == "thread" else cpus

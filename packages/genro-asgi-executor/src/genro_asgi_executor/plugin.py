@@ -38,8 +38,26 @@ def executor_of(server: AsgiServer) -> ExecutorPlugin:
     return plugin
 
 
-def make_pool(name: str, config: PoolConfig) -> Pool:
-    return ThreadPool(name, config) if config.kind == "thread" else ProcessPool(name, config)
+PoolFactory = Callable[[str, PoolConfig], Pool]
+BUILTIN_POOLS: dict[str, PoolFactory] = {"thread": ThreadPool, "process": ProcessPool}
+
+
+def make_pool(name: str, config: PoolConfig,
+              kinds: Mapping[str, PoolFactory] = BUILTIN_POOLS) -> Pool:
+    """The pool ``config`` describes; ``kinds`` adds the kinds plugins provide."""
+    factory = kinds.get(config.kind)
+    if factory is None:
+        known = ", ".join(sorted(kinds))
+        raise ValueError(f"plugins.executor.pools.{name}.kind: no plugin provides pool kind "
+                         f"{config.kind!r} (known: {known}); enable the plugin that does "
+                         f"(kind 'remote': the nats plugin)")
+    try:
+        pool = factory(name, config)
+    except ValueError as exc:
+        raise ValueError(f"plugins.executor.pools.{name}: {exc}") from None
+    if not isinstance(pool, Pool):
+        raise TypeError(f"pool kind {config.kind!r} built {pool!r}, not a Pool")
+    return pool
 
 
 class ExecutorPlugin(Plugin):
@@ -107,7 +125,12 @@ class ExecutorPlugin(Plugin):
     async def genro_asgi_startup(self, server: AsgiServer) -> None:
         self._check_pooled_routes(server)
         loop = asyncio.get_running_loop()
-        self.pools = {name: make_pool(name, cfg) for name, cfg in self.config.pools.items()}
+        kinds = dict(BUILTIN_POOLS)
+        for provided in server.plugins.call_sync("genro_asgi_executor_pool_kinds",
+                                                 server=server):
+            kinds.update({k: f for k, f in provided.items() if k not in BUILTIN_POOLS})
+        self.pools = {name: make_pool(name, cfg, kinds)
+                      for name, cfg in self.config.pools.items()}
         for pool in self.pools.values():
             pool.start(loop)
         if any(cfg.start_method == "forkserver" for cfg in self.config.pools.values()):
