@@ -10,6 +10,9 @@ generation for a 500-route site.
    Decimal, dates, lists, pydantic models in bodies, path parameters and auth rules) is built,
    then the document is generated as startup does (the first build in the process: pydantic's
    schema generation for every parameter) and again (warm), and encoded to JSON.
+3. ``--instructions``: the in-process loops of part 1 (genro-asgi off and on) under valgrind's
+   callgrind, instructions per request net of the harness: deterministic to about 1%, so the
+   figure to trust on a busy machine (needs valgrind).
 
 Run from the repository root: ``.venv/bin/python bench/openapi_overhead.py [--rounds 7]``.
 The suite only reports; nothing here compares a figure with a threshold.
@@ -21,7 +24,12 @@ them.
 
 import argparse
 import asyncio
+import json
+import os
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -103,6 +111,65 @@ async def per_request(rounds: int, requests: int) -> None:
                   ("genro off", "genro openapi", "starlette", "starlette schema"), "st.schema")
     for running in lifespans:
         await running.stop()
+
+
+WARMUP = 200
+CALLGRIND_TIMEOUT = 900.0
+
+
+async def _callgrind_child(requests: int) -> None:
+    """Inside valgrind: warm each (app, path) up, then run each loop between dump markers."""
+    from bench.inprocess import _null_app, _receive, _send
+
+    apps = {"genro off": genro_app({}), "genro openapi": genro_app({"openapi": {}})}
+    lifespans = [Lifespan(app) for app in apps.values()]
+    for running in lifespans:
+        await running.start()
+    phases = [("harness", "/hello", _null_app)] + [
+        (name, path, app) for path in ("/hello", "/nope") for name, app in apps.items()]
+    for _, path, app in phases:
+        for _ in range(WARMUP):
+            await app(scope(path), _receive, _send)
+    os.getppid()  # dump: imports, startup, warm-up
+    for _, path, app in phases:
+        base = scope(path)
+        for _ in range(requests):
+            await app(dict(base), _receive, _send)
+        os.getppid()  # dump: this loop alone
+    for running in lifespans:
+        await running.stop()
+    print("PHASES " + json.dumps([f"{name} GET {path}" for name, path, _ in phases]))
+
+
+def instructions(requests: int) -> None:
+    if shutil.which("valgrind") is None:
+        print("\n--instructions: valgrind is not installed (apt-get install -y valgrind)")
+        return
+    with tempfile.TemporaryDirectory(prefix="genro-openapi-cg-") as tmp:
+        out = Path(tmp) / "cg.out"
+        completed = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--dump-before=os_getppid*",
+             f"--callgrind-out-file={out}", sys.executable, str(Path(__file__).resolve()),
+             "--callgrind-child", "--requests", str(requests)],
+            capture_output=True, text=True, check=False, timeout=CALLGRIND_TIMEOUT,
+            cwd=Path(__file__).resolve().parents[1])
+        match = re.search(r"^PHASES (.*)$", completed.stdout, re.MULTILINE)
+        if completed.returncode != 0 or match is None:
+            raise RuntimeError(f"callgrind run failed:\n{completed.stderr[-3000:]}")
+        totals = []
+        for dump in sorted(Path(tmp).glob("cg.out.*"), key=lambda p: int(p.suffix[1:])):
+            summary = re.search(r"^summary:\s+(\d+)", dump.read_text(), re.MULTILINE)
+            if summary is not None:
+                totals.append(int(summary.group(1)) / requests)
+    per_phase = dict(zip(json.loads(match.group(1)), totals[1:], strict=True))
+    harness = per_phase.pop("harness GET /hello")
+    print(f"\ninstructions per request, in-process, callgrind ({requests} requests per loop, "
+          "net of the harness)")
+    for path in ("/hello", "/nope"):
+        off = per_phase[f"genro off GET {path}"] - harness
+        on = per_phase[f"genro openapi GET {path}"] - harness
+        print(f"  GET {path:7} off {off:10,.0f}   openapi {on:10,.0f}   added {on - off:+8,.0f}"
+              f"   ratio {on / off:.4f}")
 
 
 def big_site(apps: int) -> Any:
@@ -223,7 +290,15 @@ if __name__ == "__main__":
     parser.add_argument("--apps", type=int, default=50, help="x 10 routes (default 50)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-requests", action="store_true")
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count per-request instructions under callgrind")
+    parser.add_argument("--callgrind-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.callgrind_child:
+        asyncio.run(_callgrind_child(args.requests))
+        sys.exit(0)
+    if args.instructions:
+        instructions(args.requests)
     if not args.skip_requests:
         asyncio.run(per_request(args.rounds, args.requests))
     generation(args.apps, args.repeats)
