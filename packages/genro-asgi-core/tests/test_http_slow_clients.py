@@ -382,6 +382,51 @@ def test_websocket_outlives_head_timeout(serve: Any) -> None:
         assert ws.recv(timeout=WAIT) == "still here"
 
 
+@pytest.mark.parametrize("http", PROTOCOLS)
+def test_a_malformed_request_on_a_kept_alive_connection_gets_400(serve: Any, http: str) -> None:
+    # the read that follows a finished request is the protocol's fast path
+    live, _, _ = serve(http=http)
+    with connect(live) as sock:
+        sock.sendall(GET_HELLO)
+        assert read_response(sock).endswith(b"hello")
+        sock.sendall(b"GET /hello HTTP/1.1\r\nBad Header\r\n\r\n")
+        response = read_until_closed(sock)
+    assert status(response) == 400
+    assert b"Invalid HTTP request received." in response  # h11 sends it chunked
+
+
+def test_a_websocket_upgrade_on_a_kept_alive_connection(serve: Any) -> None:
+    live, app_server, _ = serve()
+
+    async def echo_once(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        message = await receive()
+        await send({"type": "websocket.send", "text": "echo " + message["text"]})
+
+    app_server.mount("/ws", echo_once)
+    with connect(live) as sock:
+        sock.sendall(GET_HELLO)
+        assert read_response(sock).endswith(b"hello")
+        sock.sendall(b"GET /ws HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(4096)
+            assert chunk, data
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 101 ")
+        time.sleep(1.0)  # past head_timeout: the upgraded connection is not cut
+        masked = bytes(b ^ m for b, m in zip(b"ping", b"abcd", strict=True))
+        sock.sendall(b"\x81\x84abcd" + masked)  # a masked text frame "ping"
+        data = data.partition(b"\r\n\r\n")[2]
+        while b"echo ping" not in data:
+            chunk = sock.recv(4096)
+            assert chunk, data
+            data += chunk
+
+
 def test_other_clients_are_served_while_slow_ones_wait(serve: Any) -> None:
     live, _, _ = serve(head_timeout=5, body_timeout=5)
     slow = [connect(live) for _ in range(20)]
