@@ -335,3 +335,21 @@ def test_an_unresolvable_annotation_is_described_as_anything(tmp_path: Path) -> 
     assert body_schema(operation)["properties"] == {"value": {},
                                                     "count": {"type": "integer", "default": 1}}
     assert operation["responses"]["200"]["content"]["*/*"] == {"schema": {}}
+
+
+def test_operation_ids_stay_unique(tmp_path: Path) -> None:
+    class Shop(AsgiApplication):
+        @route(methods=["GET"])
+        def product(self, pid: str) -> str:
+            return pid
+
+        @route(methods=["GET"])
+        def product_pid(self) -> str:  # slug shop_product_pid, as /shop/product/{pid}'s
+            return ""
+
+    server = AsgiServer(tmp_path, environ={}, config={"plugins": {"openapi": {"module": PLUGIN}}})
+    server.mount("/shop", Shop())
+    doc = document(server)
+    validate(doc)  # duplicate operationIds would be refused
+    ids = [op["operationId"] for item in doc["paths"].values() for op in item.values()]
+    assert len(ids) == len(set(ids)) == 3

@@ -150,6 +150,7 @@ class DocumentBuilder:
         self.used_tags: dict[str, str | None] = {}
         # by id(route): each parameter's schema, and the 200 response's content
         self.params: dict[int, dict[str, Schema]] = {}
+        self.operation_ids: set[str] = set()
         self.contents: dict[int, dict[str, Schema]] = {}
 
     def build(self) -> dict[str, Any]:
@@ -312,7 +313,13 @@ class DocumentBuilder:
         doc = (entry.get("doc") or "").strip()
         summary, _, rest = doc.partition("\n")
         slug = url.strip("/").replace("/", "_").replace("{", "").replace("}", "") or "index"
-        operation: dict[str, Any] = {"operationId": f"{method.lower()}_{slug}", "tags": tags}
+        operation_id = f"{method.lower()}_{slug}"
+        suffix = 2
+        while operation_id in self.operation_ids:  # /a_b/c and /a/b_c, or a route named b_c
+            operation_id = f"{method.lower()}_{slug}_{suffix}"
+            suffix += 1
+        self.operation_ids.add(operation_id)
+        operation: dict[str, Any] = {"operationId": operation_id, "tags": tags}
         if summary:
             operation["summary"] = summary.strip()
         if rest.strip():
