@@ -98,8 +98,9 @@ class ToolRunner:
         except HTTPException as exc:  # BadRequest from binding, Forbidden, the handler's own
             status = exc.status_code
             raise ToolFailure(f"{status} {_phrase(status)}: {exc.detail}") from None
-        except Exception as exc:
-            raise ToolFailure(await self._internal(request, exc)) from None
+        except Exception as exc:  # logged as the route's (POST /shop/x), not as /mcp's
+            raise ToolFailure(await self._internal(_call_request(request, route.path),
+                                                   exc)) from None
 
     async def _internal(self, request: Request, exc: Exception) -> str:
         """Hand an unexpected exception to the error hooks (they log it with an error_id)."""
