@@ -76,6 +76,8 @@ class Subscriber(ABC):
     """A ``Deliver`` in two steps, so that a fan-out encodes for everyone before delivering to
     anyone: ``prepare`` (may raise: the publication cannot be encoded), then ``push``."""
 
+    __slots__ = ()
+
     @abstractmethod
     def prepare(self, publication: Publication) -> Any:
         """What ``push`` will deliver (the frame); raises when it cannot be encoded."""
