@@ -9,6 +9,8 @@ client (keep-alive, a body that arrives in pieces, WebSockets).
 
 from __future__ import annotations
 
+import asyncio
+import os
 import signal
 import socket
 import subprocess
@@ -60,6 +62,11 @@ class Target(AsgiApplication):
             self.disconnects += 1
             raise
         return {"size": len(body)}
+
+    @route(methods=["POST"])
+    async def late_upload(self, request: Request) -> dict[str, int]:
+        await asyncio.sleep(1.0)  # twice body_timeout before the body is read
+        return {"size": len(await request.body())}
 
     @route()
     def slow(self) -> str:
@@ -325,15 +332,40 @@ def test_a_body_in_pieces_within_the_timeout_is_served(serve: Any, http: str) ->
         assert read_response(sock).endswith(b"hello")
 
 
-def test_expect_100_continue_is_not_a_stalled_body(serve: Any) -> None:
-    live, _, _ = serve(body_timeout=0.5)
+@pytest.mark.parametrize("http", PROTOCOLS)
+def test_a_stalled_chunked_body_gets_408(serve: Any, http: str) -> None:
+    live, app_server, target = serve(http=http)
     with connect(live) as sock:
-        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n"
+        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n"
+                     b"\r\n5\r\nhello\r\n")  # no last chunk
+        assert status(read_until_closed(sock)) == 408
+    wait_until(lambda: target.disconnects == 1)
+    wait_until(lambda: len(app_server.envelopes) == 0)
+
+
+@pytest.mark.parametrize("http", PROTOCOLS)
+def test_expect_100_continue_is_not_a_stalled_body(serve: Any, http: str) -> None:
+    # the handler reads the body (so uvicorn sends 100 Continue) only after body_timeout
+    live, _, _ = serve(http=http, body_timeout=0.5)
+    with connect(live) as sock:
+        sock.sendall(b"POST /late_upload HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n"
                      b"Expect: 100-continue\r\n\r\n")
         interim = sock.recv(1024)
         assert interim.startswith(b"HTTP/1.1 100 ")
         sock.sendall(b"hello")
         assert read_response(sock).endswith(b'{"size":5}')
+
+
+@pytest.mark.parametrize("http", PROTOCOLS)
+def test_a_body_the_handler_reads_late_is_not_a_stalled_body(serve: Any, http: str) -> None:
+    # uvicorn stops reading once 64 KiB wait unread: that pause is ours, not the client's
+    live, _, _ = serve(http=http, body_timeout=0.5, max_body_size="4MiB")
+    size = 2 * 1024 * 1024
+    with connect(live) as sock:
+        sock.sendall(b"POST /late_upload HTTP/1.1\r\nHost: test\r\nContent-Length: "
+                     + str(size).encode() + b"\r\n\r\n" + b"z" * size)
+        response = read_response(sock)
+    assert response.endswith(b'{"size":%d}' % size)
 
 
 # -- other clients -----------------------------------------------------------------------------
@@ -513,6 +545,56 @@ def test_run_bounds_the_memory_of_an_endless_header_line(tmp_path: Path) -> None
             process.wait()
         if process.stderr:
             process.stderr.close()
+
+
+HELLO_MODULE = textwrap.dedent('''
+    from genro_asgi import AsgiApplication, route
+
+    class Hello(AsgiApplication):
+        @route()
+        def hello(self):
+            return "hello"
+''')
+
+
+def test_serve_with_workers_guards_every_worker(tmp_path: Path) -> None:
+    """``genro-asgi serve --workers 2``: each worker process builds its server from
+    config.yaml and serves with the guarded protocol."""
+    (tmp_path / "hello_slow.py").write_text(HELLO_MODULE)
+    (tmp_path / "config.yaml").write_text(textwrap.dedent('''
+        server: {head_timeout: 0.5}
+        logging: {level: WARNING, access_log: false}
+        apps:
+          h: {module: "hello_slow:Hello"}
+    '''))
+    port = free_port()
+    cli = Path(sys.executable).with_name("genro-asgi")
+    process = subprocess.Popen([str(cli), "serve", str(tmp_path), "--port", str(port),
+                                "--workers", "2"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
+                    sock.sendall(b"GET /h/hello HTTP/1.1\r\nHost: test\r\n\r\n")
+                    assert read_response(sock).endswith(b"hello")
+                break
+            except (ConnectionRefusedError, ConnectionResetError, AssertionError):
+                assert process.poll() is None, "genro-asgi serve exited"
+                assert time.monotonic() < deadline, "the workers did not start"
+                time.sleep(0.2)
+        for _ in range(4):  # whichever worker accepts it
+            with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
+                sock.sendall(b"GET /h/hello HTTP/1.1\r\nHost: te")
+                assert status(read_until_closed(sock)) == 408
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(WAIT)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)  # its own session: the workers too
+            process.wait()
 
 
 # -- configuration -----------------------------------------------------------------------------
