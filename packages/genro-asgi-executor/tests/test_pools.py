@@ -425,8 +425,10 @@ async def test_a_worker_that_dies_before_it_has_its_job_does_not_fail_it(
 
 
 async def test_a_job_is_running_once_its_worker_has_it(tmp_path: Path) -> None:
+    """A new worker says when it has its first job; one that is up takes the next at once."""
     flag = tmp_path / "go"
-    async with running(tmp_path) as executor:
+    pools = {"cpu": {"kind": "process", "workers": 1}}
+    async with running(tmp_path, pools=pools) as executor:
         pool = executor.pool("cpu")
         job = pool.prepare(jobs.wait_for_file, (str(flag), 0), {})
         await pool.admit()
@@ -436,6 +438,12 @@ async def test_a_job_is_running_once_its_worker_has_it(tmp_path: Path) -> None:
         assert pool.pending == 0 and pool.running == 1
         flag.write_text("ok")
         assert await asyncio.wait_for(job.future, HANG_GUARD) == "ok"
+        await until(lambda: pool.running == 0 and pool._idle, "the worker to be idle")
+        second = pool.prepare(jobs.add, (1, 2), {})
+        await pool.admit()
+        pool.launch(second)
+        assert second.state == "running"  # the same worker, up and waiting: at once
+        assert await asyncio.wait_for(second.future, HANG_GUARD) == 3
 
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"])

@@ -1,5 +1,5 @@
-"""The loop a worker process runs: receive a job, say it arrived, run it, send progress and
-the outcome.
+"""The loop a worker process runs: receive a job (saying so for the first one), run it, send
+progress and the outcome.
 
 Imported in the child only through ``multiprocessing``; it depends on the standard library and
 ``context`` so that starting (and replacing) a worker stays cheap. Messages are pickled here,
@@ -24,7 +24,7 @@ from .context import TaskContext, run_with_context
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 STOP = b""  # an empty message: the parent asks the worker to exit
-RECEIVED = pickle.dumps(("received",), PROTOCOL)  # sent the moment a job is read
+RECEIVED = pickle.dumps(("received",), PROTOCOL)  # sent once, the moment a first job is read
 # what a terminal (Ctrl-C, Ctrl-\, hangup) or a service manager (systemd's stop) sends to the
 # whole process group: the server decides when its jobs stop, and drains them
 GROUP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
@@ -43,6 +43,7 @@ def worker_main(conn: Connection, parent: int | None = None) -> None:
     if parent is not None:
         threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True,
                          name="parent-watch").start()
+    first = True
     try:
         while True:
             try:
@@ -51,7 +52,9 @@ def worker_main(conn: Connection, parent: int | None = None) -> None:
                 return
             if payload == STOP:
                 return
-            conn.send_bytes(RECEIVED)
+            if first:  # the parent counts the job as running from here (later ones: at once)
+                conn.send_bytes(RECEIVED)
+                first = False
             conn.send_bytes(_run(conn, payload))
     except OSError:  # the parent is gone: nobody is left to answer
         return

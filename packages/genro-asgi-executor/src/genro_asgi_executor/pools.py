@@ -382,13 +382,15 @@ class ThreadPool(Pool):
 
 
 class _Worker:
-    __slots__ = ("conn", "exited", "job", "killed", "process", "sending")
+    __slots__ = ("conn", "exited", "job", "killed", "process", "sending", "started")
 
     def __init__(self, process: Any, conn: Connection) -> None:
         self.process = process
         self.conn = conn
         self.job: Job | None = None
         self.killed = False
+        # it said it has its first job: it is up, and reads the next ones as they come
+        self.started = False
         self.sending: Job | None = None  # the large job a thread is writing to it
         self.exited = False  # its reader saw it exit while a job was being written
 
@@ -461,7 +463,10 @@ class ProcessPool(Pool):
                 worker.conn.send_bytes(payload)
             except OSError:  # it died while idle; its reader reports the exit
                 self._take_back(worker, job)
-            # the job stays pending until the worker says it has it (_received)
+                continue
+            # a worker that is up reads it at once; a new one says when it has it (_received)
+            if worker.started and not self._mark_started(job):
+                self._kill(worker)  # stopped in the meantime: recycle the worker
 
     def _send(self, loop: asyncio.AbstractEventLoop, worker: _Worker, job: Job,
               payload: bytes) -> None:
@@ -479,18 +484,23 @@ class ProcessPool(Pool):
         # not cancelled, answered nor shut down, yet the worker died before it had the whole
         # job: the job never ran, so once more on another worker (only once: reading it may
         # be what killed this one)
-        if worker.job is job and not self.closed and not arrived and not job.resent:
-            job.resent = True
-            self._take_back(worker, job)
-            self._dispatch()
+        if worker.job is job and not self.closed:
+            if arrived:
+                if worker.started and job.state == "pending" and not self._mark_started(job):
+                    self._kill(worker)  # stopped while it was being sent
+            elif not job.resent:
+                job.resent = True
+                self._take_back(worker, job)
+                self._dispatch()
         if worker.exited and worker.sending is None:
             self._exited(worker)  # deferred until the pipe was no longer being written
 
-    def _received(self, worker: _Worker, job: Job) -> None:
-        """On the loop: ``worker`` has read ``job`` (its first message about it)."""
-        if worker.job is not job or worker.killed:  # cancelled or shut down meanwhile
+    def _received(self, worker: _Worker, job: Job | None) -> None:
+        """On the loop: a new ``worker`` is up and has read its first job, ``job``."""
+        worker.started = True
+        if job is None or worker.job is not job or worker.killed:  # cancelled or shut down
             return
-        if not self._mark_started(job):  # stopped while it was on its way
+        if job.state == "pending" and not self._mark_started(job):  # stopped on its way
             self._kill(worker)
 
     def _take_back(self, worker: _Worker, job: Job) -> None:
@@ -555,10 +565,9 @@ class ProcessPool(Pool):
                 job = worker.job
                 if job is not None and job.relay is not None:
                     job.relay(message[1], message[2])
-            elif message[0] == "received":
+            elif message[0] == "received":  # once per worker: it is up and has its first job
                 job = worker.job
-                if job is not None:
-                    call_threadsafe(loop, self._received, worker, job)
+                call_threadsafe(loop, self._received, worker, job)
             else:
                 call_threadsafe(loop, self._outcome, worker, message)
         worker.process.join(5)  # the exit code, waited for here rather than on the loop
@@ -594,8 +603,9 @@ class ProcessPool(Pool):
         job, worker.job = worker.job, None
         if job is not None and job.state == "pending" and not worker.killed \
                 and not job.resent and not self.closed:
-            # it died before it had the job (a signal while it started, say), so the job never
-            # ran: once more on another worker (only once: reading it may be what killed it)
+            # a new worker that died before it had its first job (while it started), so the
+            # job never ran: once more on another worker (only once: reading it may be what
+            # killed it)
             job.resent = True
             self.restarts += 1
             self._queue.appendleft(job)
