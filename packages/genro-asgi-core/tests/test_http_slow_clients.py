@@ -318,16 +318,16 @@ def test_a_body_dripped_below_the_minimum_rate_gets_408(serve: Any) -> None:
 
 @pytest.mark.parametrize("http", PROTOCOLS)
 def test_a_body_in_pieces_within_the_timeout_is_served(serve: Any, http: str) -> None:
-    # six pauses add up to more than body_timeout: only silence counts, not the total
-    live, _, _ = serve(http=http, body_timeout=2.0)
+    # the pauses add up to more than body_timeout: only silence counts, not the total
+    live, _, _ = serve(http=http, body_timeout=3.0)
     with connect(live) as sock:
-        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 600\r\n\r\n")
-        for _ in range(6):
+        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 800\r\n\r\n")
+        for _ in range(8):
             time.sleep(0.4)
             sock.sendall(b"y" * 100)
         response = read_response(sock)
         assert status(response) == 200
-        assert response.endswith(b'{"size":600}')
+        assert response.endswith(b'{"size":800}')
         sock.sendall(GET_HELLO)  # still kept alive
         assert read_response(sock).endswith(b"hello")
 
@@ -393,7 +393,10 @@ def test_a_stalled_pipelined_head_waits_for_the_response_in_flight(serve: Any) -
         target.release.set()
         response = read_until_closed(sock)
     assert status(response) == 200
-    assert response.endswith(b"slow done")  # delivered whole, then the connection closed
+    # delivered whole, then the connection closed (on a machine so slow that the head timer
+    # fired only after the response, a whole 408 follows it)
+    first, _, rest = response.partition(b"slow done")
+    assert first and (rest == b"" or rest.startswith(b"HTTP/1.1 408 "))
 
 
 def test_websocket_outlives_head_timeout(serve: Any) -> None:
