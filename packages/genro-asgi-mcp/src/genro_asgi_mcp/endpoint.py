@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from mcp_types import INVALID_REQUEST, PARSE_ERROR, UNSUPPORTED_PROTOCOL_VERSION
+from mcp_types import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR, UNSUPPORTED_PROTOCOL_VERSION
 
 from genro_asgi import (
     AsgiApplication,
@@ -31,6 +31,8 @@ from .protocol import PROTOCOL_VERSIONS, McpProtocol, RpcError, echo
 from .sessions import MAX_ID_LENGTH, SessionStore
 
 if TYPE_CHECKING:
+    from genro_asgi.identity import Identity
+
     from .config import McpConfig
 
 SESSION_HEADER = "mcp-session-id"
@@ -105,7 +107,7 @@ class McpTransport:
         if params is not None and not isinstance(params, Mapping):
             if not has_id:
                 return http_error(400, INVALID_REQUEST, "params must be an object")
-            return rpc_error(request_id, RpcError(-32602, "params must be an object"))
+            return rpc_error(request_id, RpcError(INVALID_PARAMS, "params must be an object"))
         identity = request.identity
         if method == "initialize":
             if not has_id:
@@ -134,7 +136,7 @@ class McpTransport:
         return JSONResponse({"jsonrpc": "2.0", "id": request_id, "result": result})
 
     def _initialize(self, request_id: Any, params: Mapping[str, Any] | None,
-                    identity: Any) -> Response:
+                    identity: Identity | None) -> Response:
         try:
             requested, client_name = self.protocol.initialize_params(params)
         except RpcError as exc:
