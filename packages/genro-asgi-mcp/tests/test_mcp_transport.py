@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from typing import Any
 
 import pytest
 from helpers import ADMIN, JSON_HEADERS, USER, RawMcp, Shop, auth_config, initialize, message
 
 from genro_asgi import AsgiServer
+from genro_asgi.testing import TestClient
 
 
 @pytest.fixture
@@ -228,3 +231,17 @@ def test_two_servers_do_not_share_sessions_or_tools(make_server, make_client, tm
     two.session = one.session
     assert two.post(message("ping")).status_code == 404
     assert first.plugins.get("mcp").sessions is not second.plugins.get("mcp").sessions
+
+
+def test_a_dropped_server_leaves_nothing_behind(tmp_path) -> None:
+    server = AsgiServer(tmp_path, config={"plugins": {"mcp": {}}}, environ={})
+    server.mount("/shop", Shop())
+    with TestClient(server) as http:
+        client = RawMcp(http)
+        client.start()
+        assert client.tool("shop.count", {"n": 1})["isError"] is False
+    dropped = weakref.ref(server)
+    plugin = weakref.ref(server.plugins.get("mcp"))
+    del server, http, client
+    gc.collect()
+    assert dropped() is None and plugin() is None
