@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import datetime
 import json
+import shutil
 import signal
+import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -27,8 +30,19 @@ pytestmark = pytest.mark.e2e
 TIMEOUT = 20.0  # a guard against a hang, never an assertion about speed
 
 APP = '''
+import time
+
 from genro_asgi import AsgiApplication, route
+from genro_asgi_executor import executor_of, report_progress
 from genro_asgi_wsx import publish
+
+
+def crunch(rounds):
+    """A registered remote job (plugins.executor.pools.far.options.jobs)."""
+    for i in range(rounds):
+        report_progress((i + 1) / rounds, f"round {i + 1}")
+        time.sleep(0.02)
+    return {"rounds": rounds, "pid": __import__("os").getpid()}
 
 
 class Pub(AsgiApplication):
@@ -36,6 +50,10 @@ class Pub(AsgiApplication):
     async def notify(self, channel: str, value=None):
         await publish(self.server, channel, value)
         return True
+
+    @route()
+    async def crunch(self, rounds: int):
+        return await executor_of(self.server).submit(crunch, rounds, pool="far", name="crunch")
 
     @route()
     async def health(self):
@@ -52,6 +70,11 @@ def site(tmp_path: Path, name: str, nats_url: str) -> Path:
           nats: {{servers: ["{nats_url}"], name: "{name}", subject_prefix: e2e,
                   reconnect_wait: 0.05, reconnect_wait_max: 0.25}}
           wsx: {{broker: "genro_asgi_nats:NatsBroker", heartbeat_interval: 0}}
+          executor:
+            pools:
+              io: {{kind: thread}}
+              far: {{kind: remote, workers: 2, options: {{jobs: {{crunch: "pubapp:crunch"}},
+                                                          ack_wait: 2}}}}
         apps:
           pub: {{module: "pubapp:Pub"}}
     """))
@@ -157,3 +180,47 @@ def test_nats_server_restarted_under_traffic(
     for server in (a, b):
         assert server.stop() in (0, -signal.SIGTERM)
         assert "Traceback" not in server.output()
+
+
+def test_a_remote_worker_from_another_directory_runs_jobs_for_two_servers(
+        tmp_path: Path, nats: NatsServer, serve: Callable[..., ServerProcess]) -> None:
+    a = serve(site(tmp_path, "a", nats.url), ready_path="/pub/health")
+    b = serve(site(tmp_path, "b", nats.url), ready_path="/pub/health")
+    elsewhere = tmp_path / "machine-2" / "app"
+    shutil.copytree(tmp_path / "a", elsewhere)
+    worker = subprocess.Popen([sys.executable, "-m", "genro_asgi", "worker", str(elsewhere),
+                               "--pool", "far"], cwd=tmp_path / "machine-2",
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert worker.stdout is not None
+        assert "pool 'far'" in worker.stdout.readline()  # ready (bounded by the test's pid)
+        with ws_of(a) as on_a, ws_of(b) as on_b:
+            sub_a, sub_b = subscribe(on_a, "tasks.>"), subscribe(on_b, "tasks.>")
+            task_id = httpx.post(f"{a.url}/pub/crunch", json={"rounds": 5},
+                                 timeout=TIMEOUT).text
+            for ws, sub in ((on_a, sub_a), (on_b, sub_b)):  # task events reach both processes
+                states = []
+                while not states or states[-1] != "done":
+                    got_sub, channel, data = event(ws)
+                    assert (got_sub, channel) == (sub, f"tasks.{task_id}")
+                    states.append(data["state"])
+                assert states[0] in ("pending", "running") and "running" in states
+            record = httpx.get(f"{a.url}/_tasks/{task_id}", timeout=TIMEOUT).json()
+            assert record["state"] == "done" and record["result"]["rounds"] == 5
+            assert record["result"]["pid"] == worker.pid  # it ran in the worker process
+            # b submits too: the same queue, the same worker
+            other = httpx.post(f"{b.url}/pub/crunch", json={"rounds": 1}, timeout=TIMEOUT)
+            assert other.status_code == 200
+            deadline = time.monotonic() + TIMEOUT
+            while httpx.get(f"{b.url}/_tasks/{other.text}", timeout=TIMEOUT
+                            ).json()["state"] != "done":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            out, _ = worker.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            out, _ = worker.communicate()
+    assert worker.returncode == 0 and "stopped after 2 job(s)" in out, out

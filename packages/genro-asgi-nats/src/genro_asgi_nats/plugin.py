@@ -1,4 +1,5 @@
-"""The ``nats`` plugin: owns the server's one NATS connection (``self.link``).
+"""The ``nats`` plugin: owns the server's one NATS connection (``self.link``), provides the
+executor's ``remote`` pool kind and the ``genro-asgi worker`` command.
 
 Started before the other plugins (so the wsx broker finds the connection up) and stopped after
 them (so they can still publish while they shut down): ``tryfirst`` on both hooks, as the
@@ -7,15 +8,19 @@ shutdown runs in reverse order.
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from genro_asgi import Plugin, hookimpl
+from genro_asgi import CliCommand, Plugin, hookimpl
 
 from .config import NatsConfig
 from .connection import NatsLink
 
 if TYPE_CHECKING:
     from genro_asgi import AsgiServer
+    from genro_asgi_executor.config import PoolConfig
+    from genro_asgi_executor.pools import Pool
 
 
 class NatsPlugin(Plugin):
@@ -36,3 +41,29 @@ class NatsPlugin(Plugin):
     @hookimpl(tryfirst=True)
     async def genro_asgi_shutdown(self) -> None:
         await self.link.close()
+
+    @hookimpl(optionalhook=True)
+    def genro_asgi_executor_pool_kinds(self) -> Mapping[str, Callable[[str, PoolConfig], Pool]]:
+        from .remote import RemotePool
+
+        def remote(name: str, config: PoolConfig) -> Pool:
+            return RemotePool(name, config, self.link)
+
+        return {"remote": remote}
+
+    @hookimpl
+    def genro_asgi_cli_commands(self) -> list[CliCommand]:
+        from . import worker
+
+        def link() -> NatsLink:  # a worker never starts degraded: it is nothing without NATS
+            return NatsLink(self.config.model_copy(update={"required": True}),
+                            self.server.server_dir)
+
+        def run(args: argparse.Namespace) -> int:
+            return worker.run_command(args, link)
+
+        return [CliCommand("worker", "run the jobs of a remote executor pool: "
+                           "genro-asgi worker DIR --pool NAME", run, worker.configure)]
+
+
+__all__ = ["NatsPlugin"]
