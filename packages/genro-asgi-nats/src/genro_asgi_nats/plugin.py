@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from genro_asgi import CliCommand, Plugin, hookimpl
 
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from genro_asgi import AsgiServer
     from genro_asgi_executor.config import PoolConfig
     from genro_asgi_executor.pools import Pool
+
+    from .remote import RemotePool
 
 
 class NatsPlugin(Plugin):
@@ -33,6 +35,7 @@ class NatsPlugin(Plugin):
     def __init__(self, server: AsgiServer, config: NatsConfig) -> None:
         super().__init__(server, config)
         self.link = NatsLink(config, server.server_dir)
+        self.remote_pools: list[RemotePool] = []
 
     @hookimpl(tryfirst=True)
     async def genro_asgi_startup(self) -> None:
@@ -47,9 +50,17 @@ class NatsPlugin(Plugin):
         from .remote import RemotePool
 
         def remote(name: str, config: PoolConfig) -> Pool:
-            return RemotePool(name, config, self.link)
+            pool = RemotePool(name, config, self.link)
+            self.remote_pools = [*(p for p in self.remote_pools if p.name != name), pool]
+            return pool
 
         return {"remote": remote}
+
+    @hookimpl(optionalhook=True)
+    def genro_asgi_metrics_collectors(self, registry: Any) -> None:
+        from .collectors import NatsCollector
+
+        registry.register(NatsCollector(self))
 
     @hookimpl
     def genro_asgi_cli_commands(self) -> list[CliCommand]:

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("genro_asgi_nats.remote")
 PUBLISH_TIMEOUT = 5.0  # seconds for JetStream to confirm that a job is stored
+QUEUE_POLL = 5.0  # seconds between two looks at the queue's depth (for metrics)
 
 
 class RemoteStats:
@@ -80,6 +81,8 @@ class RemotePool(Pool):
         self._seqs: dict[int, str] = {}
         self._subs: list[Subscription] = []
         self._ready: asyncio.Task[JetStreamContext] | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self.queue_depth: tuple[int, int] | None = None  # (waiting, running), all servers
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -98,7 +101,15 @@ class RemotePool(Pool):
                                              cb=self._on_event))
         self._subs.append(await nc.subscribe(self.queue.advisory, cb=self._on_advisory))
         await nc.flush()
+        self._watch = asyncio.create_task(self._watch_queue(js), name=f"remote-watch-{self.name}")
         return js
+
+    async def _watch_queue(self, js: JetStreamContext) -> None:
+        while True:
+            with contextlib.suppress(Exception):  # NATS away: the last figures stay
+                info = await js.consumer_info(self.queue.stream, self.queue.consumer)
+                self.queue_depth = (int(info.num_pending or 0), int(info.num_ack_pending or 0))
+            await asyncio.sleep(QUEUE_POLL)
 
     async def close(self) -> None:
         await super().close()
@@ -112,6 +123,10 @@ class RemotePool(Pool):
         self._subs.clear()
         if self._ready is not None and not self._ready.done():
             self._ready.cancel()
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
 
     def stats(self) -> dict[str, Any]:
         return {**super().stats(), "submitted": self.remote.submitted,
