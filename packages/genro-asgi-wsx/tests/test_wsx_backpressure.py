@@ -67,7 +67,8 @@ def test_a_reading_subscriber_gets_a_whole_burst(tmp_path: Any, protocol: str) -
 def test_the_frame_budget_closes_a_client_that_does_not_read(tmp_path: Any) -> None:
     """``outbound_queue`` frames waiting while the client reads nothing: 4000, and the
     publisher and a reading subscriber carry on."""
-    server = make_flood_server(tmp_path, {"outbound_queue": 5})
+    # close_timeout: the close frame waits for the stalled client to read it, after the flood
+    server = make_flood_server(tmp_path, {"outbound_queue": 5, "close_timeout": 60})
     with serving(server) as live, open_ws(live) as reader, open_ws(live) as publisher:
         stalled = RawWs(live.host, live.port)
         try:

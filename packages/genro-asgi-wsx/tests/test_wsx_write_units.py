@@ -109,3 +109,70 @@ def test_budget_options() -> None:
     for bad in ({"max_queued_bytes": 10}, {"close_timeout": 0}):
         with pytest.raises(ValidationError):
             WsxConfig(**bad)
+
+
+def make_connection(tmp_path: Any, send: Any) -> Any:
+    """A WsxConnection on a fake socket whose ASGI ``send`` is ``send``."""
+    from wsx_helpers import make
+
+    from genro_asgi import WebSocket
+    from genro_asgi.websocket import WebSocketState
+    from genro_asgi_wsx.connection import WsxConnection
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.disconnect", "code": 1000}
+
+    plugin = make(tmp_path).plugins.get("wsx")
+    ws = WebSocket({"type": "websocket", "path": "/_wsx", "headers": []}, receive, send)
+    ws.connection_state = WebSocketState.CONNECTED
+    return WsxConnection(plugin, ws, receive, send, None, False, False)
+
+
+@pytest.mark.parametrize(("error", "code", "logged"), [
+    (OSError("connection reset"), None, False),  # the client is gone: end quietly
+    (RuntimeError("after close"), None, False),  # the server's state error: gone too
+    (UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"), 1011, True),
+    (TypeError("bad frame"), 1011, True),  # the frame cannot be written: a bug
+])
+async def test_a_failed_send_is_a_gone_client_or_a_logged_bug(
+        tmp_path: Any, caplog: pytest.LogCaptureFixture, error: Exception, code: int | None,
+        logged: bool) -> None:
+    async def send(message: dict[str, Any]) -> None:
+        raise error
+
+    conn = make_connection(tmp_path, send)
+    conn.reply('WSX://{"id":1,"status":200,"data":"1"}')
+    assert conn._closed.is_set() and conn.close_code == code
+    assert any("could not be sent" in r.getMessage() for r in caplog.records) is logged
+
+
+async def test_frames_are_counted_in_bytes_and_a_full_budget_closes_4000(tmp_path: Any) -> None:
+    blocked = asyncio.Event()
+
+    async def send(message: dict[str, Any]) -> None:
+        await blocked.wait()  # a client that does not read: every send waits
+
+    conn = make_connection(tmp_path, send)
+    conn.max_bytes = 2000
+    conn.reply("WSX://" + "é" * 600)  # waits, so it is queued: 1,206 bytes
+    assert conn.queued_bytes == 1206 and conn.close_code is None
+    conn.send("WSX://" + "x" * 10)
+    conn.send("WSX://" + LONE)  # made safe first: 6 + 1 + 6 + 1 + 6 + 1 bytes
+    assert conn.queued_bytes == 1206 + 16 + 21 and conn.close_code is None
+    item, size = conn.queue._queue[-1]
+    assert item == "WSX://a\\ud800b\\udc00c" and size == 21
+    conn.send("WSX://" + "y" * 800)  # past max_bytes with frames waiting: the client is slow
+    assert conn.close_code == 4000 and conn.queued_bytes == 1243
+
+
+async def test_a_frame_into_an_empty_queue_is_taken_however_large(tmp_path: Any) -> None:
+    async def send(message: dict[str, Any]) -> None:
+        await asyncio.Event().wait()
+
+    conn = make_connection(tmp_path, send)
+    conn.max_bytes = 1024
+    conn.send("WSX://" + "z" * 5000)
+    assert conn.queued_bytes == 5006 and conn.close_code is None
+    conn.max_frames = 1
+    conn.send("WSX://{}")  # the frame budget: one is waiting already
+    assert conn.close_code == 4000
