@@ -124,7 +124,7 @@ def test_the_byte_budget_closes_a_client_that_does_not_read(tmp_path: Any) -> No
             watcher.join(TIMEOUT)
             stalled.close()
         assert wsx(reader, {"id": 2, "type": "ping"}) == {"type": "pong", "id": 2}
-    assert 0 < peak[0] <= budget + 33 * 1024
+    assert peak[0] <= budget + 33 * 1024  # sampled: the budget, or one frame into an empty queue
 
 
 def test_slow_consumers_leave_server_memory_bounded(tmp_path: Any) -> None:
