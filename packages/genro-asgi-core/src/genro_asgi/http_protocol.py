@@ -63,7 +63,6 @@ class HttpLimits:
         return cls(settings.head_timeout, settings.body_timeout,
                    None if rate is None else float(rate), max_url_size, budget)
 
-
     async def url_too_long(self, scope: Any, receive: Any, send: Any) -> None:
         """The ASGI app answering a request whose URL is over ``max_url_size``."""
         client = scope.get("client")
@@ -78,7 +77,8 @@ class HttpLimits:
 
 
 class _UrlLimited:
-    """h11's way to the 414: the app behind a check of the request target's length."""
+    """The app behind a check of the request target's length: the 414. The httptools protocol
+    puts it in front only for the reads that could hold a long URL, h11 for every request."""
 
     __slots__ = ("app", "limits")
 
