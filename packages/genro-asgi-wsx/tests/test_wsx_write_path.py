@@ -45,6 +45,11 @@ class Values(AsgiApplication):
         raise BadRequest(detail=f"refused: {LONE}")
 
     @route()
+    def refuse_oddly(self) -> None:
+        detail: Any = {"field": object()}  # not a str: nothing can write it
+        raise BadRequest(detail=detail)
+
+    @route()
     def deep(self, levels: int = 5000) -> Any:
         value: Any = 1
         for _ in range(levels):
@@ -130,7 +135,8 @@ def error_ids(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 @pytest.mark.parametrize("path", ["/shop/not_finite?inf", "/shop/odd", "/values/deep",
-                                  "/values/lone_text", "/values/lone_dict"])
+                                  "/values/lone_text", "/values/lone_dict",
+                                  "/values/refuse_oddly"])
 def test_an_unencodable_result_is_an_internal_error_with_an_error_id(
         live: Any, caplog: pytest.LogCaptureFixture, path: str) -> None:
     route_path, _, which = path.partition("?")
@@ -145,7 +151,8 @@ def test_an_unencodable_result_is_an_internal_error_with_an_error_id(
 
 
 @pytest.mark.parametrize("method", ["shop.not_finite", "shop.odd", "values.deep",
-                                    "values.lone_text", "values.lone_dict"])
+                                    "values.lone_text", "values.lone_dict",
+                                    "values.refuse_oddly"])
 def test_an_unencodable_jsonrpc_result_carries_an_error_id(
         live: Any, caplog: pytest.LogCaptureFixture, method: str) -> None:
     params = {"which": "inf"} if method == "shop.not_finite" else {}

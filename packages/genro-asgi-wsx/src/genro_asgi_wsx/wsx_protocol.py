@@ -70,10 +70,12 @@ class WsxProtocol:
         self.conn.reply(check_utf8(f'{PREFIX}{{"id":{rid},"status":200,"data":{data}}}'))
 
     def fail(self, msg_id: Any, exc: WsxError) -> None:
-        error = {"code": exc.kind.code, "message": exc.message, **exc.data}
-        frame: dict[str, Any] = {"id": msg_id, "status": exc.status, "error": error} \
-            if msg_id is not None else {"type": "error", "status": exc.status, "error": error}
-        self.conn.reply(PREFIX + plain_json(frame))
+        try:
+            text = plain_json(_error_frame(msg_id, exc))
+        except Exception as problem:  # a handler's error detail JSON cannot write
+            failure = self.conn.internal_error("an error answer cannot be encoded", problem)
+            text = plain_json(_error_frame(msg_id, failure))
+        self.conn.reply(PREFIX + text)
 
     # -- frames in ---------------------------------------------------------------------------
 
@@ -237,6 +239,13 @@ class WsxProtocol:
     async def _auth(self, message: dict[str, Any]) -> Any:
         identity = await self.conn.authenticate(message.get("token"))
         return identity.summary()
+
+
+def _error_frame(msg_id: Any, exc: WsxError) -> dict[str, Any]:
+    error = {"code": exc.kind.code, "message": exc.message, **exc.data}
+    if msg_id is None:
+        return {"type": "error", "status": exc.status, "error": error}
+    return {"id": msg_id, "status": exc.status, "error": error}
 
 
 def _event_tail(publication: Publication) -> str:
