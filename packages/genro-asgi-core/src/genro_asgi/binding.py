@@ -154,7 +154,8 @@ class Binder:
     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Arguments from already-decoded values (a WSX or JSON-RPC call), coerced as HTTP's.
 
-        A handler that takes the Request gets ``connection`` (the WebSocket, for WSX), or
+        A handler that takes the Request gets ``connection``: what the transport passes
+        (WSX passes a Request made for the call: its method, path, envelope and identity), or
         None when there is none.
         """
         values: dict[str, Any] = {}
