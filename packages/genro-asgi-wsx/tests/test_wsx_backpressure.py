@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +180,28 @@ def test_slow_consumers_leave_server_memory_bounded(tmp_path: Any) -> None:
             process.kill()
             process.wait()
 
+
+
+def test_a_client_that_does_not_read_its_close_frame_is_dropped(tmp_path: Any) -> None:
+    """After 4000 the close frame waits for a client that never reads: ``close_timeout``
+    bounds the wait, then the connection is gone from the server (it waited forever)."""
+    server = make_flood_server(tmp_path, {"max_queued_bytes": 64 * 1024, "close_timeout": 0.5})
+    plugin = server.plugins.get("wsx")
+    with serving(server) as live, open_ws(live) as publisher:
+        stalled = RawWs(live.host, live.port)
+        try:
+            assert stalled.wsx({"id": 1, "type": "subscribe", "channel": "big"})["status"] == 200
+            assert len(plugin.connections) == 2
+            # far more than the socket buffers and the budget take: the close comes first
+            for batch in range(40):
+                assert wsx(publisher, {"id": batch, "path": "/flood/big", "data": {
+                    "channel": "big", "count": 8, "size": 32768}})["status"] == 200
+                if len(plugin.connections) == 1:
+                    break
+            deadline = time.monotonic() + TIMEOUT
+            while len(plugin.connections) != 1:  # only the publisher is left
+                assert time.monotonic() < deadline, "the stalled connection was never dropped"
+                time.sleep(0.01)
+            assert plugin.broker.subscription_count == 0
+        finally:
+            stalled.close()
