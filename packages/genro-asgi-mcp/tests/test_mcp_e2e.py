@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import warnings
@@ -91,6 +92,22 @@ async def test_the_admin_may_restock(live) -> None:
         result = await client.call_tool("restock", {"pid": "p1", "quantity": 3})
         assert result.is_error is False
         assert result.structured_content == {"pid": "p1", "quantity": 3}
+
+
+async def test_a_call_the_sdk_gives_up_on_is_cancelled_on_the_server(live) -> None:
+    sessions = live.server.config.app.plugins.get("mcp").sessions
+    client, http = sdk_client(live.url, USER, "legacy")
+    async with http, client:
+        # the handler never returns: the SDK stops waiting and sends notifications/cancelled
+        with pytest.raises(MCPError):
+            await client.call_tool("shop.stall", {}, read_timeout_seconds=0.5)
+        session = next(iter(sessions._sessions.values()))
+        for _ in range(3000):  # a bound against a hang, not a timing assertion
+            if not session.calls:
+                break
+            await asyncio.sleep(0.01)
+        assert session.calls == {}
+        assert (await client.call_tool("shop.count", {"n": 1})).is_error is False
 
 
 async def test_the_sdk_without_a_credential_is_refused(live) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import weakref
 from typing import Any
@@ -10,7 +11,7 @@ import pytest
 from helpers import ADMIN, JSON_HEADERS, USER, RawMcp, Shop, auth_config, initialize, message
 
 from genro_asgi import AsgiServer
-from genro_asgi.testing import TestClient
+from genro_asgi.testing import AsyncTestClient, TestClient
 
 
 @pytest.fixture
@@ -245,3 +246,47 @@ def test_a_dropped_server_leaves_nothing_behind(tmp_path) -> None:
     del server, http, client
     gc.collect()
     assert dropped() is None and plugin() is None
+
+
+async def test_calls_in_flight_are_bounded_and_cancellable(make_server) -> None:
+    server = make_server({"plugins": {"mcp": {"max_calls_per_session": 2}}})
+    server.mount("/shop", Shop())
+    async with AsyncTestClient(server) as http:
+        opened = await http.post("/mcp", json=initialize(), headers=JSON_HEADERS)
+        headers = {**JSON_HEADERS, "Mcp-Session-Id": opened.headers["mcp-session-id"]}
+        session = server.plugins.get("mcp").sessions.get(opened.headers["mcp-session-id"], None)
+
+        async def stall(request_id: str) -> Any:
+            return await http.post("/mcp", headers=headers, json=message(
+                "tools/call", {"name": "shop.stall"}, id=request_id))
+
+        async def in_flight(count: int) -> None:
+            for _ in range(3000):  # a bound against a hang, not a timing assertion
+                if len(session.calls) == count:
+                    return
+                await asyncio.sleep(0.01)
+            raise AssertionError(f"{len(session.calls)} calls in flight, not {count}")
+
+        first = asyncio.create_task(stall("s1"))
+        await in_flight(1)
+        duplicate = await stall("s1")
+        assert duplicate.json()["error"]["message"] == \
+            "a call with the id 's1' is already in flight in this session"
+        second = asyncio.create_task(stall("s2"))
+        await in_flight(2)
+        third = await stall("s3")
+        assert third.json() == {"jsonrpc": "2.0", "id": "s3", "error": {
+            "code": -32600, "message": "2 calls of this session are in flight: wait for one "
+                                       "to end"}}
+
+        cancelled = await http.post("/mcp", headers=headers, json=message(
+            "notifications/cancelled", {"requestId": "s1", "reason": "user"}, id=None))
+        assert cancelled.status_code == 202
+        assert (await first).json() == {"jsonrpc": "2.0", "id": "s1", "error": {
+            "code": -32600, "message": "the call was cancelled by the client"}}
+        await in_flight(1)
+
+        # ending the session cancels what it still runs
+        assert (await http.delete("/mcp", headers=headers)).status_code == 204
+        assert (await second).json()["error"]["message"] == \
+            "the call was cancelled by the client"

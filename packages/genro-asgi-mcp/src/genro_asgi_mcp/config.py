@@ -29,6 +29,8 @@ class McpConfig(BaseModel):
     """Largest message body; also bounded by ``server.max_body_size``. Bigger is a 413."""
     max_result_size: ByteSize = Field(ByteSize(4 * 1024 * 1024), ge=64)
     """Largest encoded tool result; a bigger one is a tool error."""
+    max_calls_per_session: int = Field(16, ge=1)
+    """Tool calls of one session in flight at once; one more is a JSON-RPC error."""
     max_sessions: int = Field(1000, ge=1)
     """Sessions open at once; an ``initialize`` past it is a 503 until one ends or expires."""
     session_idle_timeout: float = Field(600.0, gt=0)

@@ -128,9 +128,12 @@ class McpTransport:
         if not has_id:
             if method == "notifications/initialized":
                 session.initialized = True
-            return accepted()  # other notifications (cancelled, progress...) need nothing
+            elif method == "notifications/cancelled":
+                self.protocol.cancel(params, session)
+            return accepted()  # other notifications (progress...) need nothing
         try:
-            result = await self.protocol.request(method, params, session, identity, request)
+            result = await self.protocol.request(method, params, session, identity, request,
+                                                 request_id)
         except RpcError as exc:
             return rpc_error(request_id, exc)
         return JSONResponse({"jsonrpc": "2.0", "id": request_id, "result": result})

@@ -9,10 +9,11 @@ wire format of the session's protocol version.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND
+from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND
 from mcp_types.methods import parse_client_request, serialize_server_result
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 from pydantic import ValidationError
@@ -98,10 +99,11 @@ class McpProtocol:
         return result
 
     async def request(self, method: str, params: Mapping[str, Any] | None, session: Session,
-                      identity: Identity | None, request: Request) -> dict[str, Any]:
+                      identity: Identity | None, request: Request,
+                      request_id: Any = None) -> dict[str, Any]:
         """The result of a request in a session, or RpcError."""
         if method == "tools/call":
-            return await self._call(params, session, identity, request)
+            return await self._call(params, session, identity, request, request_id)
         if method == "tools/list":
             return self._list(params, session, identity)
         if method == "ping":
@@ -117,7 +119,8 @@ class McpProtocol:
         return {"tools": self._tools().listing(session.protocol_version, identity)}
 
     async def _call(self, params: Mapping[str, Any] | None, session: Session,
-                    identity: Identity | None, request: Request) -> dict[str, Any]:
+                    identity: Identity | None, request: Request,
+                    request_id: Any) -> dict[str, Any]:
         if params is not None and params.keys() <= _PLAIN_CALL_KEYS and \
                 type(params.get("name")) is str and \
                 isinstance(params.get("arguments", {}), (dict, type(None))):
@@ -129,8 +132,33 @@ class McpProtocol:
         tool = self._tools().tools.get(name)
         if tool is None:
             raise RpcError(INVALID_PARAMS, f"unknown tool: {echo(name)}")
-        return await self.runner.call(tool, arguments, identity, request,
-                                      session.protocol_version)
+        if len(session.calls) >= self.config.max_calls_per_session:
+            raise RpcError(INVALID_REQUEST, f"{len(session.calls)} calls of this session are "
+                           "in flight: wait for one to end")
+        if request_id in session.calls:
+            raise RpcError(INVALID_REQUEST, f"a call with the id {echo(request_id)} is already "
+                           "in flight in this session")
+        # its own task, so that notifications/cancelled (or the session's end) can cancel it
+        task = asyncio.ensure_future(self.runner.call(tool, arguments, identity, request,
+                                                      session.protocol_version))
+        session.calls[request_id] = task
+        try:
+            return await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # this request itself is cancelled (the server shuts down): not ours
+            raise RpcError(INVALID_REQUEST, "the call was cancelled by the client") from None
+        finally:
+            del session.calls[request_id]
+
+    def cancel(self, params: Mapping[str, Any] | None, session: Session) -> None:
+        """``notifications/cancelled``: cancel the session's call with that id, if any."""
+        request_id = (params or {}).get("requestId")
+        if isinstance(request_id, (str, int)) and not isinstance(request_id, bool):
+            task = session.calls.get(request_id)
+            if task is not None:
+                task.cancel()
 
     def _tools(self) -> ToolCatalog:
         try:

@@ -8,11 +8,13 @@ the store is touched; no background task is needed.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from genro_asgi.identity import Identity
 
@@ -31,6 +33,13 @@ class Session:
     client_name: str
     last_used: float
     initialized: bool = False
+    calls: dict[Any, asyncio.Task[Any]] = field(default_factory=dict)
+    """Tool calls in flight by JSON-RPC id: what ``notifications/cancelled`` and the end of
+    the session cancel."""
+
+    def cancel_calls(self) -> None:
+        for task in self.calls.values():
+            task.cancel()
 
 
 class SessionStore:
@@ -71,12 +80,17 @@ class SessionStore:
         return session
 
     def close(self, session_id: str, identity: Identity | None) -> bool:
-        if self.get(session_id, identity) is None:
+        """End a session (DELETE): its calls in flight are cancelled."""
+        session = self.get(session_id, identity)
+        if session is None:
             return False
         del self._sessions[session_id]
+        session.cancel_calls()
         return True
 
     def clear(self) -> None:
+        for session in self._sessions.values():
+            session.cancel_calls()
         self._sessions.clear()
 
     def _expire(self, now: float) -> None:
