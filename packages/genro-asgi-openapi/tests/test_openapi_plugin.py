@@ -155,3 +155,20 @@ def test_the_command_needs_the_plugin_enabled(tmp_path: Path,
     (tmp_path / "config.yaml").write_text("plugins: {}\n")
     assert main(["openapi", str(tmp_path)]) == 2
     assert "unknown command 'openapi'" in capsys.readouterr().err
+
+
+def test_behind_an_auth_plugin_that_admits_no_anonymous_requests(tmp_path: Path) -> None:
+    config = site_config()
+    config["plugins"]["auth"]["anonymous"] = False
+    closed = mount_site(AsgiServer(tmp_path, config=config, environ={}))
+    with TestClient(closed) as client:
+        assert client.get("/openapi.json").status_code == 401
+        assert client.get("/docs").status_code == 401
+    # the documented way to open them: list them as public
+    config["plugins"]["auth"]["public"] = ["/openapi.json", "/docs", "/docs/*"]
+    opened = mount_site(AsgiServer(tmp_path, config=config, environ={}))
+    with TestClient(opened) as client:
+        assert client.get("/openapi.json").status_code == 200
+        assert client.get("/docs").status_code == 200
+        assert client.get("/docs/assets/swagger-ui.css").status_code == 200
+        assert client.get("/kinds/scalars", params={"text": "x"}).status_code == 401
