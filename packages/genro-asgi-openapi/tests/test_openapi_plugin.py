@@ -88,6 +88,9 @@ def test_the_explorer_page_loads_only_local_assets(tmp_path: Path) -> None:
         assert client.get("/docs/assets/swagger-ui.css").headers["content-type"].startswith(
             "text/css")
         assert b"data-spec" in client.get("/docs/assets/init.js").content
+        # Swagger UI's ?url= / ?configUrl= cannot point the page at another document
+        assert client.get("/docs", params={"url": "http://elsewhere.example/x.json"}
+                          ).status_code == 400
 
 
 @pytest.mark.parametrize("path", ["/docs/assets/index.html", "/docs/assets/nope.js",
