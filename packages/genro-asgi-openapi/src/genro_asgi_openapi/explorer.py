@@ -1,8 +1,8 @@
 """The API explorer: Swagger UI 5 from the swagger-ui-bundle-v2 package, served by the plugin.
 
 The page and every asset come from this server (nothing from a CDN): ``<explorer>`` is the
-page, ``<explorer>/assets/<name>`` the files, a fixed list read from the installed package on
-first use and kept in memory. The initializer is a file of ours rather than an inline script,
+page, ``<explorer>/assets/<name>`` the files, a fixed list read from the installed package at
+startup and kept in memory. The initializer is a file of ours rather than an inline script,
 so a Content-Security-Policy of ``script-src 'self'`` still lets the page run.
 """
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 import typing
 from collections.abc import Callable
 from typing import Any
@@ -111,7 +112,7 @@ def simple_default(value: Any) -> tuple[bool, Any]:
     """(True, value) when a parameter's default can be written in the document as is."""
     if value is inspect.Parameter.empty or not isinstance(value, _SIMPLE_DEFAULTS):
         return False, None
-    if isinstance(value, float) and value != value:  # NaN has no JSON form
+    if isinstance(value, float) and not math.isfinite(value):  # no JSON form
         return False, None
     return True, value
 
