@@ -85,3 +85,24 @@ def test_publish_passes_a_broker_http_exception_through(tmp_path: Path,
         answer = client.post("/pub/notify")
     assert answer.status_code == 503  # not a 500 wrapped in a PluginError
     assert "unreachable" in answer.text
+
+
+def test_since_on_a_broker_without_history_recovers_nothing(tmp_path: Path) -> None:
+    """``subscribe`` with ``since`` (a client resuming): the memory broker keeps no history,
+    so the answer says ``recovered: false`` and events carry no offset."""
+    from genro_tytx import from_tytx
+    from wsx_helpers import make, open_ws, recv_wsx, serving, wsx
+
+    server = make(tmp_path)
+    with serving(server) as live, open_ws(live) as ws:
+        answer = wsx(ws, {"type": "subscribe", "id": 1, "channel": "a.b", "since": "x:1"})
+        assert from_tytx(answer["data"]) == {"subscription": "s1", "channel": "a.b",
+                                             "recovered": False}
+        plain = wsx(ws, {"type": "subscribe", "id": 2, "channel": "a.c"})
+        assert "recovered" not in from_tytx(plain["data"])
+        bad = wsx(ws, {"type": "subscribe", "id": 3, "channel": "a.d", "since": 7})
+        assert bad["status"] == 400 and bad["error"]["code"] == "invalid_request"
+        frames = [wsx(ws, {"id": 4, "path": "/shop/notify",
+                           "data": {"channel": "a.b", "value": 1}}), recv_wsx(ws)]
+        event = next(f for f in frames if f.get("type") == "event")
+        assert event["channel"] == "a.b" and "offset" not in event

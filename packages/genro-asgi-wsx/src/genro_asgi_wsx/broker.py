@@ -34,13 +34,19 @@ class PublishError(ValueError):
 
 
 class Publication:
-    """One published message: the channel, the data, and its encodings made so far."""
+    """One published message: the channel, the data, and its encodings made so far.
 
-    __slots__ = ("_encoded", "_sizes", "channel", "data")
+    ``offset``: the publication's id in a broker that keeps channel history (sent to clients
+    with each event, so that a client reconnecting can ask for what came after it); None
+    elsewhere.
+    """
 
-    def __init__(self, channel: str, data: Any) -> None:
+    __slots__ = ("_encoded", "_sizes", "channel", "data", "offset")
+
+    def __init__(self, channel: str, data: Any, offset: str | None = None) -> None:
         self.channel = channel
         self.data = data
+        self.offset = offset
         self._encoded: dict[str, Any] = {}
         self._sizes: dict[str, int] = {}
 
@@ -108,8 +114,19 @@ class Broker(ABC):
         return None
 
     @abstractmethod
-    async def subscribe(self, pattern: str, deliver: Deliver) -> int:
-        """Start delivering publications matching ``pattern``; returns a handle."""
+    async def subscribe(self, pattern: str, deliver: Deliver, since: str | None = None) -> int:
+        """Start delivering publications matching ``pattern``; returns a handle.
+
+        ``since`` (passed only when a client asks, by keyword): the offset of the last event
+        the client saw. A broker with history first delivers what was published after it,
+        then the live publications, and answers ``recovered(handle)``; one without ignores
+        it (``recovered`` stays None: the client is told nothing was recovered).
+        """
+
+    def recovered(self, handle: int) -> bool | None:
+        """Whether the subscription made with ``since`` got every publication after it (False:
+        the gap is too old, or this broker keeps no history); None when not asked."""
+        return None
 
     @abstractmethod
     async def unsubscribe(self, handle: int) -> None:
@@ -134,7 +151,7 @@ class MemoryBroker(Broker):
     def subscription_count(self) -> int:
         return len(self._where)
 
-    async def subscribe(self, pattern: str, deliver: Deliver) -> int:
+    async def subscribe(self, pattern: str, deliver: Deliver, since: str | None = None) -> int:
         handle = next(self._handles)
         self._where[handle] = pattern
         if is_wildcard(pattern):

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("genro_asgi_wsx.connection")
 
 MAX_TOKEN = 4096
+MAX_SINCE = 128  # characters of the event offset a subscribe may resume from
 _CONNECTED = WebSocketState.CONNECTED
 _COROUTINE = types.CoroutineType
 
@@ -450,10 +451,16 @@ class WsxConnection:
         self.ws.scope["genro.identity"] = identity
         return identity  # type: ignore[no-any-return]
 
-    async def subscribe(self, pattern: Any) -> str:
+    async def subscribe(self, pattern: Any, since: Any = None) -> tuple[str, bool | None]:
+        """A new subscription's id, and (with ``since``, the offset of the last event the client
+        saw) whether every event after it was recovered: False when the broker's history does
+        not reach back that far, or it keeps none."""
         problem = check_pattern(pattern)
         if problem is not None:
             raise WsxError(E.INVALID_CHANNEL, f"channel {problem}")
+        if since is not None and not (isinstance(since, str) and 0 < len(since) <= MAX_SINCE):
+            raise WsxError(E.INVALID_REQUEST, f"since must be an event offset (a string of 1 "
+                           f"to {MAX_SINCE} characters)")
         if self.needs_identity:
             raise WsxError(E.AUTH_REQUIRED, "authenticate first")
         limit = self.config.max_subscriptions
@@ -463,14 +470,19 @@ class WsxConnection:
         try:
             await self.plugin.authorize_channel(self.identity, pattern)
             sid = f"s{next(self._sub_ids)}"
-            handle = await self.plugin.broker.subscribe(pattern, _EventSink(self, sid))
+            broker = self.plugin.broker
+            sink = _EventSink(self, sid)
+            handle = await (broker.subscribe(pattern, sink) if since is None
+                            else broker.subscribe(pattern, sink, since=since))
         finally:
             self._pending_subscriptions -= 1
         if self.close_code is not None:
             await self.plugin.broker.unsubscribe(handle)
             raise WsxError(E.SHUTTING_DOWN, "the connection is closing")
         self.subscriptions[sid] = handle
-        return sid
+        if since is None:
+            return sid, None
+        return sid, broker.recovered(handle) is True
 
     async def unsubscribe(self, sid: Any) -> None:
         handle = self.subscriptions.pop(sid, None) if isinstance(sid, str) else None

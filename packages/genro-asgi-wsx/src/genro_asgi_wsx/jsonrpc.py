@@ -246,7 +246,9 @@ class JsonRpcProtocol:
         conn = self.conn
         name = method[4:]
         if name == "subscribe":
-            return await conn.subscribe(_argument(params, "channel"))
+            since = params.get("since") if isinstance(params, dict) else None
+            sid, recovered = await conn.subscribe(_argument(params, "channel"), since)
+            return sid if recovered is None else {"subscription": sid, "recovered": recovered}
         if name == "unsubscribe":
             await conn.unsubscribe(_argument(params, "subscription"))
             return True
@@ -308,12 +310,17 @@ def _argument(params: Any, name: str) -> Any:
     raise WsxError(E.INVALID_PARAMS, f"expected {{{name!r}: ...}} or [{name}]")
 
 
+def _offset(publication: Publication) -> str:
+    return "" if publication.offset is None else f'"offset":{_dumps(publication.offset)},'
+
+
 def _plain_event_tail(publication: Publication) -> str:
-    return (f'","channel":{_dumps(publication.channel)},'
+    return (f'",{_offset(publication)}"channel":{_dumps(publication.channel)},'
             f'"data":{plain_json(publication.data)}}}}}')
 
 
 def _typed_event_tail(publication: Publication) -> str:
     fragment, typed = tytx_json_fragment(publication.data)
-    tail = f'","channel":{_dumps(publication.channel)},"data":{fragment}}}}}'
+    tail = (f'",{_offset(publication)}"channel":{_dumps(publication.channel)},'
+            f'"data":{fragment}}}}}')
     return tail + TYTX_MARK if typed else tail

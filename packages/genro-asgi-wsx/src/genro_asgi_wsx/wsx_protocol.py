@@ -226,8 +226,10 @@ class WsxProtocol:
         channel = message.get("channel")
         if channel is None:
             raise WsxError(E.INVALID_REQUEST, "subscribe needs a channel")
-        sid = await self.conn.subscribe(channel)
-        return {"subscription": sid, "channel": channel}
+        sid, recovered = await self.conn.subscribe(channel, message.get("since"))
+        if recovered is None:
+            return {"subscription": sid, "channel": channel}
+        return {"subscription": sid, "channel": channel, "recovered": recovered}
 
     async def _unsubscribe(self, message: dict[str, Any]) -> Any:
         sid = message.get("subscription")
@@ -249,7 +251,9 @@ def _error_frame(msg_id: Any, exc: WsxError) -> dict[str, Any]:
 
 
 def _event_tail(publication: Publication) -> str:
-    return f'"channel":{_dumps(publication.channel)},"data":{_dumps(tytx_text(publication.data))}}}'
+    offset = "" if publication.offset is None else f'"offset":{_dumps(publication.offset)},'
+    return (f'{offset}"channel":{_dumps(publication.channel)},'
+            f'"data":{_dumps(tytx_text(publication.data))}}}')
 
 
 def _decode_data(data: Any, max_depth: int) -> tuple[Mapping[str, Any] | None, bool]:
