@@ -28,12 +28,13 @@ from nats.errors import Error as NatsError
 from nats.errors import FlushTimeoutError
 
 from genro_asgi import ConfigError
-from genro_asgi_wsx import Broker, MemoryBroker, Publication, PublishError
+from genro_asgi_wsx import Broker, MemoryBroker, Publication, PublishError, Subscriber
 from genro_asgi_wsx.broker import Deliver
 from genro_asgi_wsx.channels import check_channel, pattern_matches
 
 from . import codec
 from .connection import NatsLink, NatsUnavailable
+from .history import ensure_streams, parse_namespaces, read_after
 
 if TYPE_CHECKING:
     from genro_asgi import AsgiServer
@@ -57,16 +58,60 @@ class _Pattern:
         self.ready = asyncio.Event()
 
 
+class _Held(Subscriber):
+    """A recovering subscription: live publications wait until the recovered ones are out."""
+
+    __slots__ = ("buffer", "holding", "target")
+
+    def __init__(self, target: Deliver) -> None:
+        self.target = target
+        self.buffer: list[Publication] = []
+        self.holding = True
+
+    def prepare(self, publication: Publication) -> Any:
+        return publication
+
+    def push(self, prepared: Any) -> bool:
+        if self.holding:
+            self.buffer.append(prepared)
+            return False
+        return self.forward(prepared)
+
+    def forward(self, publication: Publication) -> bool:
+        target = self.target
+        try:
+            if isinstance(target, Subscriber):
+                return bool(target.push(target.prepare(publication)))
+            target(publication)
+        except Exception:
+            logger.exception("delivery of a publication on %r failed", publication.channel)
+        return False
+
+    def release(self) -> list[Publication]:
+        held, self.buffer, self.holding = self.buffer, [], False
+        return held
+
+
 class NatsBroker(Broker):
     """``plugins.wsx.broker: genro_asgi_nats:NatsBroker`` (needs the ``nats`` plugin on)."""
 
-    def __init__(self, max_depth: int = 128, shared_window: int = 1024) -> None:
+    def __init__(self, max_depth: int = 128, shared_window: int = 1024,
+                 history: dict[str, Any] | None = None, max_recover: int = 1000,
+                 recover_timeout: float = 5.0) -> None:
         if not 1 <= max_depth <= 400:
             raise ValueError("max_depth must be 1 to 400")
         if shared_window < 1:
             raise ValueError("shared_window must be at least 1")
+        if not 1 <= max_recover <= 100_000:
+            raise ValueError("max_recover must be 1 to 100000")
+        if not 0 < recover_timeout <= 60:
+            raise ValueError("recover_timeout must be more than 0 and at most 60 seconds")
         self.max_depth = max_depth
         self.shared_window = shared_window
+        self.spaces = parse_namespaces(history or {})
+        self.max_recover = max_recover
+        self.recover_timeout = recover_timeout
+        self._recovery: dict[int, bool] = {}
         self._server: weakref.ref[AsgiServer] | None = None
         self._link: NatsLink | None = None
         self._handles = itertools.count(1)
@@ -107,6 +152,8 @@ class NatsBroker(Broker):
                               "plugin: add 'nats: {servers: [nats://host:4222]}' under plugins")
         self._link = link
         link.on_connect(self._subscribe_all)
+        if self.spaces and link.nc is not None:
+            await ensure_streams(link, link.nc.jetstream(), self.spaces)
 
     async def close(self) -> None:
         """Unsubscribe from NATS (the connection itself is the nats plugin's to drain)."""
@@ -118,7 +165,51 @@ class NatsBroker(Broker):
 
     # -- Broker -------------------------------------------------------------------------------
 
-    async def subscribe(self, pattern: str, deliver: Deliver) -> int:
+    async def subscribe(self, pattern: str, deliver: Deliver, since: str | None = None) -> int:
+        """Subscribe; with ``since`` (a channel namespace with history), first deliver what was
+        published after that offset: the live publications are held meanwhile, and released
+        after the recovered ones (without those already recovered)."""
+        space = next((s for s in self.spaces if s.covers(pattern)), None) \
+            if since is not None else None
+        nc = self.link.nc
+        if since is None or space is None or nc is None or not nc.is_connected:
+            handle = await self._subscribe(pattern, deliver)
+            if since is not None:
+                self._recovery[handle] = False
+            return handle
+        held = _Held(deliver)
+        handle = await self._subscribe(pattern, held)
+        try:
+            found, stored = await read_after(self.link, nc.jetstream(), space, pattern, since,
+                                             self.max_recover, self.recover_timeout)
+        except Exception as exc:
+            logger.warning("history of %r not readable: %s", pattern, exc)
+            found, stored = False, []
+        self._recovery[handle] = found
+        loop = asyncio.get_running_loop()
+        # after the subscribe answer is queued (the caller answers in this same step)
+        loop.call_soon(loop.call_soon, self._release, held, stored)
+        return handle
+
+    def recovered(self, handle: int) -> bool | None:
+        return self._recovery.get(handle)
+
+    def _release(self, held: _Held, stored: list[tuple[str, bytes]]) -> None:
+        seen: set[str] = set()
+        prefix = len(self.link.prefix) + 5
+        for subject, payload in stored:
+            try:
+                pub_id, data = codec.decode(payload, self.max_depth)
+            except ValueError:
+                continue
+            offset = pub_id.decode("ascii", "replace")
+            seen.add(offset)
+            held.forward(Publication(subject[prefix:], data, offset))
+        for publication in held.release():
+            if publication.offset is None or publication.offset not in seen:
+                held.forward(publication)
+
+    async def _subscribe(self, pattern: str, deliver: Deliver) -> int:
         entry = self._patterns.get(pattern)
         if entry is None:
             entry = self._patterns[pattern] = _Pattern(pattern)
@@ -143,6 +234,7 @@ class NatsBroker(Broker):
         where = self._where.pop(handle, None)
         if where is None:
             return
+        self._recovery.pop(handle, None)
         pattern, local = where
         entry = self._patterns.get(pattern)
         if entry is None:
@@ -202,6 +294,8 @@ class NatsBroker(Broker):
                 await nc.flush(FLUSH_TIMEOUT)
 
     async def _subscribe_all(self) -> None:
+        if self.spaces and self.link.nc is not None:
+            await ensure_streams(self.link, self.link.nc.jetstream(), self.spaces)
         for entry in list(self._patterns.values()):
             if entry.sub is None:
                 await self._subscribe_nats(entry)
@@ -237,7 +331,9 @@ class NatsBroker(Broker):
             except codec.Garbage as exc:
                 self._drop("garbage", msg.subject, str(exc))
                 return
-            publication = Publication(channel, data)
+            offset = pub_id.decode("ascii", "replace") \
+                if self.spaces and any(s.holds(channel) for s in self.spaces) else None
+            publication = Publication(channel, data, offset)
             self._recent[pub_id] = publication
             if len(self._recent) > self.shared_window:
                 self._recent.popitem(last=False)

@@ -69,27 +69,36 @@ class Worker:
         jobs_sub = await js.pull_subscribe_bind(durable=self.queue.consumer,
                                                 stream=self.queue.stream)
         cancel_sub = await nc.subscribe(self.queue.cancel_subject, cb=self._on_cancel)
-        slots = asyncio.Semaphore(self.concurrency)
+        free = [self.concurrency]
+        room = asyncio.Event()
+        room.set()
         running: set[asyncio.Task[None]] = set()
+
+        def finished(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            free[0] += 1
+            room.set()
+
         print(f"worker {self.name}: pool {self.queue.pool!r}, {self.concurrency} at a time, "
               f"on {nc.connected_url.netloc if nc.connected_url else '?'}", flush=True)
         try:
             while not self.stopping.is_set():
-                await slots.acquire()
-                try:
-                    batch = await jobs_sub.fetch(1, timeout=FETCH_WAIT)
+                if free[0] == 0:
+                    room.clear()
+                    await room.wait()
+                    continue
+                try:  # as many jobs as there are free slots, in one request
+                    batch = await jobs_sub.fetch(free[0], timeout=FETCH_WAIT)
                 except (TimeoutError, NatsTimeout):
-                    slots.release()
                     continue
                 except NatsError:  # reconnecting: the client replays the subscription
-                    slots.release()
                     await asyncio.sleep(0.2)
                     continue
                 for msg in batch:
+                    free[0] -= 1
                     task = asyncio.create_task(self._handle(msg))
                     running.add(task)
-                    task.add_done_callback(running.discard)
-                    task.add_done_callback(lambda _: slots.release())
+                    task.add_done_callback(finished)
             if running:
                 await asyncio.wait(running)
         finally:
