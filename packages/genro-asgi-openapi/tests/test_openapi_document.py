@@ -3,6 +3,7 @@ openapi-spec-validator and field by field."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -353,3 +354,23 @@ def test_operation_ids_stay_unique(tmp_path: Path) -> None:
     validate(doc)  # duplicate operationIds would be refused
     ids = [op["operationId"] for item in doc["paths"].values() for op in item.values()]
     assert len(ids) == len(set(ids)) == 3
+
+
+def test_defaults_without_a_json_form_are_left_out(tmp_path: Path) -> None:
+    class Limits(AsgiApplication):
+        @route(methods=["GET"])
+        def span(self, low: float = float("-inf"), high: float = float("nan"),
+                 step: float = 0.5) -> float:
+            return step
+
+    server = AsgiServer(tmp_path, environ={}, config={"plugins": {"openapi": {"module": PLUGIN}}})
+    server.mount("/limits", Limits())
+    params = {p["name"]: p["schema"]
+              for p in document(server)["paths"]["/limits/span"]["get"]["parameters"]}
+    assert params == {"low": {"type": "number"}, "high": {"type": "number"},
+                      "step": {"type": "number", "default": 0.5}}
+
+    def no_constants(name: str) -> None:
+        raise AssertionError(f"{name} in the document: not JSON")
+
+    json.loads(server.plugins.get("openapi").document_bytes(), parse_constant=no_constants)
