@@ -604,14 +604,16 @@ def test_serve_with_workers_guards_every_worker(tmp_path: Path) -> None:
 
 def test_limits_come_from_the_served_server(tmp_path: Path) -> None:
     app_server, _ = build(tmp_path, head_timeout=3, body_timeout=7, body_min_rate="2KiB",
-                          max_url_size="1KiB", max_header_size="4KiB", max_header_count=10)
+                          max_url_size="1KiB", max_header_size="4KiB", max_header_count=10,
+                          send_timeout=11)
     # uvicorn wraps the app (here for proxy headers); the limits are still found
     config = Config(app_server, proxy_headers=True)
     config.load()
     assert isinstance(config.loaded_app, ProxyHeadersMiddleware)
     limits = limits_for(config)
     assert limits == HttpLimits(head_timeout=3, body_timeout=7, body_min_rate=2048,
-                                max_url_size=1024, head_budget=1024 + 4096 + 4 * 10)
+                                max_url_size=1024, head_budget=1024 + 4096 + 4 * 10,
+                                send_timeout=11)
     assert limits_for(config) is limits  # found once per config
 
 

@@ -52,6 +52,7 @@ class ServerSettings(BaseModel):
     head_timeout: float = Field(10.0, gt=0)
     body_timeout: float = Field(30.0, gt=0)
     body_min_rate: ByteSize | None = Field(ByteSize(1024), ge=1)
+    send_timeout: float = Field(60.0, gt=0)
     http: Literal["auto", "httptools", "h11"] = "auto"
     # numbers in requests: significant digits of a Decimal / digits of an int, and the
     # decimal exponent either way (numbers.NumberLimits)

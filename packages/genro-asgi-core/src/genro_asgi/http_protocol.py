@@ -53,6 +53,7 @@ class HttpLimits:
     body_min_rate: float | None  # bytes per second, None: no rate check
     max_url_size: int
     head_budget: int  # raw bytes a head may take while it arrives
+    send_timeout: float  # seconds a full send buffer may wait for the client to read
 
     @classmethod
     def from_settings(cls, settings: ServerSettings) -> HttpLimits:
@@ -61,7 +62,8 @@ class HttpLimits:
                   + _HEAD_OVERHEAD * settings.max_header_count)
         rate = settings.body_min_rate
         return cls(settings.head_timeout, settings.body_timeout,
-                   None if rate is None else float(rate), max_url_size, budget)
+                   None if rate is None else float(rate), max_url_size, budget,
+                   settings.send_timeout)
 
     async def url_too_long(self, scope: Any, receive: Any, send: Any) -> None:
         """The ASGI app answering a request whose URL is over ``max_url_size``."""
@@ -135,7 +137,7 @@ _IDLE, _HEAD, _BODY = 0, 1, 2
 # every attribute access of uvicorn's own per-request code (measured: +2.5% instructions for
 # GET /hello).
 _GUARD_SLOTS = ("_limits", "_phase", "_timer", "_head_bytes", "_head_started", "_body_start",
-                "_body_last", "_body_bytes", "_upgraded", "_refused")
+                "_body_last", "_body_bytes", "_upgraded", "_refused", "_write_timer")
 _LINGER = 2.0  # seconds a refused connection is drained before it is closed
 
 
@@ -167,6 +169,7 @@ class _ReadGuard:
         self._body_bytes = 0
         self._upgraded = False
         self._refused = False  # answered 408/414/431 (or will close after the response)
+        self._write_timer: asyncio.TimerHandle | None = None
 
     # -- what each protocol tells us ---------------------------------------------------------
 
@@ -212,6 +215,37 @@ class _ReadGuard:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    # -- the write side: a client that does not read ---------------------------------------
+
+    def pause_writing(self) -> None:
+        """The transport's buffer is full: the client is not reading what we send. The
+        response's ``send`` now waits; past ``send_timeout`` the connection is dropped, so
+        a client that never reads cannot hold a request, its envelope and its response's
+        bytes for ever."""
+        super().pause_writing()  # type: ignore[misc]
+        if self._write_timer is None and not self._upgraded:
+            self._write_timer = self.loop.call_later(self._limits.send_timeout,
+                                                     self._write_stalled)
+
+    def resume_writing(self) -> None:
+        self._stop_write_timer()
+        super().resume_writing()  # type: ignore[misc]
+
+    def _stop_write_timer(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    def _write_stalled(self) -> None:
+        self._write_timer = None
+        if self.transport.is_closing():
+            return
+        logger.warning("%s: read nothing of the response for %.0fs; connection dropped",
+                       self._who(), self._limits.send_timeout)
+        # abort, not close: close would wait to flush a buffer the client never reads; the
+        # protocol's connection_lost then tells the app (http.disconnect) and resumes send
+        self.transport.abort()
 
     def _arm(self, delay: float) -> None:
         if self._timer is not None:
@@ -337,6 +371,7 @@ class HttpToolsProtocol(_ReadGuard, httptools_impl.HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_watching()
+        self._stop_write_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -419,6 +454,7 @@ class H11Protocol(_ReadGuard, h11_impl.H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_watching()
+        self._stop_write_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:

@@ -229,6 +229,10 @@ class StreamingResponse(Response):
             async for chunk in self.body_iterator:
                 await send({"type": "http.response.body", "body": self._bytes(chunk),
                             "more_body": True})
+                # a send to a dropped connection returns at once: without this yield an
+                # iterator that never awaits would run to its end (or for ever) before the
+                # disconnect watcher could stop it
+                await asyncio.sleep(0)
         else:  # a sync iterator may block: each step runs in a worker thread
             iterator = iter(self.body_iterator)
             while (chunk := await asyncio.to_thread(_next_or_end, iterator)) is not _END:
