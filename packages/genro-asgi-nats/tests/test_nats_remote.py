@@ -237,3 +237,27 @@ def test_nats_restarted_while_jobs_run(site: tuple[LiveServer, Path],
         print(f"redelivered {pool.remote.redeliveries}, ran twice {pool.remote.duplicates}")
     finally:
         worker.stop()
+
+
+def test_a_job_that_left_the_queue_without_an_outcome_fails(tmp_path: Path,
+                                                           nats_server: NatsServer) -> None:
+    """What a lost outcome looks like to the server: the job is no longer queued (as if a
+    worker acknowledged it) and nothing came back. The task fails saying so."""
+    directory = app_dir(tmp_path, "app", nats_server.url, check_interval=0.2)
+    with LiveServer(server_for(directory)) as live:
+        task_id = call(live, "submit", job="add", args=[1, 1])
+        assert _eventually(lambda: queued_jobs(live) == 1)
+        pool = live.server.config.app.plugins.get("executor").pools["gpu"]
+        seq = pool._jobs[task_id].handle
+
+        async def delete() -> None:
+            from nats.aio.client import Client
+
+            nc = Client()
+            await nc.connect(nats_server.url, connect_timeout=5, max_reconnect_attempts=1)
+            await nc.jetstream().delete_msg("rt_jobs", seq)
+            await nc.close()
+
+        asyncio.run(delete())
+        answer = call(live, "outcome", task_id=task_id)
+        assert answer["ok"] is False and "no outcome reached this server" in answer["error"]

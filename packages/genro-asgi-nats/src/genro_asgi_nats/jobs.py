@@ -41,9 +41,12 @@ class RemotePoolOptions(BaseModel):
     arguments to the caller, a result is a failed task)."""
     max_age: float = Field(86400.0, gt=0)
     """Seconds a job may wait in the queue for a worker before it is discarded."""
+    check_interval: float = Field(5.0, ge=0.1, le=300)
+    """Seconds between two looks at the queue: its depth (metrics), and jobs that left it
+    without their outcome reaching the server (failed at the second look)."""
     outcome_timeout: float = Field(5.0, gt=0, le=300)
-    """Seconds a worker waits for the server to confirm a job's outcome (then tries again,
-    three times in all)."""
+    """Seconds a worker waits for the server to confirm a job's outcome; it tries again (12
+    times in all, the job kept meanwhile) before it gives the server up for gone."""
 
     @field_validator("jobs")
     @classmethod

@@ -25,6 +25,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from genro_asgi_executor.context import TaskCancelled, check_fraction, check_message
 from genro_asgi_executor.errors import (
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("genro_asgi_nats.remote")
 PUBLISH_TIMEOUT = 5.0  # seconds for JetStream to confirm that a job is stored
-QUEUE_POLL = 5.0  # seconds between two looks at the queue's depth (for metrics)
 
 
 class RemoteStats:
@@ -105,11 +105,38 @@ class RemotePool(Pool):
         return js
 
     async def _watch_queue(self, js: JetStreamContext) -> None:
+        gone: set[str] = set()
         while True:
             with contextlib.suppress(Exception):  # NATS away: the last figures stay
                 info = await js.consumer_info(self.queue.stream, self.queue.consumer)
                 self.queue_depth = (int(info.num_pending or 0), int(info.num_ack_pending or 0))
-            await asyncio.sleep(QUEUE_POLL)
+            with contextlib.suppress(Exception):
+                gone = await self._reconcile(js, gone)
+            await asyncio.sleep(self.options.check_interval)
+
+    async def _reconcile(self, js: JetStreamContext, gone: set[str]) -> set[str]:
+        """A job acknowledged by its worker has left the queue, and its outcome (confirmed
+        before the acknowledgement) arrived first. One that left the queue without an outcome,
+        still so at the next look, had it lost with the connection: the task fails saying so
+        instead of waiting for ever."""
+        still: set[str] = set()
+        for task_id, job in list(self._jobs.items()):
+            if not isinstance(job.handle, int):
+                continue
+            try:
+                await js.get_msg(self.queue.stream, job.handle)
+                continue
+            except NotFoundError:
+                pass
+            if task_id not in gone:
+                still.add(task_id)
+            elif self._jobs.get(task_id) is job:
+                self._forget(task_id, job)
+                job.resolve(error=RemoteJobError(
+                    f"task {task_id} left the queue of pool {self.name!r} (a worker took and "
+                    f"acknowledged it, or it expired after max_age) but no outcome reached "
+                    f"this server"))
+        return still
 
     async def close(self) -> None:
         await super().close()

@@ -41,7 +41,7 @@ from .jobs import JobRegistry, RemotePoolOptions
 from .queue import WorkQueue
 
 FETCH_WAIT = 1.0  # seconds one fetch waits for a job (then the worker looks at its stop flag)
-OUTCOME_TRIES = 3
+OUTCOME_TRIES = 12
 
 
 class Worker:
@@ -150,8 +150,12 @@ class Worker:
         finally:
             beat.cancel()
             self._running.pop(task_id, None)
-        await self._report(reply, {"task": task_id, "worker": self.name,
-                                   "attempt": msg.metadata.num_delivered, **outcome})
+        beat = asyncio.create_task(self._beat(msg))  # still ours while it is reported
+        try:
+            await self._report(reply, {"task": task_id, "worker": self.name,
+                                       "attempt": msg.metadata.num_delivered, **outcome})
+        finally:
+            beat.cancel()
         self.done += 1
         with contextlib.suppress(NatsError):
             await msg.ack()
@@ -168,7 +172,7 @@ class Worker:
                 await nc.publish(reply, jobs.encode(event))
 
     async def _report(self, reply: str, outcome: dict[str, Any]) -> None:
-        """Send the outcome and wait for the server to confirm it (three tries)."""
+        """Send the outcome and wait for the server to confirm it."""
         try:
             payload = jobs.encode(outcome)
         except (ValueError, TypeError, RecursionError) as exc:
@@ -180,15 +184,17 @@ class Worker:
                 "type": "ResultTooLarge",
                 "message": f"{len(payload)} bytes, over options.max_job_size "
                            f"({int(self.options.max_job_size)})"}})
-        nc = self.link.nc
-        for _ in range(OUTCOME_TRIES):
+        # until the server confirms it (NATS may be restarting: the job keeps beating and is
+        # not acknowledged meanwhile), for at most OUTCOME_TRIES x outcome_timeout
+        for attempt in range(OUTCOME_TRIES):
+            nc = self.link.nc
             if nc is None:
                 return
             try:
                 await nc.request(reply, payload, timeout=self.options.outcome_timeout)
                 return
             except (TimeoutError, NatsTimeout, NatsError):
-                continue
+                await asyncio.sleep(min(1.0, 0.1 * 2 ** attempt))
         print(f"worker {self.name}: the server of task {outcome.get('task')} did not confirm "
               f"its outcome (gone?)", flush=True)
 
