@@ -261,3 +261,37 @@ def test_a_job_that_left_the_queue_without_an_outcome_fails(tmp_path: Path,
         asyncio.run(delete())
         answer = call(live, "outcome", task_id=task_id)
         assert answer["ok"] is False and "no outcome reached this server" in answer["error"]
+
+
+def test_garbage_on_the_job_subjects_is_dropped(site: tuple[LiveServer, Path],
+                                                worker: WorkerProcess) -> None:
+    from nats.aio.client import Client
+
+    from genro_asgi_nats import jobs
+
+    live, _ = site
+    pool = live.server.config.app.plugins.get("executor").pools["gpu"]
+    reply = pool.queue.reply_subject(pool.origin)
+
+    async def inject() -> None:
+        nc = Client()
+        await nc.connect(live.server.config.app.plugins.get("nats").config.servers[0],
+                         connect_timeout=5, max_reconnect_attempts=1)
+        js = nc.jetstream()
+        for payload in (b"not ours", b"GXJ1 {broken", jobs.encode({"task": 1, "job": []}),
+                        jobs.encode({"task": "t", "job": "add", "reply": "elsewhere.r",
+                                     "args": [1, 2]})):  # a reply outside our subjects
+            await js.publish(pool.queue.subject, payload)
+        for payload in (b"junk", jobs.encode({"kind": "done"}),
+                        jobs.encode({"task": "nobody", "kind": "started"}),
+                        jobs.encode({"task": "x", "kind": "done", "result": 1})):
+            await nc.publish(reply, payload)
+        await nc.flush()
+        await nc.close()
+
+    asyncio.run(inject())
+    for _ in range(4):
+        worker.wait_for("dropped a malformed job")
+    assert outcome(live, "add", 20, 22) == {"ok": True, "result": 42}  # both sides carry on
+    assert pool.remote.dropped >= 2
+    assert _eventually(lambda: queued_jobs(live) == 0)  # terminated, never delivered again
