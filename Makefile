@@ -27,10 +27,11 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 # the fuzz suite at length (make test runs it with a bounded number of examples per property),
-# and Schemathesis against the OpenAPI documents of the demo and the openapi test site
+# Schemathesis against the OpenAPI documents of the demo and the openapi test site, and the
+# MCP endpoint's fuzz
 fuzz: $(STAMP)
 	GENRO_FUZZ_PROFILE=long $(BIN)/python -m pytest tests/fuzz tests/test_openapi_demo.py \
-		packages/genro-asgi-openapi/tests/test_openapi_e2e.py -q
+		packages/genro-asgi-openapi/tests/test_openapi_e2e.py tests/test_mcp_fuzz.py -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check packages tests bench examples

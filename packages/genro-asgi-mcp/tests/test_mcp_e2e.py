@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import httpx2
 import pytest
-from helpers import ADMIN, JSON_HEADERS, USER, RawMcp, Shop, auth_config, initialize, message
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+from mcp_helpers import ADMIN, JSON_HEADERS, USER, RawMcp, Shop, auth_config, initialize, message
 
 pytestmark = pytest.mark.e2e
 

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from helpers import ADMIN, USER, RawMcp, Shop, auth_config, message
+from mcp_helpers import ADMIN, USER, RawMcp, Shop, auth_config, message
 
 from genro_asgi import AsgiApplication, PluginError, route
 

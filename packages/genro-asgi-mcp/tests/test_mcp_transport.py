@@ -8,7 +8,7 @@ import weakref
 from typing import Any
 
 import pytest
-from helpers import ADMIN, JSON_HEADERS, USER, RawMcp, Shop, auth_config, initialize, message
+from mcp_helpers import ADMIN, JSON_HEADERS, USER, RawMcp, Shop, auth_config, initialize, message
 
 from genro_asgi import AsgiServer
 from genro_asgi.testing import AsyncTestClient, TestClient
