@@ -1,5 +1,7 @@
 """The JetStream work queue of the remote pools: names, subjects and its idempotent setup.
 
+A second stream keeps the queue's max-deliveries advisories (a job no worker finished).
+
 One stream per application (``<prefix>`` with dots as underscores, plus ``_jobs``), work-queue
 retention, holding ``<prefix>.jobs.q.<pool>``; one durable pull consumer per pool, shared by
 all its workers. Servers and workers both ensure them at startup with the same settings, so
@@ -32,6 +34,9 @@ class WorkQueue:
         self.cancel_subject = link.subject("jobs", "cancel", pool)
         self.advisory = (f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{self.stream}."
                          f"{self.consumer}")
+        # the advisories are kept in a stream of their own, so that a server cut off from NATS
+        # when one is sent still reads it when it is back
+        self.dead_stream = f"{flat}_jobs_dead"
 
     def reply_subject(self, origin: str) -> str:
         return self.link.subject("jobs", "r", origin)
@@ -49,6 +54,14 @@ class WorkQueue:
             await _tolerate_race(js.add_stream(stream))
         else:
             await js.update_stream(stream)
+        dead = StreamConfig(
+            name=self.dead_stream,
+            subjects=[f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{self.stream}.*"],
+            retention=RetentionPolicy.LIMITS, storage=StorageType.FILE, max_age=86400.0)
+        try:
+            await js.stream_info(self.dead_stream)
+        except NotFoundError:
+            await _tolerate_race(js.add_stream(dead))
         consumer = ConsumerConfig(
             durable_name=self.consumer, filter_subject=self.subject,
             ack_policy=AckPolicy.EXPLICIT, ack_wait=self.options.ack_wait,

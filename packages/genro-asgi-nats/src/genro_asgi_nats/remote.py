@@ -25,6 +25,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from genro_asgi_executor.context import TaskCancelled, check_fraction, check_message
@@ -99,7 +100,11 @@ class RemotePool(Pool):
         await self.queue.ensure(js)
         self._subs.append(await nc.subscribe(self.queue.reply_subject(self.origin),
                                              cb=self._on_event))
-        self._subs.append(await nc.subscribe(self.queue.advisory, cb=self._on_advisory))
+        # an ordered consumer of the advisories' stream resumes where it was after a
+        # reconnection: an advisory sent while this server was cut off is not lost
+        self._subs.append(await js.subscribe(
+            self.queue.advisory, stream=self.queue.dead_stream, ordered_consumer=True,
+            deliver_policy=DeliverPolicy.NEW, cb=self._on_advisory))
         await nc.flush()
         self._watch = asyncio.create_task(self._watch_queue(js), name=f"remote-watch-{self.name}")
         return js
