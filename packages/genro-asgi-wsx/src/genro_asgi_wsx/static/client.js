@@ -8,7 +8,8 @@
 //
 // It speaks the `wsx` subprotocol (docs/wsx-protocol.md): calls, subscriptions, server pings,
 // and TYTX typed values (Decimal, Date for dates and datetimes, WsxTime for times). It reconnects
-// with exponential backoff and jitter, re-authenticates and re-subscribes after a reconnect.
+// with exponential backoff and jitter, re-authenticates and re-subscribes after a reconnect
+// (resuming from the last event seen on channels with history).
 
 const PREFIX = "WSX://";
 const TYPED = "::JS";
@@ -245,7 +246,10 @@ export class WsxClient {
     if (message.type === "ping") { this._send({ type: "pong" }); return; }
     if (message.type === "event") {
       const sub = this.bySid.get(message.subscription);
-      if (sub) sub.handler(fromTytx(message.data), message.channel);
+      if (sub) {
+        if (typeof message.offset === "string") sub.offset = message.offset;
+        sub.handler(fromTytx(message.data), message.channel);
+      }
       return;
     }
     const waiter = this.pending.get(message.id);
@@ -287,10 +291,15 @@ export class WsxClient {
     this._send({ path, data: toTytx(params) });
   }
 
-  /** Subscribe to `channel` (wildcards `*` and `>`); returns an async unsubscribe function. */
-  async subscribe(channel, handler) {
+  /**
+   * Subscribe to `channel` (wildcards `*` and `>`); returns an async unsubscribe function.
+   * On a channel with history, a reconnect resumes from the last event seen (the server
+   * replays what was missed); when it cannot (the gap is too old), `onGap(channel)` is called:
+   * reload what the page shows.
+   */
+  async subscribe(channel, handler, { onGap = null } = {}) {
     await this.connected();
-    const sub = { channel, handler, sid: null };
+    const sub = { channel, handler, sid: null, offset: null, onGap };
     await this._resubscribe(sub);
     const key = Symbol(channel);
     this.subscriptions.set(key, sub);
@@ -304,9 +313,12 @@ export class WsxClient {
   }
 
   async _resubscribe(sub) {
-    const answer = await this._request({ type: "subscribe", channel: sub.channel });
+    const message = { type: "subscribe", channel: sub.channel };
+    if (sub.offset !== null) message.since = sub.offset;
+    const answer = await this._request(message);
     sub.sid = answer.subscription;
     this.bySid.set(sub.sid, sub);
+    if (answer.recovered === false && sub.onGap) sub.onGap(sub.channel);
   }
 
   /** Close for good (no reconnect); later calls reject with code "closed". */
