@@ -1,23 +1,49 @@
-"""The ``genro-asgi`` command: serve, plugins, routes, config, hash-password, plugin commands."""
+"""The ``genro-asgi`` command: serve, plugins, routes, config, hash-password, new-plugin, plugin
+commands."""
 
 from __future__ import annotations
 
 import argparse
 import getpass
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .builtin.auth.passwords import DEFAULT_ITERATIONS, hash_password
-from .exceptions import GenroAsgiError
+from .config import load_yaml
+from .exceptions import ConfigError, GenroAsgiError
 from .plugins.manager import installed_plugins
 from .server import AsgiServer
 
-BUILTIN_COMMANDS = ("serve", "plugins", "routes", "config", "hash-password")
+BUILTIN_COMMANDS = ("serve", "plugins", "routes", "config", "hash-password", "new-plugin")
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+PLACEHOLDER_SECRET = "genro-asgi-routes-placeholder-secret-not-read-0123456789abcdef"
+
+
+def versions() -> list[tuple[str, str]]:
+    """(distribution, version) of the core and of every distribution with a plugin entry point."""
+    found = {"genro-asgi-core": _version_of("genro-asgi-core")}
+    for plugin in installed_plugins().values():
+        if plugin.distribution:
+            found.setdefault(plugin.distribution, plugin.version or "unknown")
+    return sorted(found.items())
+
+
+def _version_of(distribution: str) -> str:
+    try:
+        return version(distribution)
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "unknown"
+
+
+def version_text() -> str:
+    return "\n".join(f"{name} {ver}" for name, ver in versions())
 
 
 def _add_location(parser: argparse.ArgumentParser) -> None:
@@ -26,14 +52,22 @@ def _add_location(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="genro-asgi", description="genro-asgi server tools")
+    parser = argparse.ArgumentParser(prog="genro-asgi", description="genro-asgi server tools",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=version_text(),
+                        help="print the version of genro-asgi-core and of every installed "
+                             "plugin distribution, then exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve = sub.add_parser("serve", help="serve the app in DIR with uvicorn")
     _add_location(serve)
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--workers", type=int)
-    serve.add_argument("--reload", action="store_true", default=None)
+    serve.add_argument("--host", help="bind to this address (server.host; default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="bind to this TCP port (server.port; default 8000)")
+    serve.add_argument("--workers", type=int,
+                       help="number of worker processes (server.workers; default 1)")
+    serve.add_argument("--reload", action="store_true", default=None,
+                       help="restart when files in DIR change (server.reload; default off)")
+    serve.add_argument("--log-level", choices=LOG_LEVELS, type=str.lower,
+                       help="log level (logging.level; default info)")
     for name, text in (("plugins", "list installed plugins and which are enabled"),
                        ("routes", "list the routes and mounted apps"),
                        ("config", "print the effective config (secrets redacted)")):
@@ -46,8 +80,32 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"PBKDF2 rounds (default {DEFAULT_ITERATIONS})")
     hasher.add_argument("--stdin", action="store_true",
                         help="read the password from the first line of standard input")
-    parser.epilog = "Plugins may add commands: run 'genro-asgi help-plugins [DIR]' to list them."
+    new_plugin = sub.add_parser("new-plugin", help="create a plugin package to start from")
+    new_plugin.add_argument("name", help="the plugin's name (its config key), e.g. audit")
+    new_plugin.add_argument("--into", default=".",
+                            help="directory to create genro-asgi-NAME in (default: .)")
+    parser.epilog = "Run 'genro-asgi help-plugins [DIR]' to list the commands plugins add."
     return parser
+
+
+def plugin_commands_epilog(server_dir: str = ".") -> str:
+    """The help's closing lines: the commands the plugins enabled in ``server_dir`` add."""
+    tail = "Run 'genro-asgi help-plugins [DIR]' to list the commands of another server."
+    try:
+        commands = plugin_commands(AsgiServer(importable(server_dir)))
+    except Exception as exc:  # a help page must not fail for a broken config
+        return (f"plugin commands: not listed (config of {server_dir!r} not loaded: "
+                f"{str(exc)[:200]})\n{tail}")
+    if not commands:
+        return (f"plugin commands: none (no plugin enabled in {server_dir!r} adds commands)"
+                f"\n{tail}")
+    lines = "\n".join(f"  {c.name:<20} {c.help}" for c in commands.values())
+    return f"plugin commands (from the config in {server_dir!r}):\n{lines}\n{tail}"
+
+
+def plugin_commands(server: AsgiServer) -> dict[str, Any]:
+    return {c.name: c for batch in server.plugins.call_sync("genro_asgi_cli_commands",
+                                                            server=server) for c in batch}
 
 
 def importable(server_dir: str) -> str:
@@ -65,7 +123,10 @@ def load_server(args: argparse.Namespace, cli: dict[str, Any] | None = None) -> 
 def cmd_serve(args: argparse.Namespace) -> int:
     server_flags = {k: v for k in ("host", "port", "workers", "reload")
                     if (v := getattr(args, k)) is not None}
-    server = load_server(args, {"server": server_flags} if server_flags else None)
+    cli: dict[str, Any] = {"server": server_flags} if server_flags else {}
+    if args.log_level:
+        cli["logging"] = {"level": args.log_level.upper()}
+    server = load_server(args, cli or None)
     server.run()
     return 0
 
@@ -91,21 +152,67 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 def route_rows(server: AsgiServer) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for path, route in server.compile_route_table().items():
-        kind = "route" if path == route.path else f"index of {route.path}"
-        rows.append({"path": path, "methods": route.allow, "kind": kind,
-                     "media_type": route.media_type})
+        index = path != route.path
+        kind = f"index of {route.path}" if index else "route"
+        params = [] if index or path == "/" else path_parameters(route)
+        url = path + "".join(f"/{{{name}}}" for name in params)
+        rows.append({"path": url, "methods": route.allow, "kind": kind,
+                     "auth": route.auth_rule, "media_type": route.media_type,
+                     "path_params": params})
     for prefix, app in server._asgi_mounts:
         rows.append({"path": prefix, "methods": ["*"], "kind": type(app).__name__,
-                     "media_type": None})
+                     "auth": None, "media_type": None, "path_params": []})
     return sorted(rows, key=lambda r: r["path"])
 
 
+def path_parameters(route: Any) -> list[str]:
+    """Leading required, single-valued positional parameters: the trailing segments the route
+    takes (``/shop/product/{pid}``), as the OpenAPI document shows them."""
+    names: list[str] = []
+    for param in route.binder.positional:
+        if not param.required or param.multi:
+            break
+        names.append(param.name)
+    return names
+
+
+def without_secrets(tree: Any, environ: dict[str, str], path: tuple[str, ...] = ()) -> Any:
+    """A copy of a config tree where every ``{$env}`` / ``{$file}`` reference points to a
+    placeholder variable set in ``environ``: nothing secret is read."""
+    if isinstance(tree, Mapping):
+        if len(tree) == 1 and next(iter(tree)) in ("$env", "$file"):
+            name = "GENRO_CLI_SECRET_PLACEHOLDER_" + "_".join(path).upper().replace("-", "_")
+            environ[name] = PLACEHOLDER_SECRET
+            return {"$env": name}
+        return {k: without_secrets(v, environ, (*path, str(k))) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [without_secrets(v, environ, (*path, str(i))) for i, v in enumerate(tree)]
+    return tree
+
+
+def load_server_without_secrets(args: argparse.Namespace) -> AsgiServer:
+    """The server with placeholders for its secrets; if a plugin refuses a placeholder (a
+    password hash must be one), the server as configured."""
+    server_dir = importable(args.dir)
+    path = Path(args.config) if args.config else Path(server_dir) / "config.yaml"
+    if not path.is_absolute():
+        path = Path(server_dir) / path
+    if args.config and not path.exists():
+        raise ConfigError(f"{path}: config file not found")
+    environ = dict(os.environ)
+    tree = without_secrets(load_yaml(path), environ)
+    try:
+        return AsgiServer(server_dir, tree, environ=environ)
+    except GenroAsgiError:
+        return load_server(args)
+
+
 def cmd_routes(args: argparse.Namespace) -> int:
-    rows = route_rows(load_server(args))
+    rows = route_rows(load_server_without_secrets(args))
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        _print_table(rows, ("path", "methods", "kind"))
+        _print_table(rows, ("path", "methods", "auth", "kind"))
     return 0
 
 
@@ -135,6 +242,15 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_new_plugin(args: argparse.Namespace) -> int:
+    from .scaffold import create_plugin
+
+    target = create_plugin(args.name, Path(args.into))
+    print(f"created {target}")
+    print(f"next: pip install -e {target} && python -m pytest {target / 'tests'}")
+    return 0
+
+
 def _print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
     def text(value: Any) -> str:
         if isinstance(value, list):
@@ -158,9 +274,11 @@ def run_plugin_command(argv: list[str]) -> int:
     locator.add_argument("--config")
     located, remaining = locator.parse_known_args(rest)
     server = AsgiServer(importable(located.dir), located.config)
-    commands = {c.name: c for batch in server.plugins.call_sync("genro_asgi_cli_commands",
-                                                                  server=server) for c in batch}
+    commands = plugin_commands(server)
     if name == "help-plugins":
+        if not commands:
+            print(f"no plugin enabled in {located.dir!r} adds commands "
+                  f"(enabled: {', '.join(server.plugins.loaded) or 'none'})")
         for command in commands.values():
             print(f"{command.name:<20} {command.help}")
         return 0
@@ -176,7 +294,14 @@ def run_plugin_command(argv: list[str]) -> int:
     args = parser.parse_args(remaining + ["--dir", located.dir]
                              + (["--config", located.config] if located.config else []))
     args.server = server
-    return int(command.run(args) or 0)
+    try:
+        return int(command.run(args) or 0)
+    except GenroAsgiError as exc:
+        print(f"genro-asgi {name}: error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:  # a plugin's own failure, said without a traceback
+        print(f"genro-asgi {name}: error: {exc}", file=sys.stderr)
+        return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -185,12 +310,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args_list and not args_list[0].startswith("-") and args_list[0] not in BUILTIN_COMMANDS:
             return run_plugin_command(args_list)
         parser = build_parser()
+        if not args_list or args_list[0] in ("-h", "--help"):
+            parser.epilog = plugin_commands_epilog()  # only then: it builds the server in .
         args = parser.parse_args(args_list)
         if args.command is None:
             parser.print_help()
             return 2
         handler = {"serve": cmd_serve, "plugins": cmd_plugins, "routes": cmd_routes,
-                   "config": cmd_config, "hash-password": cmd_hash_password}[args.command]
+                   "config": cmd_config, "hash-password": cmd_hash_password,
+                   "new-plugin": cmd_new_plugin}[args.command]
         return handler(args)
     except GenroAsgiError as exc:
         print(f"genro-asgi: error: {exc}", file=sys.stderr)

@@ -9,6 +9,7 @@ the tree, and their key paths are remembered so that every dump redacts them.
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -101,6 +102,16 @@ class AppSettings(BaseModel):
         return dict(self.model_extra or {})
 
 
+APP_KEYS = ("module", "prefix", "wsgi", "lifespan")
+
+
+def reserved_key_hint(params: Mapping[str, Any]) -> str:
+    """`` (did you mean 'prefix' for 'prefx'?)`` for params that look like misspelled app keys."""
+    guesses = [f"{close[0]!r} for {key!r}" for key in params
+               if (close := difflib.get_close_matches(str(key), APP_KEYS, n=1, cutoff=0.75))]
+    return f" (did you mean {', '.join(guesses)}?)" if guesses else ""
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -119,7 +130,8 @@ def load_yaml(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        with path.open(encoding="utf-8") as stream:  # a stream: YAML errors name the file
+            data = yaml.safe_load(stream)
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not valid UTF-8") from None
     except yaml.YAMLError as exc:

@@ -22,7 +22,15 @@ from typing import Any
 from genro_routes import RoutingClass, Section
 from genro_toolbox import get_uuid
 
-from .config import SECTIONS, AppSettings, LoadedConfig, ServerSettings, Settings, load_config
+from .config import (
+    SECTIONS,
+    AppSettings,
+    LoadedConfig,
+    ServerSettings,
+    Settings,
+    load_config,
+    reserved_key_hint,
+)
 from .connection import Connection
 from .datastructures import State
 from .envelope import EnvelopeMiddleware, EnvelopeRegistry, NamedObservers
@@ -217,10 +225,11 @@ class AsgiServer:
             except TypeError as exc:
                 raise ConfigError(
                     f"{where}: {target.__name__} rejected its params: {exc}"
+                    f"{reserved_key_hint(params)}"
                 ) from None
         elif params:
             raise ConfigError(f"{where}: params {sorted(params)} given, but {spec.module!r} "
-                              "is an object, not a class")
+                              f"is an object, not a class{reserved_key_hint(params)}")
         else:
             app = target
         prefix = spec.prefix if spec.prefix is not None else f"/{name}"

@@ -9,6 +9,7 @@ and the registry; nothing here runs per request.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib
 import inspect
@@ -163,17 +164,26 @@ class PluginManager:
             except (ImportError, AttributeError) as exc:
                 raise PluginError(f"plugin {name!r}: cannot import {module!r}: {exc}") from None
         if installed is None:
-            available = ", ".join(self.installed) or "none"
-            raise PluginError(
-                f"plugin {name!r} is not installed (installed plugins: {available}); "
-                "install its package, or give a dotted path with 'module:'"
-            )
+            raise PluginError(self._not_installed(name))
         try:
             return import_object(installed.value), f"entry point {installed.value}", installed
         except Exception as exc:
             raise PluginError(
                 f"plugin {name!r} ({installed.distribution}) failed to import: {exc!r}"
             ) from exc
+
+    def _not_installed(self, name: str) -> str:
+        """Where the name was written, the closest installed names, and what to install."""
+        where = self.source(("plugins", name)) if callable(self.source) else self.source
+        close = difflib.get_close_matches(name, [*self.installed, *RESERVED_KEYS], n=3,
+                                          cutoff=0.75)
+        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+        available = ", ".join(self.installed) or "none"
+        dist = "genro-asgi-" + name.replace("_", "-")
+        return (f"{where}: plugins.{name}: plugin {name!r} is not installed{hint} "
+                f"(installed plugins: {available}). Install the distribution that provides it "
+                f"(for genro-asgi's own plugins: pip install {dist}), or give a dotted path "
+                "with 'module:'")
 
     @staticmethod
     def _check_compatible(name: str, target: Any) -> None:
