@@ -295,3 +295,23 @@ def test_garbage_on_the_job_subjects_is_dropped(site: tuple[LiveServer, Path],
     assert outcome(live, "add", 20, 22) == {"ok": True, "result": 42}  # both sides carry on
     assert pool.remote.dropped >= 2
     assert _eventually(lambda: queued_jobs(live) == 0)  # terminated, never delivered again
+
+
+def test_a_degraded_start_serves_remote_jobs_once_nats_answers(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"nats://127.0.0.1:{port}"
+    directory = app_dir(tmp_path, "app", url)
+    config = directory / "config.yaml"
+    config.write_text(config.read_text().replace("subject_prefix: rt,",
+                                                 "subject_prefix: rt, required: false,"))
+    with LiveServer(server_for(directory)) as live:
+        down = call(live, "outcome", task_id=call(live, "submit", job="add", args=[1, 1]))
+        assert down["ok"] is False and down["error"].startswith("NatsUnavailable")
+        with NatsServer(port=port):
+            link = live.server.config.app.plugins.get("nats").link
+            assert _eventually(lambda: link.state == "connected")
+            worker = WorkerProcess(copy_app(directory, tmp_path / "elsewhere" / "app")).ready()
+            try:
+                assert outcome(live, "add", 2, 3) == {"ok": True, "result": 5}
+            finally:
+                worker.stop()

@@ -92,7 +92,24 @@ class RemotePool(Pool):
         self._ready = loop.create_task(self._setup(), name=f"remote-pool-{self.name}")
         self._ready.add_done_callback(_log_setup_failure)
 
+    def _ensure_ready(self) -> asyncio.Task[JetStreamContext]:
+        """The setup task; a failed one (NATS was unreachable: a degraded start) is tried
+        again once the connection exists."""
+        ready = self._ready
+        if ready is None or self.loop is None:
+            raise ExecutorClosed(f"pool {self.name!r} is not started")
+        failed = ready.done() and (ready.cancelled() or ready.exception() is not None)
+        if failed and self.link.nc is not None and not self.closed:
+            ready = self._ready = self.loop.create_task(self._setup(),
+                                                        name=f"remote-pool-{self.name}")
+            ready.add_done_callback(_log_setup_failure)
+        return ready
+
     async def _setup(self) -> JetStreamContext:
+        for sub in self._subs:  # what an earlier, failed setup left
+            with contextlib.suppress(NatsError):
+                await sub.unsubscribe()
+        self._subs.clear()
         nc = self.link.nc
         if nc is None:
             raise NatsUnavailable(f"pool {self.name!r}: NATS is not connected (degraded)")
@@ -196,9 +213,7 @@ class RemotePool(Pool):
     async def _submit(self, job: Job) -> None:
         assert job.task_id is not None and job.payload is not None
         try:
-            if self._ready is None:
-                raise ExecutorClosed(f"pool {self.name!r} is not started")
-            js = await asyncio.shield(self._ready)
+            js = await asyncio.shield(self._ensure_ready())
             ack = await js.publish(self.queue.subject, job.payload, timeout=PUBLISH_TIMEOUT,
                                    stream=self.queue.stream,
                                    headers={"Nats-Msg-Id": job.task_id})
