@@ -49,6 +49,16 @@ class ServerSettings(BaseModel):
     max_header_count: int = Field(100, ge=1)
     max_header_size: ByteSize = ByteSize(16 * 1024)
     max_url_size: ByteSize = Field(ByteSize(8 * 1024), ge=1)
+    # multipart/form-data bodies (genro_asgi.multipart): the whole body (instead of
+    # max_body_size), parts, one file, one non-file field, the headers of one part; files over
+    # upload_spool_size go to an anonymous temporary file in upload_dir (None: system temp)
+    max_upload_size: ByteSize = Field(ByteSize(64 * 1024 * 1024), ge=1)
+    max_upload_parts: int = Field(100, ge=1)
+    max_upload_file_size: ByteSize = Field(ByteSize(64 * 1024 * 1024), ge=1)
+    max_upload_field_size: ByteSize = Field(ByteSize(64 * 1024), ge=1)
+    max_upload_part_header_size: ByteSize = Field(ByteSize(8 * 1024), ge=1)
+    upload_spool_size: ByteSize = Field(ByteSize(1024 * 1024), ge=0)
+    upload_dir: str | None = None
     # read deadlines of the HTTP protocol (genro_asgi.http_protocol)
     head_timeout: float = Field(10.0, gt=0)
     body_timeout: float = Field(30.0, gt=0)
@@ -67,6 +77,12 @@ class ServerSettings(BaseModel):
     ws_ping_timeout: float | None = Field(20.0, gt=0)
     proxy_headers: bool = False
     forwarded_allow_ips: str = "127.0.0.1"
+    # sync (def) handlers: the server's own thread pool (sync_pool.SyncPool), or inline on
+    # the event loop for every def route (a route's own @route(inline=...) wins)
+    sync_handlers: Literal["pool", "inline"] = "pool"
+    sync_workers: int = Field(16, ge=1, le=1024)
+    sync_queue: int = Field(256, ge=0, le=1_000_000)  # calls waiting for a worker; then 503
+    sync_retry_after: int = Field(1, ge=0)  # the Retry-After of that 503, in seconds
 
 
 class LoggingSettings(BaseModel):
@@ -84,6 +100,8 @@ class WatchdogSettings(BaseModel):
     interval: float = Field(30.0, gt=0)
     timeout: float = Field(60.0, gt=0)
     critical: float = Field(300.0, gt=0)
+    # an inline sync handler that holds the event loop this long (seconds) is logged
+    inline_block: float = Field(0.1, gt=0)
 
 
 class AppSettings(BaseModel):

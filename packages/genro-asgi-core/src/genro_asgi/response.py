@@ -11,7 +11,7 @@ import dataclasses
 import datetime
 import json
 import uuid
-from collections.abc import AsyncIterable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
 from enum import Enum
 from http.cookies import SimpleCookie
@@ -193,6 +193,9 @@ class StreamingResponse(Response):
     ) -> None:
         super().__init__(None, status_code, headers, media_type)
         self.body_iterator = content
+        # where a sync iterator's steps run: the server's sync pool (set by the dispatcher);
+        # None outside a server (a mounted ASGI app): the loop's default executor
+        self.sync_steps: Callable[..., Awaitable[Any]] | None = None
 
     def start_headers(self) -> RawHeaders:
         content_type = self.content_type
@@ -235,7 +238,8 @@ class StreamingResponse(Response):
                 await asyncio.sleep(0)
         else:  # a sync iterator may block: each step runs in a worker thread
             iterator = iter(self.body_iterator)
-            while (chunk := await asyncio.to_thread(_next_or_end, iterator)) is not _END:
+            step = self.sync_steps or asyncio.to_thread
+            while (chunk := await step(_next_or_end, iterator)) is not _END:
                 await send({"type": "http.response.body", "body": self._bytes(chunk),
                             "more_body": True})
         await send({"type": "http.response.body", "body": b""})

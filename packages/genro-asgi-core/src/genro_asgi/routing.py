@@ -16,7 +16,7 @@ from urllib.parse import quote
 import genro_routes
 from genro_routes import NotAuthenticated, NotAuthorized, NotAvailable
 from genro_routes import NotFound as RouteNotFound
-from genro_toolbox import RuleError, smartasync, tags_match
+from genro_toolbox import RuleError, tags_match
 
 from .binding import Binder
 from .envelope import Envelope, record_response, tracking_send
@@ -30,9 +30,17 @@ from .exceptions import (
     Unauthorized,
 )
 from .identity import Identity
+from .multipart import MultipartLimits
 from .numbers import DEFAULT_LIMITS, NumberLimits
 from .request import ClientDisconnect, Request
-from .response import RedirectResponse, Response, encode_plain, render_result
+from .response import (
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+    encode_plain,
+    render_result,
+)
+from .sync_pool import SyncHandlers
 from .types import ASGIApp, Receive, Scope, Send
 from .tytx import check_transport, transport_from_headers
 
@@ -50,16 +58,22 @@ def route(
     *,
     methods: Iterable[str] | None = None,
     media_type: str | None = None,
+    inline: bool | None = None,
     **options: Any,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Expose a method of an application as a route.
 
     ``methods`` defaults to GET and POST (HEAD follows GET); ``media_type`` sets the response
-    type for str/bytes results; other keywords go to genro-routes (``auth=``, ``meta_*=``, ...).
+    type for str/bytes results; ``inline=True`` calls a ``def`` handler on the event loop
+    instead of the server's sync pool (only for code that never blocks: see
+    docs/applications.md), ``False`` keeps it in the pool whatever ``server.sync_handlers``
+    says; other keywords go to genro-routes (``auth=``, ``meta_*=``, ...).
     """
     allowed = tuple(m.upper() for m in (methods or DEFAULT_METHODS))
     if media_type is not None:
         options["media_type"] = media_type
+    if inline is not None:
+        options["meta_inline"] = bool(inline)
     decorator: Callable[[Callable[..., Any]], Callable[..., Any]] = genro_routes.route(
         name=name, meta_methods=allowed, **options
     )
@@ -73,12 +87,14 @@ class CompiledRoute:
     by the core whether or not the application plugged genro-routes' auth plugin.
     """
 
-    __slots__ = ("_granted", "_node_path", "_nodes", "_router", "allow", "auth_rule", "binder",
-                 "call", "is_async", "media_type", "methods", "path", "takes_nothing")
+    __slots__ = ("_granted", "_node_path", "_nodes", "_router", "_sync", "allow", "auth_rule",
+                 "binder", "call", "inline", "is_async", "media_type", "methods", "path",
+                 "takes_nothing")
 
     def __init__(self, path: str, entry: dict[str, Any],
                  node_call: Callable[..., Any] | None, router: Any = None,
-                 node_path: str = "", limits: NumberLimits = DEFAULT_LIMITS) -> None:
+                 node_path: str = "", limits: NumberLimits = DEFAULT_LIMITS, *,
+                 sync: SyncHandlers) -> None:
         func = entry["callable"]
         meta = entry.get("metadata", {}).get("meta", {})
         self.path = path or "/"
@@ -98,8 +114,12 @@ class CompiledRoute:
         self._router = router if "auth" in (entry.get("plugins") or {}) else None
         self._node_path = node_path
         self._nodes: dict[frozenset[str], Callable[..., Any]] = {}
+        # a def handler: the server's sync pool, or the loop itself when flagged inline
+        self._sync = sync
+        inline = meta.get("inline")
+        self.inline: bool | None = None if inline is None else bool(inline)
         target = node_call if node_call is not None else func
-        self.call = target if self.is_async else smartasync(target)  # type: ignore[no-untyped-call]
+        self.call = target if self.is_async else sync.wrap(target, self.path, self.inline)
 
     def authorize(self, identity: Identity | None) -> None:
         """Raise Unauthorized (no identity) or Forbidden (tags do not satisfy the rule)."""
@@ -125,7 +145,7 @@ class CompiledRoute:
         call = self._nodes.get(identity.tags)
         if call is None:
             node = self._router.node(self._node_path, auth_tags=",".join(sorted(identity.tags)))
-            call = node if self.is_async else smartasync(node)  # type: ignore[no-untyped-call]
+            call = node if self.is_async else self._sync.wrap(node, self.path, self.inline)
             if len(self._nodes) < _MAX_CACHED_TAG_SETS:
                 self._nodes[identity.tags] = call
         return call
@@ -155,7 +175,7 @@ def auth_rule_of(entry: dict[str, Any], path: str) -> str | None:
 
 def compile_routes(tree: dict[str, Any], prefix: str, table: dict[str, CompiledRoute],
                    router: Any, node_prefix: str = "",
-                   limits: NumberLimits = DEFAULT_LIMITS) -> None:
+                   limits: NumberLimits = DEFAULT_LIMITS, *, sync: SyncHandlers) -> None:
     """Flatten a genro-routes ``nodes(_eager=True)`` tree into ``table``.
 
     Keys are URL paths with a leading slash and none trailing (``/shop/products``), so the
@@ -168,7 +188,8 @@ def compile_routes(tree: dict[str, Any], prefix: str, table: dict[str, CompiledR
         node_call = None
         if entry.get("plugins"):
             node_call = router.node(node_path)
-        compiled = CompiledRoute(url_path, entry, node_call, router, node_path, limits)
+        compiled = CompiledRoute(url_path, entry, node_call, router, node_path, limits,
+                                 sync=sync)
         table.setdefault(url_path, compiled)
         if name == "index":
             table.setdefault(prefix or "/", compiled)
@@ -176,7 +197,7 @@ def compile_routes(tree: dict[str, Any], prefix: str, table: dict[str, CompiledR
         if "alias" in subtree:
             continue
         compile_routes(subtree, f"{prefix}/{child}", table, router,
-                       f"{node_prefix}/{child}" if node_prefix else child, limits)
+                       f"{node_prefix}/{child}" if node_prefix else child, limits, sync=sync)
 
 
 class Dispatcher:
@@ -192,7 +213,9 @@ class Dispatcher:
         settings = server.settings.server
         self.max_body_size = int(settings.max_body_size)
         self.number_limits = server.number_limits
+        self.multipart_limits = MultipartLimits.from_settings(settings)
         self.render_error = server.render_error
+        self.sync_pool = server.sync.pool
         # True unless an HTTP middleware that does not report its responses sits between the
         # envelope and this dispatcher: then the dispatcher records status and size and echoes
         # X-Request-ID itself, and the envelope need not wrap every send (AsgiServer.build).
@@ -218,6 +241,7 @@ class Dispatcher:
         # One frame for the whole request: this is the hot path, every call saved counts.
         method: str = scope["method"]
         plain: tuple[bytes, bytes] | None = None
+        request: Request | None = None
         try:
             if self.server.draining:
                 raise ServiceUnavailable(detail="the server is shutting down", retry_after=5)
@@ -243,7 +267,8 @@ class Dispatcher:
             ):
                 result = await call()
             else:
-                request = Request(scope, receive, self.max_body_size, self.number_limits)
+                request = Request(scope, receive, self.max_body_size, self.number_limits,
+                                  self.multipart_limits)
                 args, kwargs = await route.binder.bind(
                     request, segments, method in BODY_METHODS, transport is not None
                 )
@@ -262,6 +287,8 @@ class Dispatcher:
                                                _map_route_error(exc))
         except Exception as exc:
             response = await self.render_error(Request(scope, receive, self.max_body_size), exc)
+        if request is not None and request.uploads:  # a multipart body's files end with the call
+            await request.close_uploads()
         if plain is not None:  # a 200 with a complete body, from encode_plain
             body, content_type = plain
             headers = [(b"content-length", b"%d" % len(body)), (b"content-type", content_type)]
@@ -275,6 +302,8 @@ class Dispatcher:
             return
         assert response is not None
         if type(response).__call__ is not _PLAIN_CALL:
+            if isinstance(response, StreamingResponse) and response.sync_steps is None:
+                response.sync_steps = self.sync_pool.step  # a sync iterator's next() there
             # streaming and file responses may still fail before they start: track their sends
             if self.records_responses and envelope is not None:
                 send = tracking_send(envelope, send)

@@ -44,6 +44,7 @@ from .plugins.manager import PluginManager, import_object
 from .request import Request
 from .response import PlainTextResponse, Response
 from .routing import CompiledRoute, Dispatcher, compile_routes
+from .sync_pool import SyncHandlers, SyncPool
 from .types import ASGIApp, Receive, Scope, Send
 from .watchdog import Watchdog
 
@@ -111,6 +112,13 @@ class AsgiServer:
         self.number_limits = NumberLimits(self.settings.server.max_number_digits,
                                           self.settings.server.max_number_exponent)
         self.boot_id = get_uuid()[-8:]
+        # this server's def handlers: its own thread pool, or the loop when inline
+        server_settings = self.settings.server
+        self.sync = SyncHandlers(
+            SyncPool(server_settings.sync_workers, server_settings.sync_queue,
+                     server_settings.sync_retry_after, name=f"genro-sync-{self.boot_id}"),
+            default_inline=server_settings.sync_handlers == "inline",
+            inline_block=self.settings.watchdog.inline_block)
         self.state = State()
         self.envelopes = EnvelopeRegistry(self.boot_id)
         self.draining = False
@@ -258,10 +266,10 @@ class AsgiServer:
         # anonymous listing: they must answer 401/403, not 404.
         limits = self.number_limits
         compile_routes(self.router.route.nodes(_eager=True, forbidden=True), "", table,
-                       self.router.route, limits=limits)
+                       self.router.route, limits=limits, sync=self.sync)
         if self.root_app is not None:
             compile_routes(self.root_app.route.nodes(_eager=True, forbidden=True), "", table,
-                           self.root_app.route, limits=limits)
+                           self.root_app.route, limits=limits, sync=self.sync)
         return table
 
     @property
@@ -402,6 +410,7 @@ class AsgiServer:
                 except Exception:
                     await self._stop(started, started_apps)
                     raise
+        self.sync.pool.start()
         self.watchdog.start()
         self.draining = False
         self.started = True
@@ -412,6 +421,8 @@ class AsgiServer:
         await self._drain(self.settings.server.shutdown_timeout)
         await self.watchdog.stop()
         await self._stop(list(self.plugins.names()), list(self.apps))
+        # requests are drained: what is left in the sync pool finishes, then its threads stop
+        await self.sync.pool.close(self.settings.server.shutdown_timeout)
         self.started = False
 
     async def drain_connections(self) -> None:

@@ -1,4 +1,5 @@
-"""The watchdog: reports envelopes in flight longer than ``timeout`` and ``critical`` seconds."""
+"""The watchdog: reports envelopes in flight longer than ``timeout`` and ``critical`` seconds,
+and inline sync handlers that held the event loop longer than ``inline_block``."""
 
 from __future__ import annotations
 
@@ -16,6 +17,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger("genro_asgi.watchdog")
 
 WARNING, CRITICAL = "warning", "critical"
+
+
+def report_inline_block(path: str, elapsed: float, threshold: float) -> None:
+    """An inline ``def`` handler blocked the loop: nothing else ran meanwhile. Measured around
+    the call (the watchdog's own task cannot run while the loop is held)."""
+    logger.warning("inline sync handler %s held the event loop for %.3fs (watchdog.inline_block "
+                   "%.3fs): every other request waited; run it in the sync pool "
+                   "(@route(inline=False))", path, elapsed, threshold)
 
 
 class Watchdog:
