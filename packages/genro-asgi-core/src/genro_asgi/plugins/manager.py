@@ -177,13 +177,15 @@ class PluginManager:
         where = self.source(("plugins", name)) if callable(self.source) else self.source
         close = difflib.get_close_matches(name, [*self.installed, *RESERVED_KEYS], n=3,
                                           cutoff=0.75)
-        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
         available = ", ".join(self.installed) or "none"
-        dist = "genro-asgi-" + name.replace("_", "-")
-        return (f"{where}: plugins.{name}: plugin {name!r} is not installed{hint} "
-                f"(installed plugins: {available}). Install the distribution that provides it "
-                f"(for genro-asgi's own plugins: pip install {dist}), or give a dotted path "
-                "with 'module:'")
+        if close:
+            todo = f"did you mean {' or '.join(map(repr, close))}?"
+        else:
+            todo = ("install the distribution that provides it (genro-asgi's own plugins: "
+                    f"pip install genro-asgi-{name.replace('_', '-')}), or give a dotted path "
+                    "with 'module:'")
+        return (f"{where}: plugins.{name}: plugin {name!r} is not installed "
+                f"(installed plugins: {available}); {todo}")
 
     @staticmethod
     def _check_compatible(name: str, target: Any) -> None:
