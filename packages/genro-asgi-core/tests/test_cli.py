@@ -52,11 +52,14 @@ class ShopApp(AsgiApplication):
 PLUGIN = '''
 import argparse
 from genro_asgi import CliCommand, Plugin, hookimpl
+from genro_asgi.exceptions import ConfigError
 
 
 def greet(args: argparse.Namespace) -> int:
     if args.who == "nobody":
         raise ValueError("nobody to greet")
+    if args.who == "config":
+        raise ConfigError("greet.who: not a person")
     print(f"ciao {args.who}")
     return 0
 
@@ -225,6 +228,9 @@ def test_plugin_commands_are_listed_in_help_and_errors_are_prefixed(tmp_path: Pa
     failed = run("greet", str(tmp_path), "nobody")
     assert failed.returncode == 1
     assert failed.stderr == "genro-asgi greet: error: nobody to greet\n"
+    refused = run("greet", str(tmp_path), "config")
+    assert refused.returncode == 2
+    assert refused.stderr == "genro-asgi greet: error: greet.who: not a person\n"
     usage = run("greet", str(tmp_path))
     assert usage.returncode == 2
     assert "genro-asgi greet: error: the following arguments are required: who" in usage.stderr
