@@ -46,6 +46,18 @@ def version_text() -> str:
     return "\n".join(f"{name} {ver}" for name, ver in versions())
 
 
+class VersionAction(argparse.Action):
+    """``--version``: reads the installed distributions only when asked (not on every run)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        print(version_text())
+        parser.exit()
+
+
 def _add_location(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", nargs="?", default=".", help="server directory (default: .)")
     parser.add_argument("--config", help="config file (default: DIR/config.yaml)")
@@ -54,7 +66,7 @@ def _add_location(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genro-asgi", description="genro-asgi server tools",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=version_text(),
+    parser.add_argument("--version", action=VersionAction,
                         help="print the version of genro-asgi-core and of every installed "
                              "plugin distribution, then exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
