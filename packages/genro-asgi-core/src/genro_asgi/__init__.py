@@ -39,6 +39,7 @@ from .response import (
 from .routing import route
 from .server import AsgiServer
 from .staticfiles import FileResponse, StaticRouter
+from .uploads import UploadFile, safe_filename
 from .websocket import WebSocket, WebSocketDisconnect, WebSocketState
 
 __version__ = "0.1.0"
@@ -80,6 +81,7 @@ __all__ = [
     "TytxResponse",
     "Unauthorized",
     "UnsupportedMediaType",
+    "UploadFile",
     "WebSocket",
     "WebSocketDisconnect",
     "WebSocketState",
@@ -87,4 +89,5 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "route",
+    "safe_filename",
 ]

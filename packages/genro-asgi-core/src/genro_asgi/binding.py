@@ -19,14 +19,15 @@ from pydantic import TypeAdapter, ValidationError
 
 from .exceptions import BadRequest, NotFound
 from .numbers import DEFAULT_LIMITS, NumberLimits, NumberOutOfRange
-from .request import Request
+from .request import MultipartValues, Request
+from .uploads import UploadFile
 
 _MULTI_ORIGINS = (list, tuple, set, frozenset, Sequence)
 
 
 class Param:
     __slots__ = ("adapter", "default", "expects_str", "limits", "multi", "name", "positional",
-                 "required")
+                 "required", "upload")
 
     def __init__(self, parameter: inspect.Parameter, annotation: Any,
                  limits: NumberLimits = DEFAULT_LIMITS) -> None:
@@ -40,11 +41,20 @@ class Param:
         self.adapter: TypeAdapter[Any] | None = None
         # str needs no adapter for path and query text, only a type check for body values
         self.expects_str = annotation is str
-        if annotation not in (inspect.Parameter.empty, str, Any):
+        # "one" for an UploadFile parameter, "many" for list[UploadFile] (optional or not)
+        self.upload = _upload_kind(annotation)
+        if annotation not in (inspect.Parameter.empty, str, Any) and self.upload is None:
             self.adapter = TypeAdapter(annotation)
         self.multi = _is_multi(annotation)
 
     def coerce(self, value: Any) -> Any:
+        if self.upload is not None:
+            return self._upload(value)
+        if isinstance(value, MultipartValues) and not self.multi:
+            raise BadRequest(detail=f"parameter {self.name!r} given more than once")
+        if isinstance(value, UploadFile) and self.adapter is not None:
+            raise BadRequest(detail=f"parameter {self.name!r}: a file was sent, "
+                             "a value expected")
         if type(value) is not str:  # decoded numbers, before any converter sees them
             check_numbers(self.limits, self.name, value)
         if self.adapter is None:
@@ -62,6 +72,31 @@ class Param:
         # what the text became: "1E+999999999" is a valid Decimal, "9"*4000 a valid int
         check_numbers(self.limits, self.name, result)
         return result
+
+
+    def _upload(self, value: Any) -> Any:
+        values = list(value) if isinstance(value, MultipartValues) else [value]
+        if not all(isinstance(item, UploadFile) for item in values):
+            raise BadRequest(detail=f"parameter {self.name!r} must be a file upload "
+                             "(a multipart/form-data part with a filename)")
+        if self.upload == "many":
+            return values
+        if len(values) > 1:
+            raise BadRequest(detail=f"parameter {self.name!r}: one file expected, "
+                             f"got {len(values)}")
+        return values[0]
+
+
+def _upload_kind(annotation: Any) -> str | None:
+    args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        annotation = args[0]
+    if annotation is UploadFile:
+        return "one"
+    if typing.get_origin(annotation) in (list, Sequence) and \
+            typing.get_args(annotation) == (UploadFile,):
+        return "many"
+    return None
 
 
 def check_numbers(limits: NumberLimits, name: str, value: Any) -> None:
@@ -146,7 +181,11 @@ class Binder:
         # a handler whose only parameter is the Request reads the body itself (raw uploads)
         if with_body and (self.params or self.accepts_kwargs or self.request_param is None):
             for name, value in (await request.body_params()).items():
-                self._put(values, sources, name, value, "body", self.by_name.get(name))
+                spec = self.by_name.get(name)
+                if spec is not None and spec.multi and isinstance(value, str | UploadFile) \
+                        and request.content_type == "multipart/form-data":
+                    value = MultipartValues([value])  # a list parameter given once
+                self._put(values, sources, name, value, "body", spec)
         return self._arguments(values, extra_args, request)
 
     def bind_mapping(

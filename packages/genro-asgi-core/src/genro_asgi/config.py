@@ -49,6 +49,16 @@ class ServerSettings(BaseModel):
     max_header_count: int = Field(100, ge=1)
     max_header_size: ByteSize = ByteSize(16 * 1024)
     max_url_size: ByteSize = Field(ByteSize(8 * 1024), ge=1)
+    # multipart/form-data bodies (genro_asgi.multipart): the whole body (instead of
+    # max_body_size), parts, one file, one non-file field, the headers of one part; files over
+    # upload_spool_size go to an anonymous temporary file in upload_dir (None: system temp)
+    max_upload_size: ByteSize = Field(ByteSize(64 * 1024 * 1024), ge=1)
+    max_upload_parts: int = Field(100, ge=1)
+    max_upload_file_size: ByteSize = Field(ByteSize(64 * 1024 * 1024), ge=1)
+    max_upload_field_size: ByteSize = Field(ByteSize(64 * 1024), ge=1)
+    max_upload_part_header_size: ByteSize = Field(ByteSize(8 * 1024), ge=1)
+    upload_spool_size: ByteSize = Field(ByteSize(1024 * 1024), ge=0)
+    upload_dir: str | None = None
     # read deadlines of the HTTP protocol (genro_asgi.http_protocol)
     head_timeout: float = Field(10.0, gt=0)
     body_timeout: float = Field(30.0, gt=0)

@@ -14,9 +14,11 @@ from . import tytx
 from .connection import Connection
 from .datastructures import QueryParams
 from .exceptions import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from .multipart import DEFAULT_MULTIPART, FormValue, MultipartLimits, read_multipart
 from .numbers import DEFAULT_LIMITS, NumberLimits, NumberOutOfRange, describe_decode_error
 from .types import Receive, Scope
 from .tytx import Transport as TytxTransport
+from .uploads import UploadFile
 from .wellformed import MalformedText, check_decoded
 
 DEFAULT_MAX_BODY = 1024 * 1024
@@ -36,11 +38,13 @@ class ClientDisconnect(Exception):
 class Request(Connection):
     """One HTTP request. Cheap to create: everything is parsed on first access."""
 
-    __slots__ = ("_body", "_cookies", "_receive", "max_body_size", "number_limits")
+    __slots__ = ("_body", "_cookies", "_multipart", "_receive", "max_body_size",
+                 "multipart_limits", "number_limits", "uploads")
 
     def __init__(
         self, scope: Scope, receive: Receive, max_body_size: int = DEFAULT_MAX_BODY,
         number_limits: NumberLimits = DEFAULT_LIMITS,
+        multipart_limits: MultipartLimits = DEFAULT_MULTIPART,
     ) -> None:
         super().__init__(scope)
         self._receive = receive
@@ -49,6 +53,11 @@ class Request(Connection):
         self.number_limits = number_limits
         self._body: bytes | None = None
         self._cookies: dict[str, str] | None = None
+        # multipart/form-data: its limits (max_size replaces max_body_size), its parsed items
+        # and the files opened for them (close_uploads)
+        self.multipart_limits = multipart_limits
+        self._multipart: list[tuple[str, FormValue]] | None = None
+        self.uploads: list[UploadFile] = []
 
     @property
     def method(self) -> str:
@@ -74,6 +83,10 @@ class Request(Connection):
 
     async def stream(self) -> AsyncIterator[bytes]:
         """The body in chunks as they arrive, enforcing ``max_body_size`` (413)."""
+        async for chunk in self._stream(self.max_body_size):
+            yield chunk
+
+    async def _stream(self, limit: int) -> AsyncIterator[bytes]:
         if self._body is not None:
             yield self._body
             return
@@ -81,8 +94,8 @@ class Request(Connection):
         if declared is not None:
             if not declared.isdigit():
                 raise BadRequest(detail="Content-Length must be a non-negative integer")
-            if int(declared) > self.max_body_size:
-                raise PayloadTooLarge(detail=self._too_large())
+            if int(declared) > limit:
+                raise PayloadTooLarge(detail=self._too_large(limit))
         received = 0
         while True:
             message = await self._receive()
@@ -90,8 +103,8 @@ class Request(Connection):
                 raise ClientDisconnect()
             chunk = message.get("body", b"")
             received += len(chunk)
-            if received > self.max_body_size:
-                raise PayloadTooLarge(detail=self._too_large())
+            if received > limit:
+                raise PayloadTooLarge(detail=self._too_large(limit))
             envelope = self.envelope
             if envelope is not None:
                 envelope.request_size = received
@@ -100,8 +113,9 @@ class Request(Connection):
             if not message.get("more_body", False):
                 return
 
-    def _too_large(self) -> str:
-        return f"request body is larger than the limit of {self.max_body_size} bytes"
+    @staticmethod
+    def _too_large(limit: int) -> str:
+        return f"request body is larger than the limit of {limit} bytes"
 
     async def body(self) -> bytes:
         if self._body is None:
@@ -135,7 +149,8 @@ class Request(Connection):
     async def form(self) -> QueryParams:
         """An ``application/x-www-form-urlencoded`` body."""
         if self.content_type == "multipart/form-data":
-            raise UnsupportedMediaType(detail="multipart/form-data bodies are not supported")
+            raise UnsupportedMediaType(
+                detail="read a multipart/form-data body with await request.multipart()")
         body = await self.body()
         try:
             items = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=1000)
@@ -144,6 +159,24 @@ class Request(Connection):
         except ValueError as exc:
             raise BadRequest(detail=f"malformed form body: {exc}") from None
         return QueryParams(items)
+
+    async def multipart(self) -> list[tuple[str, FormValue]]:
+        """A ``multipart/form-data`` body: (name, str or UploadFile) in order, parsed as it
+        streams in under ``multipart_limits``. Its files are closed by ``close_uploads``."""
+        if self._multipart is None:
+            if self.content_type != "multipart/form-data":
+                raise UnsupportedMediaType(detail="the body is not multipart/form-data")
+            if self._body is not None:
+                raise RuntimeError("the body was already read as bytes")
+            self._multipart, self.uploads = await read_multipart(
+                self.headers.get("content-type", ""),
+                self._stream(self.multipart_limits.max_size), self.multipart_limits)
+        return self._multipart
+
+    async def close_uploads(self) -> None:
+        """Close (and so delete) the files of a multipart body."""
+        for upload in self.uploads:
+            await upload.close()
 
     async def tytx(self) -> Any:
         """The body decoded as TYTX in the transport the client declared (json by default)."""
@@ -156,7 +189,20 @@ class Request(Connection):
         return tytx.decode(body, transport, limits=self.number_limits)
 
     async def body_params(self) -> dict[str, Any]:
-        """Handler parameters carried by the body: a TYTX, JSON or form object (400 otherwise)."""
+        """Handler parameters carried by the body: a TYTX, JSON or form object (400 otherwise).
+
+        In a multipart body a name given more than once maps to the list of its values.
+        """
+        if self.content_type == "multipart/form-data" and self._body is None:
+            params: dict[str, Any] = {}
+            for name, item in await self.multipart():
+                if name not in params:
+                    params[name] = item
+                elif isinstance(params[name], MultipartValues):
+                    params[name].append(item)
+                else:
+                    params[name] = MultipartValues([params[name], item])
+            return params
         body = await self.body()
         if not body:
             return {}
@@ -176,3 +222,7 @@ class Request(Connection):
         if not isinstance(value, dict):
             raise BadRequest(detail="the request body must be an object of named parameters")
         return value
+
+
+class MultipartValues(list[Any]):
+    """The values of a multipart name given more than once (a list a client cannot forge)."""

@@ -30,6 +30,7 @@ from .exceptions import (
     Unauthorized,
 )
 from .identity import Identity
+from .multipart import MultipartLimits
 from .numbers import DEFAULT_LIMITS, NumberLimits
 from .request import ClientDisconnect, Request
 from .response import (
@@ -212,6 +213,7 @@ class Dispatcher:
         settings = server.settings.server
         self.max_body_size = int(settings.max_body_size)
         self.number_limits = server.number_limits
+        self.multipart_limits = MultipartLimits.from_settings(settings)
         self.render_error = server.render_error
         self.sync_pool = server.sync.pool
         # True unless an HTTP middleware that does not report its responses sits between the
@@ -239,6 +241,7 @@ class Dispatcher:
         # One frame for the whole request: this is the hot path, every call saved counts.
         method: str = scope["method"]
         plain: tuple[bytes, bytes] | None = None
+        request: Request | None = None
         try:
             if self.server.draining:
                 raise ServiceUnavailable(detail="the server is shutting down", retry_after=5)
@@ -264,7 +267,8 @@ class Dispatcher:
             ):
                 result = await call()
             else:
-                request = Request(scope, receive, self.max_body_size, self.number_limits)
+                request = Request(scope, receive, self.max_body_size, self.number_limits,
+                                  self.multipart_limits)
                 args, kwargs = await route.binder.bind(
                     request, segments, method in BODY_METHODS, transport is not None
                 )
@@ -283,6 +287,8 @@ class Dispatcher:
                                                _map_route_error(exc))
         except Exception as exc:
             response = await self.render_error(Request(scope, receive, self.max_body_size), exc)
+        if request is not None and request.uploads:  # a multipart body's files end with the call
+            await request.close_uploads()
         if plain is not None:  # a 200 with a complete body, from encode_plain
             body, content_type = plain
             headers = [(b"content-length", b"%d" % len(body)), (b"content-type", content_type)]
