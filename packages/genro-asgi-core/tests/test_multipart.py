@@ -364,3 +364,31 @@ def test_without_python_multipart_the_body_is_415(client: Any,
 ])
 def test_safe_filename(given: str, expected: str) -> None:
     assert safe_filename(given) == expected
+
+
+# -- reading the body twice -------------------------------------------------------------------
+
+async def test_multipart_after_body_parses_the_cached_bytes_and_body_after_it_refuses() -> None:
+    from genro_asgi.request import Request
+
+    payload = body(part("a", b"1"), part("f", b"data", "f.txt"))
+    messages = [{"type": "http.request", "body": payload, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    scope = {"type": "http", "method": "POST", "path": "/", "query_string": b"",
+             "headers": [(b"content-type", MULTIPART["content-type"].encode())]}
+    first = Request(scope, receive)
+    assert await first.body() == payload
+    items = await first.multipart()
+    assert [name for name, _ in items] == ["a", "f"]
+    await first.close_uploads()
+
+    messages.append({"type": "http.request", "body": payload, "more_body": False})
+    second = Request(scope, receive)
+    assert (await second.multipart())[0] == ("a", "1")
+    with pytest.raises(RuntimeError, match="already read by multipart"):
+        await second.body()
+    await second.close_uploads()
+    assert all(upload.closed for upload in first.uploads + second.uploads)

@@ -90,6 +90,8 @@ class Request(Connection):
         if self._body is not None:
             yield self._body
             return
+        if self._multipart is not None:  # its bytes are gone: waiting for more would hang
+            raise RuntimeError("the body was already read by multipart()")
         declared = self.headers.get("content-length")
         if declared is not None:
             if not declared.isdigit():
@@ -166,8 +168,6 @@ class Request(Connection):
         if self._multipart is None:
             if self.content_type != "multipart/form-data":
                 raise UnsupportedMediaType(detail="the body is not multipart/form-data")
-            if self._body is not None:
-                raise RuntimeError("the body was already read as bytes")
             self._multipart, self.uploads = await read_multipart(
                 self.headers.get("content-type", ""),
                 self._stream(self.multipart_limits.max_size), self.multipart_limits)
