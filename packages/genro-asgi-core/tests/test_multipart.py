@@ -392,3 +392,25 @@ async def test_multipart_after_body_parses_the_cached_bytes_and_body_after_it_re
         await second.body()
     await second.close_uploads()
     assert all(upload.closed for upload in first.uploads + second.uploads)
+
+
+def test_upload_annotations_resolve_even_when_other_hints_do_not(make_server: Any,
+                                                                  make_client: Any) -> None:
+    # with postponed annotations and a local import, get_type_hints fails and the binder sees
+    # the annotation text: "UploadFile" still means an upload (pydantic cannot take the text)
+    namespace: dict[str, Any] = {}
+    exec(  # a module of its own, as an application written that way would be
+        "from __future__ import annotations\n"
+        "from genro_asgi import AsgiApplication, route\n"
+        "def make():\n"
+        "    from genro_asgi import UploadFile\n"
+        "    class Local(AsgiApplication):\n"
+        "        @route(methods=['POST'])\n"
+        "        async def up(self, doc: UploadFile, more: list[UploadFile] | None = None):\n"
+        "            return [doc.filename, len(more or [])]\n"
+        "    return Local()\n", namespace)
+    server = make_server()
+    server.mount("/l", namespace["make"]())
+    client = make_client(server)
+    response = client.post("/l/up", files=[("doc", ("d.txt", b"d")), ("more", ("m", b"m"))])
+    assert response.json() == ["d.txt", 1]

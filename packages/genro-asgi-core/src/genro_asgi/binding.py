@@ -87,7 +87,13 @@ class Param:
         return values[0]
 
 
+_UPLOAD_TEXTS = {"UploadFile": "one", "UploadFile|None": "one", "Optional[UploadFile]": "one",
+                 "list[UploadFile]": "many", "list[UploadFile]|None": "many"}
+
+
 def _upload_kind(annotation: Any) -> str | None:
+    if isinstance(annotation, str):  # a hint get_type_hints could not resolve (a local import)
+        return _UPLOAD_TEXTS.get(annotation.replace(" ", "").replace("genro_asgi.", ""))
     args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
     if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
         annotation = args[0]
