@@ -12,6 +12,7 @@ Nothing here compares a figure with a threshold; it prints the ratios the issue'
 read against. Run from the repository root::
 
     .venv/bin/python bench/sync_handlers.py [--rounds 3] [--duration 5] [--instructions]
+    .venv/bin/python bench/sync_handlers.py --inprocess-only | --uvicorn-only | --instructions-only
 """
 
 from __future__ import annotations
@@ -168,16 +169,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inprocess-only", action="store_true")
     parser.add_argument("--uvicorn-only", action="store_true")
     parser.add_argument("--instructions", action="store_true")
+    parser.add_argument("--instructions-only", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     results: dict[str, Any] = {}
+    if args.instructions_only:
+        args.inprocess_only = args.uvicorn_only = args.instructions = True
     if not args.uvicorn_only:
         measured = run_inprocess(FRAMEWORKS, rounds=max(args.rounds, 3),
                                  iterations=args.iterations, warmup=500)
         medians = {key: {e: measured.median(key, e) for e, _ in ENDPOINTS}
                    for key in measured.samples}
         results["inprocess"] = report_inprocess(medians)
-    if not args.inprocess_only:
+    if not args.inprocess_only and not args.instructions_only:
         results["uvicorn"] = run_uvicorn(args.rounds, args.duration, args.warmup,
                                          args.connections, not args.no_pin)
     if args.instructions:
