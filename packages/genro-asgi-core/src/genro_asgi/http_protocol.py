@@ -216,6 +216,17 @@ class _ReadGuard:
             self._timer.cancel()
             self._timer = None
 
+    # -- the connection's life (both protocols) ---------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        self._wait_for_head(0)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_watching()
+        self._stop_write_timer()
+        super().connection_lost(exc)  # type: ignore[misc]
+
     # -- the write side: a client that does not read ---------------------------------------
 
     def pause_writing(self) -> None:
@@ -365,15 +376,6 @@ class HttpToolsProtocol(_ReadGuard, httptools_impl.HttpToolsProtocol):
         self._url_checked_app = _UrlLimited(self.app, self._limits)
         self._url_limit = self._limits.max_url_size
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._wait_for_head(0)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_watching()
-        self._stop_write_timer()
-        super().connection_lost(exc)
-
     def data_received(self, data: bytes) -> None:
         if self._phase or len(data) > self._url_limit:
             # a request completed by this read may have a URL over the limit: its app (chosen
@@ -447,15 +449,6 @@ class H11Protocol(_ReadGuard, h11_impl.H11Protocol):
         # send_400_response)
         self.conn._max_incomplete_event_size = self._limits.head_budget
         self.app = _UrlLimited(self.app, self._limits)
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._wait_for_head(0)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_watching()
-        self._stop_write_timer()
-        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
