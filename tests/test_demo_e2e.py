@@ -111,7 +111,7 @@ def test_every_plugin_is_enabled_in_the_demo() -> None:
         capture_output=True, text=True, check=True,
     )
     paths = {row["path"] for row in json.loads(routes.stdout)}
-    assert {"/", "/hello", "/shop/products", "/shop/quote", "/static"} <= paths
+    assert {"/", "/hello", "/shop/products", "/shop/quote/{pid}", "/static"} <= paths
 
 
 def test_sigterm_lets_an_in_flight_request_finish(serve, tmp_path) -> None:
