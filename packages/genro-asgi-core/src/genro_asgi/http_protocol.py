@@ -137,7 +137,8 @@ _IDLE, _HEAD, _BODY = 0, 1, 2
 # every attribute access of uvicorn's own per-request code (measured: +2.5% instructions for
 # GET /hello).
 _GUARD_SLOTS = ("_limits", "_phase", "_timer", "_head_bytes", "_head_started", "_body_start",
-                "_body_last", "_body_bytes", "_upgraded", "_refused", "_write_timer")
+                "_body_last", "_body_bytes", "_upgraded", "_refused", "_write_timer",
+                "_continue_pending")
 _LINGER = 2.0  # seconds a refused connection is drained before it is closed
 
 
@@ -170,6 +171,7 @@ class _ReadGuard:
         self._upgraded = False
         self._refused = False  # answered 408/414/431 (or will close after the response)
         self._write_timer: asyncio.TimerHandle | None = None
+        self._continue_pending = False  # the client was waiting for our 100 Continue
 
     # -- what each protocol tells us ---------------------------------------------------------
 
@@ -269,7 +271,16 @@ class _ReadGuard:
         self._timer = None
         if self.transport.is_closing() or self._upgraded or self._phase == _IDLE:
             return
-        if self.flow.read_paused:  # we stopped reading, not the client
+        if self._phase == _BODY:
+            cycle = self._current_cycle()
+            if cycle is not None and not cycle.more_body:
+                self._stop_watching()  # the whole body arrived: nothing left to wait for
+                return
+            waiting_on_app = cycle is not None and bool(cycle.body)
+        else:
+            waiting_on_app = False
+        # we stopped reading, or the app has not taken what arrived: not the client's stall
+        if self.flow.read_paused or waiting_on_app:
             self._body_last = self.loop.time()
             self._arm(self._limits.head_timeout if self._phase == _HEAD
                       else self._limits.body_timeout)
@@ -295,6 +306,12 @@ class _ReadGuard:
         now = self.loop.time()
         if cycle is not None and cycle.waiting_for_100_continue:
             self._body_last = now  # the client waits for our 100 Continue
+            self._continue_pending = True
+        elif self._continue_pending:
+            # our 100 Continue went out since the last check, at a moment we did not see:
+            # the client's body_timeout starts now
+            self._continue_pending = False
+            self._body_last = now
         deadline = self._body_last + limits.body_timeout
         if limits.body_min_rate is not None:
             deadline = min(deadline, self._body_start + limits.body_timeout
