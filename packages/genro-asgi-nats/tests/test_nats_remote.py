@@ -231,9 +231,16 @@ def test_nats_restarted_while_jobs_run(site: tuple[LiveServer, Path],
         task_ids = [call(live, "submit", job="sleep", args=[0.05]) for _ in range(20)]
         nats_server.restart()
         outcomes = [call(live, "outcome", task_id=t) for t in task_ids]
-        assert outcomes == [{"ok": True, "result": 0.05}] * 20
+        # a job whose publish to JetStream timed out while the server was down was never
+        # accepted by the queue: its task fails saying so (NatsUnavailable), never silently
+        done = [o for o in outcomes if o == {"ok": True, "result": 0.05}]
+        refused = [o for o in outcomes if not o["ok"]
+                   and o["error"].startswith("NatsUnavailable") and "could not be queued"
+                   in o["error"]]
+        assert len(done) + len(refused) == 20, outcomes
+        assert len(done) >= 10, outcomes
         pool = live.server.config.app.plugins.get("executor").pools["gpu"]
-        assert pool.remote.submitted == 20
+        assert pool.remote.submitted >= len(done)
         print(f"redelivered {pool.remote.redeliveries}, ran twice {pool.remote.duplicates}")
     finally:
         worker.stop()
