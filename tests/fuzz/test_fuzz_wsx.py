@@ -111,43 +111,34 @@ rpc_frames = st.one_of(
 )
 
 
-def _frames_until(ws: ClientConnection, done: Any) -> list[Any]:
-    seen: list[Any] = []
-    while True:
-        frame = ws.recv(timeout=TIMEOUT)
-        seen.append(frame)
-        if done(frame):
-            return seen
-
-
-def _no_internal_error(frames: list[Any]) -> None:
-    for frame in frames:
-        text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
-        assert '"internal_error"' not in text and "-32603" not in text, text[:500]
+def _survives(live: LiveServer, protocol: str, frame: str | bytes, probe: str,
+              pong: str) -> None:
+    """Send ``frame``, then ``probe``: the probe's pong must come back (the connection
+    survived), and nothing answered before it may be an internal error."""
+    with _open(live, protocol) as ws:
+        ws.send(frame)
+        ws.send(probe)
+        while True:
+            answer = ws.recv(timeout=TIMEOUT)
+            text = answer if isinstance(answer, str) else answer.decode("utf-8", "replace")
+            assert '"internal_error"' not in text and "-32603" not in text, text[:500]
+            if isinstance(answer, str) and '"probe"' in answer and pong in answer:
+                return
 
 
 @settings(max_examples=max(150, settings().max_examples))
 @given(frame=wsx_frames)
 def test_wsx_frames(live: LiveServer, frame: str | bytes) -> None:
     arm()
-    with _open(live, "wsx") as ws:
-        ws.send(frame)
-        ws.send('WSX://{"type":"ping","id":"probe"}')
-        frames = _frames_until(ws, lambda f: isinstance(f, str) and '"probe"' in f
-                               and '"pong"' in f)
-        _no_internal_error(frames)
+    _survives(live, "wsx", frame, 'WSX://{"type":"ping","id":"probe"}', '"pong"')
 
 
 @settings(max_examples=max(150, settings().max_examples))
 @given(frame=rpc_frames)
 def test_jsonrpc_frames(live: LiveServer, frame: str | bytes) -> None:
     arm()
-    with _open(live, "jsonrpc") as ws:
-        ws.send(frame)
-        ws.send('{"jsonrpc":"2.0","id":"probe","method":"wsx.ping"}')
-        frames = _frames_until(ws, lambda f: isinstance(f, str) and '"probe"' in f
-                               and "pong" in f)
-        _no_internal_error(frames)
+    _survives(live, "jsonrpc", frame, '{"jsonrpc":"2.0","id":"probe","method":"wsx.ping"}',
+              "pong")
 
 
 def test_probes_are_answered(live: LiveServer) -> None:
