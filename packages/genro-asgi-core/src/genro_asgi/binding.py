@@ -73,7 +73,6 @@ class Param:
         check_numbers(self.limits, self.name, result)
         return result
 
-
     def _upload(self, value: Any) -> Any:
         values = list(value) if isinstance(value, MultipartValues) else [value]
         if not all(isinstance(item, UploadFile) for item in values):
