@@ -423,6 +423,7 @@ class AsgiServer:
         await self._stop(list(self.plugins.names()), list(self.apps))
         # requests are drained: what is left in the sync pool finishes, then its threads stop
         await self.sync.pool.close(self.settings.server.shutdown_timeout)
+        self.sync.stall.close()
         self.started = False
 
     async def drain_connections(self) -> None:

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .exceptions import ServiceUnavailable
+from .loop_stall import LoopStallMonitor
 from .watchdog import report_inline_block
 
 logger = logging.getLogger("genro_asgi.sync")
@@ -163,22 +164,26 @@ class SyncPool:
 
 class InlineCall:
     """A sync handler called on the event loop; a call slower than ``threshold`` seconds is
-    reported with the route (it blocked every other request meanwhile)."""
+    reported with the route (it blocked every other request meanwhile): by ``monitor`` while it
+    still runs, and once more when it returns."""
 
-    __slots__ = ("path", "report", "target", "threshold")
+    __slots__ = ("monitor", "path", "report", "target", "threshold")
 
     def __init__(self, target: Callable[..., Any], path: str, threshold: float,
-                 report: InlineReport) -> None:
+                 report: InlineReport, monitor: LoopStallMonitor) -> None:
         self.target = target
         self.path = path
         self.threshold = threshold
         self.report = report
+        self.monitor = monitor
 
     async def __call__(self, *args: Any, **kwargs: Any) -> Any:
         start = time.perf_counter()
+        self.monitor.enter(self.path, start)
         try:
             return self.target(*args, **kwargs)
         finally:
+            self.monitor.leave()
             elapsed = time.perf_counter() - start
             if elapsed >= self.threshold:
                 self.report(self.path, elapsed)
@@ -188,7 +193,7 @@ class SyncHandlers:
     """How one server calls its sync handlers: the pool, or inline on the loop.
 
     ``inline_blocks`` counts inline calls slower than ``inline_block`` (each one logged by the
-    watchdog's logger with its route).
+    watchdog's logger with its route); ``stall`` reports one that has not returned yet.
     """
 
     def __init__(self, pool: SyncPool, *, default_inline: bool, inline_block: float) -> None:
@@ -196,6 +201,7 @@ class SyncHandlers:
         self.default_inline = default_inline
         self.inline_block = inline_block
         self.inline_blocks = 0
+        self.stall = LoopStallMonitor(inline_block, name=f"{pool.name}-stall")
 
     def inline_blocked(self, path: str, elapsed: float) -> None:
         self.inline_blocks += 1
@@ -206,7 +212,7 @@ class SyncHandlers:
         """The awaitable call of a sync handler: ``inline`` is the route's own flag (None:
         the server's ``sync_handlers``)."""
         if self.default_inline if inline is None else inline:
-            return InlineCall(target, path, self.inline_block, self.inline_blocked)
+            return InlineCall(target, path, self.inline_block, self.inline_blocked, self.stall)
         return self.pool.caller(target)
 
 
