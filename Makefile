@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PACKAGES := $(wildcard packages/*)
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test fuzz lint typecheck bench clean
+.PHONY: serve test fuzz lint typecheck bench docs clean
 
 $(STAMP): $(foreach p,$(PACKAGES),$(p)/pyproject.toml) requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,5 +40,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
+# the docs site (MkDocs + Material, API reference by mkdocstrings) into site/; strict, so a broken
+# link or a page missing from the navigation fails (never -q: it hides warnings from --strict)
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis site
