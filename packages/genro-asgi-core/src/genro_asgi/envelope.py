@@ -216,7 +216,8 @@ class EnvelopeMiddleware:
         self.registry = server.envelopes
         self.opened = server.compiled.envelope_opened
         self.closed = server.compiled.envelope_closed
-        self.render_error = server.render_uncaught_error
+        # the errors it answers itself go through the error chain (AsgiServer.answer_error)
+        self.render_error = server.answer_error
         # With plugin middleware in between that does not report its responses (see
         # ``reports_responses`` in AsgiServer.build), only the outermost send sees what the
         # client gets; otherwise the dispatcher records its own responses, the reporting

@@ -45,7 +45,7 @@ from .request import Request
 from .response import PlainTextResponse, Response
 from .routing import CompiledRoute, Dispatcher, compile_routes
 from .sync_pool import SyncHandlers, SyncPool
-from .types import ASGIApp, Receive, Scope, Send
+from .types import ASGIApp, Message, Receive, Scope, Send
 from .watchdog import Watchdog
 
 logger = logging.getLogger("genro_asgi.server")
@@ -79,6 +79,48 @@ class CompiledHooks:
             "genro_asgi_envelope_opened", server=server)
         self.envelope_closed: NamedObservers = plugins.observers(
             "genro_asgi_envelope_closed", server=server)
+
+
+class ErrorChainEnd:
+    """The innermost app of the error chain: renders ``scope["genro.error"]``."""
+
+    __slots__ = ("server",)
+
+    def __init__(self, server: AsgiServer) -> None:
+        self.server = server
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.server.render_uncaught_error(scope, receive, send, scope["genro.error"])
+
+
+class ErrorChainLayer:
+    """One middleware of the error chain: should it raise before the response starts (the
+    middleware that raised in the first place likely raises again), the error is answered by
+    the layers inside it, and the layers outside still decorate it. Never on the hot path."""
+
+    __slots__ = ("app", "inner", "plugin_name")
+
+    def __init__(self, app: ASGIApp, inner: ASGIApp, plugin_name: str) -> None:
+        self.app = app
+        self.inner = inner
+        self.plugin_name = plugin_name
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        def watching_send(message: Message) -> Awaitable[None]:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            return send(message)
+
+        try:
+            await self.app(scope, receive, watching_send)
+        except Exception as exc:
+            if started:
+                raise
+            logger.error("plugin %r: its middleware failed while answering %r; answered "
+                         "without it", self.plugin_name, scope.get("genro.error"), exc_info=exc)
+            await self.inner(scope, receive, send)
 
 
 class AsgiServer:
@@ -132,6 +174,7 @@ class AsgiServer:
         self._lifespans: dict[str, MountedLifespan] = {}  # the ones running
         self._dispatcher: Dispatcher | None = None
         self._app: ASGIApp | None = None
+        self._error_app: ASGIApp | None = None  # the error chain, when a middleware joins it
         # what a worker process could rebuild from server_dir, the config file and CLI flags
         self._reproducible = (not isinstance(config, Mapping) and not overrides
                               and environ is None)
@@ -322,15 +365,24 @@ class AsgiServer:
             self._dispatcher = dispatcher
             # Two chains, so that a WebSocket-only middleware costs HTTP requests nothing: a
             # factory joins the chains named by its ``scope_types`` (default: both).
-            chains: dict[str, ASGIApp] = {"http": dispatcher, "websocket": dispatcher}
+            # A third, the error chain, wraps the http middleware around the renderer of the
+            # errors the envelope answers itself (header limits, a middleware that raised), so
+            # that they too can decorate those responses (``joins_error_chain = False``: not).
+            error_renderer = ErrorChainEnd(self)
+            chains: dict[str, ASGIApp] = {"http": dispatcher, "websocket": dispatcher,
+                                          "error": error_renderer}
             factories = self.plugins.call_sync_named("genro_asgi_middleware", server=self)
             unreported = False
             for plugin_name, factory in reversed(factories):
-                kinds = set(getattr(factory, "scope_types", chains))
-                if not kinds or not kinds <= set(chains):
+                kinds = set(getattr(factory, "scope_types", ("http", "websocket")))
+                if not kinds or not kinds <= {"http", "websocket"}:
                     raise PluginError(f"plugin {plugin_name!r}: middleware scope_types must be "
                                       f"among 'http', 'websocket', got {sorted(kinds)}")
-                for kind in kinds:
+                if "http" in kinds and getattr(factory, "joins_error_chain", True):
+                    kinds.add("error")
+                for kind in ("http", "websocket", "error"):
+                    if kind not in kinds:
+                        continue
                     inner = chains[kind]
                     try:
                         chains[kind] = factory(inner)
@@ -338,6 +390,8 @@ class AsgiServer:
                         raise PluginError(
                             f"plugin {plugin_name!r}: its middleware factory failed: {exc!r}"
                         ) from exc
+                    if kind == "error" and chains[kind] is not inner:
+                        chains[kind] = ErrorChainLayer(chains[kind], inner, plugin_name)
                     if kind == "http" and chains[kind] is not inner and getattr(
                             chains[kind], "reports_responses", False) is not True:
                         unreported = True
@@ -345,6 +399,7 @@ class AsgiServer:
             # record of status and size stand, and records what it changes or answers itself
             # (see envelope.reporting_send); any other one makes the envelope wrap every send.
             dispatcher.records_responses = not unreported
+            self._error_app = None if chains["error"] is error_renderer else chains["error"]
             self._app = EnvelopeMiddleware(chains["http"], self, track_sends=unreported,
                                            websocket_app=chains["websocket"])
         return self._app
@@ -377,9 +432,44 @@ class AsgiServer:
 
     async def render_uncaught_error(self, scope: Scope, receive: Receive, send: Send,
                                     exc: Exception) -> None:
-        request = Request(scope, receive, int(self.settings.server.max_body_size))
-        response = await self.render_error(request, exc)
+        """Render ``exc`` with :meth:`render_error` and send it on ``send``, as is: no
+        middleware decorates it (the caller is one, or stands outside them). For a middleware
+        that catches an exception from further in and answers it itself."""
+        response = await self.render_error(self.request(scope, receive), exc)
         await response(scope, receive, send)
+
+    async def answer_error(self, scope: Scope, receive: Receive, send: Send,
+                           exc: Exception) -> None:
+        """The envelope's answer to an error no layer answered (a header limit, a middleware
+        that raised): ``exc`` rendered through the error chain, so that middleware decorate
+        it. Should the chain raise before it starts the response, the error goes out
+        undecorated: a failing middleware never leaves a request without its answer."""
+        error_app = self._error_app
+        if error_app is not None and "genro.error" not in scope:
+            scope["genro.error"] = exc
+            try:
+                await error_app(scope, receive, send)
+                return
+            except Exception as again:
+                envelope = scope.get("genro.envelope")
+                if envelope is not None and envelope.status is not None:
+                    raise
+                logger.error("the middleware chain failed while answering %r; answering "
+                             "without it", exc, exc_info=again)
+            finally:
+                scope.pop("genro.error", None)
+        await self.render_uncaught_error(scope, receive, send, exc)
+
+    def request(self, scope: Scope, receive: Receive) -> Request:
+        """A :class:`Request` for an http ``scope``, held to this server's limits
+        (``server.max_body_size``, the number and multipart bounds): how a middleware reads a
+        request the way handlers do."""
+        dispatcher = self._dispatcher
+        if dispatcher is None:
+            return Request(scope, receive, int(self.settings.server.max_body_size),
+                           self.number_limits)
+        return Request(scope, receive, dispatcher.max_body_size, dispatcher.number_limits,
+                       dispatcher.multipart_limits)
 
     # -- lifespan ----------------------------------------------------------------------------
 

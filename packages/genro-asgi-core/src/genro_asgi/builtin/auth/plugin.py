@@ -42,4 +42,7 @@ class AuthPlugin(Plugin):
         def factory(app: ASGIApp) -> ASGIApp:
             return AuthMiddleware(app, server, self.authenticator, public, self.config.anonymous)
 
+        # an error the envelope answers (431, a middleware that raised) is already decided:
+        # asking for credentials then would turn it into a 401
+        factory.joins_error_chain = False  # type: ignore[attr-defined]
         return factory

@@ -104,7 +104,8 @@ class CorsMiddleware:
                     method = value if method is None else method
                 elif key == _ACRH:
                     requested.append(value)
-            if origin is not None and method is not None:
+            # (in the error chain the request is already refused: decorate, do not answer)
+            if origin is not None and method is not None and "genro.error" not in scope:
                 await self._preflight(reporting_send(scope, send), origin, method, requested)
                 return
         elif vary:
