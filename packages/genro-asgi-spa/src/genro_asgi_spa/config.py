@@ -1,0 +1,84 @@
+"""The options of the ``spa`` plugin (``plugins: {spa: {...}}`` in config.yaml)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, SecretStr, field_validator
+
+from .backend import backend_class
+
+
+class SpaConfig(BaseModel):
+    """Validated options; an unknown key is refused naming ``plugins.spa.<key>``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = "/_spa"
+    """Where the spa routes are mounted (``<path>/register`` ...), called over WSX or HTTP."""
+    backend: str = "memory"
+    """``memory`` (one process), or ``pkg.module:Class``: a ``SpaBackend`` subclass, built with
+    ``backend_options`` as keyword arguments."""
+    backend_options: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments for the ``backend`` class (``memory`` takes ``process_id``)."""
+    allow_anonymous: bool = False
+    """Register pages without an identity (each browser connection is then its own user,
+    ``anon:<connection id>``). Off: a page without an identity is refused."""
+    cookie_name: str = Field("spa_connection_id", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    """The cookie naming the browser connection (signed with ``cookie_secret``)."""
+    cookie_secret: SecretStr | None = None
+    """The key that signs the connection cookie. Unset: a random key per server (cookies do
+    not survive a restart and are not shared between processes: set it for several)."""
+    cookie_max_age: int = Field(30 * 86400, ge=60)
+    """Seconds a connection cookie is valid (also its ``Max-Age``)."""
+    cookie_secure: bool | None = None
+    """The cookie's ``Secure`` flag. Unset: set when the request came over https/wss."""
+    grace_period: float = Field(30.0, ge=0)
+    """Seconds a page whose socket closed keeps its state; reconnecting within it resumes."""
+    session_idle: float = Field(1800.0, gt=0)
+    """Seconds a session without pages lives on; then it and its data are dropped."""
+    connection_idle: float = Field(86400.0, gt=0)
+    """Seconds a connection without sessions lives on; then it and its data are dropped."""
+    user_ttl: float = Field(10.0, ge=0)
+    """Seconds a user without pages stays online; then offline (``user_offline`` hook)."""
+    user_retention: float = Field(3600.0, ge=0)
+    """Seconds an offline user's record and user-level data are kept (a return within it
+    finds them)."""
+    sweep_interval: float = Field(1.0, gt=0)
+    """Seconds between two runs of the one sweeper per server that expires all of the above."""
+    max_pages_per_user: int = Field(50, ge=1)
+    """Pages (live and in grace) one user may hold; more are refused (429)."""
+    max_pages_per_connection: int = Field(20, ge=1)
+    """Pages (live and in grace) one browser connection may hold; more are refused (429)."""
+    max_data_bytes: ByteSize = Field(ByteSize(256 * 1024), ge=256)
+    """Bytes of data in one tree (one user, connection, session or page); a change past it
+    is refused (413) and changes nothing."""
+    change_rate: float = Field(50.0, gt=0)
+    """Changes and messages per second one page may send (token bucket refill)..."""
+    change_burst: int = Field(100, ge=1)
+    """... and how many it may send at once (the bucket's size); past it: 429."""
+    max_path_length: int = Field(200, ge=1, le=1024)
+    """Characters in a data path."""
+    max_path_depth: int = Field(16, ge=1, le=64)
+    """Tokens in a data path."""
+    max_subscriptions: int = Field(100, ge=0)
+    """Data-path subscriptions one page may hold."""
+    max_info_bytes: ByteSize = Field(ByteSize(2048), ge=0)
+    """Bytes of the ``info`` object a page registers with (its title, url...)."""
+    presence_auth: str | None = "admin"
+    """Tag rule to list other users' presence (``online``, ``pages`` of another user); None:
+    anyone with a page. Everyone may list their own pages and sessions."""
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/") or value.strip("/") == "":
+            raise ValueError("must be an absolute path other than '/', like '/_spa'")
+        return "/" + value.strip("/")
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, value: str) -> str:
+        if value != "memory":
+            backend_class(value)  # an import error or a non-backend is reported at startup
+        return value
