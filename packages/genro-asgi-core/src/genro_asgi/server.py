@@ -179,7 +179,8 @@ class AsgiServer:
         self._reproducible = (not isinstance(config, Mapping) and not overrides
                               and environ is None)
         # set by the auth plugin: how identify() checks credentials, and the challenge every
-        # 401 carries in WWW-Authenticate
+        # 401 carries in WWW-Authenticate (public, read-only for other plugins: its backends'
+        # and the identify plugins' ``auth_challenge``; None with the plugin off)
         self.authenticator: Callable[..., Awaitable[Identity | None]] | None = None
         self.auth_challenge: str | None = None
         # endpoints that authenticate their clients themselves (WSX's first-message token):

@@ -14,6 +14,7 @@ import binascii
 import hmac
 import inspect
 import logging
+import re
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable
@@ -35,6 +36,8 @@ logger = logging.getLogger("genro_asgi.auth")
 _AUTHORIZATION = b"authorization"
 NEEDS_AWAIT = object()  # Authenticator.check: the answer needs check_slow
 _MAX_SUBJECT_LOGGED = 64
+# RFC 9110 11.3: auth-scheme (a token), then optionally a space and its parameters
+_CHALLENGE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+( [\x20-\x7e]*)?")
 
 
 def _secret(value: str) -> bytes:
@@ -55,6 +58,26 @@ def _match(candidate: bytes, table: list[tuple[bytes, Identity]]) -> Identity | 
         if hmac.compare_digest(candidate, stored):
             found = identity
     return found
+
+
+def declared_challenges(plugin_name: str, plugin: Any) -> list[str]:
+    """The ``auth_challenge`` an identify plugin declares (a string or a list of them),
+    checked: each must be a WWW-Authenticate challenge, an auth-scheme token then optional
+    parameters, in printable ASCII (it goes into a response header)."""
+    declared = getattr(plugin, "auth_challenge", None)
+    if declared is None:
+        return []
+    values = [declared] if isinstance(declared, str) else declared
+    if not isinstance(values, list | tuple) or not values:
+        raise PluginError(f"plugin {plugin_name!r}: auth_challenge must be a string or a "
+                          f"non-empty list of strings, not {type(declared).__name__}")
+    for value in values:
+        if not isinstance(value, str) or not _CHALLENGE.fullmatch(value):
+            raise PluginError(f"plugin {plugin_name!r}: auth_challenge {str(value)[:80]!r} is "
+                              "not a WWW-Authenticate challenge (an auth-scheme such as "
+                              "'Session', optionally followed by a space and parameters, in "
+                              "printable ASCII)")
+    return list(values)
 
 
 class Authenticator:
@@ -92,9 +115,10 @@ class Authenticator:
         self._hash_load = 0
         self._hash_capacity = config.max_concurrent_hashes + config.max_waiting_hashes
         self.hooks: tuple[tuple[str, Callable[..., Any], tuple[str, ...]], ...] = ()
-        self.challenge = self._challenge(config)
+        self.builtin_challenges = self._challenges(config)
+        self.challenge = self._joined(self.builtin_challenges)
 
-    def _challenge(self, config: AuthConfig) -> str:
+    def _challenges(self, config: AuthConfig) -> list[str]:
         challenges = []
         if self.tokens or self.jwt is not None:
             challenges.append(f'Bearer realm="{self.realm}"')
@@ -103,12 +127,25 @@ class Authenticator:
         if self.keys:
             challenges.append(f'ApiKey realm="{self.realm}", header="{config.api_key.header}"'  # type: ignore[union-attr]
                               )
+        return challenges
+
+    def _joined(self, challenges: list[str]) -> str:
+        # RFC 9110 11.6.1: one WWW-Authenticate field may list several challenges; a 401
+        # must carry at least one
         return ", ".join(challenges) or f'Bearer realm="{self.realm}"'
 
     def compile_hooks(self, server: AsgiServer) -> None:
-        """The ``genro_asgi_identify`` impls in plugin order, called directly per request."""
+        """The ``genro_asgi_identify`` impls in plugin order, called directly per request, and
+        the challenges they declare (``auth_challenge``) after the built-in backends'."""
+        impls = server.plugins.ordered_impls("genro_asgi_identify")
         self.hooks = tuple((impl.plugin_name, impl.function, tuple(impl.argnames))
-                           for impl in server.plugins.ordered_impls("genro_asgi_identify"))
+                           for impl in impls)
+        challenges = list(self.builtin_challenges)
+        for impl in impls:
+            for challenge in declared_challenges(impl.plugin_name, impl.plugin):
+                if challenge not in challenges:
+                    challenges.append(challenge)
+        self.challenge = self._joined(challenges)
 
     async def __call__(self, scope: Scope, server: AsgiServer | None = None) -> Identity | None:
         """The identity the request's credentials prove, None without any; Unauthorized when

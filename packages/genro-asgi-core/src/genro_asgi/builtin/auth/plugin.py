@@ -34,6 +34,7 @@ class AuthPlugin(Plugin):
     @hookimpl
     def genro_asgi_configure(self, server: AsgiServer) -> None:
         self.authenticator.compile_hooks(server)
+        server.auth_challenge = self.authenticator.challenge  # with the identify plugins'
 
     @hookimpl
     def genro_asgi_middleware(self, server: AsgiServer) -> MiddlewareFactory:
