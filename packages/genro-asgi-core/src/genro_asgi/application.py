@@ -38,6 +38,11 @@ class AsgiApplication(RoutingClass):
         return server
 
     def bind_server(self, server: AsgiServer, name: str, prefix: str) -> None:
+        """Called when the app is mounted: the server, its name in ``apps:`` and its URL prefix.
+
+        After it, ``self.server``, ``self.name`` and ``self.prefix`` are set. Overriding it? Call
+        ``super().bind_server(...)``.
+        """
         self._server_ref = weakref.ref(server)
         self.name = name
         self.prefix = prefix

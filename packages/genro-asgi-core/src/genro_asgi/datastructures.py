@@ -82,9 +82,11 @@ class QueryParams(Mapping[str, str]):
         return len(self._last)
 
     def getlist(self, key: str) -> list[str]:
+        """Every value of ``key``, in order (``?tag=a&tag=b`` gives ``['a', 'b']``)."""
         return [v for k, v in self._items if k == key]
 
     def multi_items(self) -> list[tuple[str, str]]:
+        """Every ``(name, value)`` pair, repeats included, in order."""
         return list(self._items)
 
     def __repr__(self) -> str:

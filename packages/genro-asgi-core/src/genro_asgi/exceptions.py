@@ -30,22 +30,32 @@ class HTTPException(Exception):
 
 
 class BadRequest(HTTPException):
+    """400: the request is malformed or a parameter is invalid (``detail`` says which)."""
+
     status_code = 400
 
 
 class Unauthorized(HTTPException):
+    """401: the request carries no valid credential."""
+
     status_code = 401
 
 
 class Forbidden(HTTPException):
+    """403: the identity is known but not allowed."""
+
     status_code = 403
 
 
 class NotFound(HTTPException):
+    """404: nothing answers this path (or the handler found no such resource)."""
+
     status_code = 404
 
 
 class MethodNotAllowed(HTTPException):
+    """405 with an ``Allow`` header listing the ``allowed`` methods."""
+
     status_code = 405
 
     def __init__(self, allowed: list[str], detail: str | None = None) -> None:
@@ -54,18 +64,26 @@ class MethodNotAllowed(HTTPException):
 
 
 class PayloadTooLarge(HTTPException):
+    """413: a body or upload over its configured limit."""
+
     status_code = 413
 
 
 class UnsupportedMediaType(HTTPException):
+    """415: a body in a content type the route cannot read."""
+
     status_code = 415
 
 
 class RequestHeaderFieldsTooLarge(HTTPException):
+    """431: too many request headers, or headers too large."""
+
     status_code = 431
 
 
 class ServiceUnavailable(HTTPException):
+    """503 with ``Retry-After: retry_after`` seconds (shutting down, a full pool)."""
+
     status_code = 503
 
     def __init__(self, detail: str | None = None, retry_after: int = 5) -> None:

@@ -61,10 +61,12 @@ class Request(Connection):
 
     @property
     def method(self) -> str:
+        """The HTTP method, upper case (``GET``, ``POST``...)."""
         return self.scope["method"]  # type: ignore[no-any-return]
 
     @property
     def cookies(self) -> dict[str, str]:
+        """The request's cookies by name (a malformed ``Cookie`` header gives none)."""
         if self._cookies is None:
             jar: SimpleCookie = SimpleCookie()
             with contextlib.suppress(CookieError):  # a malformed header is ignored, as browsers do
@@ -79,6 +81,7 @@ class Request(Connection):
 
     @property
     def content_type(self) -> str:
+        """The media type of the body, lower case, without parameters (``application/json``)."""
         return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
     async def stream(self) -> AsyncIterator[bytes]:
@@ -120,11 +123,13 @@ class Request(Connection):
         return f"request body is larger than the limit of {limit} bytes"
 
     async def body(self) -> bytes:
+        """The whole body, read once and cached, within ``max_body_size`` (413 over it)."""
         if self._body is None:
             self._body = b"".join([chunk async for chunk in self.stream()])
         return self._body
 
     async def json(self) -> Any:
+        """The body decoded as JSON; malformed JSON, or numbers over the limits, are a 400."""
         body = await self.body()
         if len(body) > DECODE_IN_THREAD_ABOVE:
             return await asyncio.to_thread(self._decode_json, body)

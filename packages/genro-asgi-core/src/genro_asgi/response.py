@@ -65,6 +65,7 @@ class Response:
         ] if headers else []
 
     def render(self, content: Any) -> bytes:
+        """The body for ``content``: str encoded, bytes kept, None empty, else ``str()``."""
         if type(content) is str:
             return content.encode(self.charset)
         if content is None:
@@ -74,6 +75,7 @@ class Response:
         return str(content).encode(self.charset)
 
     def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (any case), or None."""
         wanted = name.lower().encode("latin-1")
         for key, value in self.raw_headers:
             if key == wanted:
@@ -87,6 +89,7 @@ class Response:
         self.raw_headers.append((key, value.encode("latin-1")))
 
     def append_header(self, name: str, value: str) -> None:
+        """Add a header, keeping earlier values of the same name (``Set-Cookie``, ``Link``)."""
         self.raw_headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
 
     def set_cookie(
@@ -101,6 +104,7 @@ class Response:
         httponly: bool = True,
         samesite: Literal["lax", "strict", "none"] | None = "lax",
     ) -> None:
+        """Add a ``Set-Cookie`` header: HttpOnly and ``SameSite=Lax`` unless told otherwise."""
         cookie: SimpleCookie = SimpleCookie()
         cookie[key] = value
         morsel = cookie[key]
@@ -118,6 +122,7 @@ class Response:
         self.append_header("set-cookie", morsel.OutputString())
 
     def delete_cookie(self, key: str, path: str = "/", domain: str | None = None) -> None:
+        """Expire cookie ``key`` (same ``path`` and ``domain`` as when it was set)."""
         self.set_cookie(key, max_age=0, path=path, domain=domain)
 
     def start_headers(self) -> RawHeaders:
@@ -140,10 +145,14 @@ class Response:
 
 
 class PlainTextResponse(Response):
+    """A ``text/plain; charset=utf-8`` response."""
+
     media_type = "text/plain"
 
 
 class HTMLResponse(Response):
+    """A ``text/html; charset=utf-8`` response."""
+
     media_type = "text/html"
 
 
@@ -174,6 +183,8 @@ class TytxResponse(Response):
 
 
 class RedirectResponse(Response):
+    """A redirect to ``url`` (307 by default: the method and body are kept), percent-encoded."""
+
     def __init__(
         self, url: str, status_code: int = 307, headers: Mapping[str, str] | None = None
     ) -> None:

@@ -56,16 +56,19 @@ class UploadFile:
             self.file.write(data)
 
     async def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (all that is left by default) from the current position."""
         if self.on_disk:
             return await asyncio.to_thread(self.file.read, size)
         return self.file.read(size)
 
     async def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """Move the position, as ``file.seek``; returns the new position."""
         if self.on_disk:
             return await asyncio.to_thread(self.file.seek, offset, whence)
         return self.file.seek(offset, whence)
 
     async def close(self) -> None:
+        """Close (and so delete) the file; the request closes it anyway when the handler returns."""
         if self.on_disk:
             await asyncio.to_thread(self.file.close)
         else:

@@ -17,6 +17,8 @@ from .types import Message, Receive, Scope, Send
 
 
 class WebSocketState(Enum):
+    """Where a connection is in its life: CONNECTING (before accept), CONNECTED, CLOSED."""
+
     CONNECTING = 0
     CONNECTED = 1
     CLOSED = 2
@@ -93,6 +95,7 @@ class WebSocket(Connection):
         return message
 
     async def receive_text(self) -> str:
+        """The next text frame: TypeError for a binary one, WebSocketDisconnect if the peer left."""
         message = await self.receive()
         text = message.get("text")
         if text is None:
@@ -100,6 +103,7 @@ class WebSocket(Connection):
         return text  # type: ignore[no-any-return]
 
     async def receive_bytes(self) -> bytes:
+        """The next binary frame: TypeError for a text one, WebSocketDisconnect if the peer left."""
         message = await self.receive()
         data = message.get("bytes")
         if data is None:
@@ -115,12 +119,15 @@ class WebSocket(Connection):
         return json.loads(data)
 
     async def send_text(self, data: str) -> None:
+        """Send a text frame (RuntimeError unless connected)."""
         await self._send_message({"type": "websocket.send", "text": data})
 
     async def send_bytes(self, data: bytes) -> None:
+        """Send a binary frame (RuntimeError unless connected)."""
         await self._send_message({"type": "websocket.send", "bytes": data})
 
     async def send_json(self, data: Any) -> None:
+        """Send ``data`` as compact JSON in a text frame."""
         await self.send_text(json.dumps(data, separators=(",", ":"), ensure_ascii=False))
 
     async def _send_message(self, message: Message) -> None:
@@ -137,6 +144,7 @@ class WebSocket(Connection):
             return
 
     async def iter_bytes(self) -> AsyncIterator[bytes]:
+        """Binary messages until the peer disconnects (the disconnect ends the loop quietly)."""
         try:
             while True:
                 yield await self.receive_bytes()

@@ -26,8 +26,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import inspect
 import itertools
 import logging
+import re
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, Protocol
@@ -38,7 +40,7 @@ from genro_asgi.types import Receive, Send
 from genro_asgi.websocket import WebSocketState
 
 from . import errors as E
-from .broker import Publication, Subscriber
+from .broker import Publication, PublishError, Subscriber
 from .channels import check_pattern
 from .errors import CloseCode, WsxError
 from .wire import utf8_safe, wire_size
@@ -52,6 +54,7 @@ logger = logging.getLogger("genro_asgi_wsx.connection")
 
 MAX_TOKEN = 4096
 MAX_SINCE = 128  # characters of the event offset a subscribe may resume from
+_SERVER_SUBSCRIPTION = re.compile(r"[A-Za-z0-9_.-]{1,64}").fullmatch  # push_event
 _CONNECTED = WebSocketState.CONNECTED
 _COROUTINE = types.CoroutineType
 
@@ -120,6 +123,7 @@ class WsxConnection:
         self.close_code: int | None = None
         self._flush_before_close = False
         self._closed = asyncio.Event()
+        self._on_close: list[Callable[[WsxConnection], Any]] | None = None  # on_close()
         self.max_size = int(config.max_message_size)
         scope = ws.scope
         # what every call's scope starts from: the handshake's headers and client
@@ -158,6 +162,38 @@ class WsxConnection:
             self._flush_before_close = flush
             self._closed.set()
 
+    def on_close(self, callback: Callable[[WsxConnection], Any]) -> None:
+        """Call ``callback(connection)`` once when the connection ends, after its calls are
+        cancelled and its subscriptions removed (an async callback is awaited). A failing
+        callback is logged and the others still run. Public extension point for plugins
+        that keep state per connection: genro-asgi-spa builds on it."""
+        if self._on_close is None:
+            self._on_close = []
+        self._on_close.append(callback)
+
+    def push_event(self, subscription: str, publication: Publication) -> bool:
+        """Queue ``publication`` for this connection alone, as an event of ``subscription``,
+        in this connection's wire format (a ``wsx`` event frame, or a JSON-RPC ``wsx.event``).
+
+        ``subscription`` is a name the server chose (1 to 64 of ``A-Za-z0-9_.-``), not one of
+        the client's (``s1``...). Raises PublishError (a ValueError), queueing nothing, when
+        the publication cannot be encoded. Returns whether the connection now has a backlog
+        (a publisher in a loop should yield to the event loop); past the outbound budgets the
+        connection is closed with 4000, as for any event. Public extension point:
+        genro-asgi-spa builds on it.
+        """
+        if not _SERVER_SUBSCRIPTION(subscription):
+            raise ValueError(f"not a subscription name: {subscription[:80]!r}")
+        protocol = self.protocol
+        if protocol is None:
+            raise RuntimeError("the connection is not running yet")
+        try:
+            head, tail = protocol.event_frame(subscription, publication)
+        except Exception as exc:
+            raise PublishError(f"cannot push on {publication.channel!r}: the data cannot be "
+                               f"encoded ({type(exc).__name__}: {exc})") from exc
+        return self._enqueue((head, tail), len(head) + publication.size(tail))
+
     async def _teardown(self, helpers: list[asyncio.Task[Any]]) -> None:
         reader = self._reader_task
         assert reader is not None
@@ -180,6 +216,14 @@ class WsxConnection:
         self.subscriptions.clear()
         for handle in handles:
             await self.plugin.broker.unsubscribe(handle)
+        callbacks, self._on_close = self._on_close, None
+        for callback in callbacks or ():
+            try:
+                result = callback(self)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                logger.exception("wsx connection %d: an on_close callback failed", self.id)
         if self.close_code is not None:
             # the socket may be gone, or its buffers full of what a client that does not read
             # never took: the close frame waits at most close_timeout, then the app returns and

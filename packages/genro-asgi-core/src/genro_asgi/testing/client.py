@@ -96,6 +96,7 @@ class WebSocketSession:
         self.close_code: int | None = None
 
     async def connect(self) -> WebSocketSession:
+        """Run the handshake; WebSocketDisconnect when the app closes or refuses it."""
         self._task = asyncio.create_task(self._run())
         await self._to_app.put({"type": "websocket.connect"})
         message = await self._next()
@@ -118,12 +119,15 @@ class WebSocketSession:
         return await self._from_app.get()
 
     async def send_text(self, data: str) -> None:
+        """Send a text message to the app."""
         await self._to_app.put({"type": "websocket.receive", "text": data})
 
     async def send_bytes(self, data: bytes) -> None:
+        """Send a binary message to the app."""
         await self._to_app.put({"type": "websocket.receive", "bytes": data})
 
     async def receive(self) -> Message:
+        """The next message the app sent; WebSocketDisconnect when it closed (``close_code``)."""
         message = await self._next()
         if message["type"] == "websocket.close":
             self.close_code = message.get("code", 1000)
@@ -131,12 +135,15 @@ class WebSocketSession:
         return message
 
     async def receive_text(self) -> str:
+        """The text of the next message the app sent."""
         return (await self.receive())["text"]  # type: ignore[no-any-return]
 
     async def receive_bytes(self) -> bytes:
+        """The bytes of the next message the app sent."""
         return (await self.receive())["bytes"]  # type: ignore[no-any-return]
 
     async def close(self, code: int = 1000) -> None:
+        """Disconnect with ``code`` and wait (at most 5 s) for the app's handler to end."""
         if self._task is None:
             return
         await self._to_app.put({"type": "websocket.disconnect", "code": code})
@@ -172,6 +179,7 @@ class AsyncTestClient(httpx.AsyncClient):
             await super().__aexit__(*exc_info)
 
     async def startup(self) -> None:
+        """Send lifespan startup and wait for it (``async with`` does); RuntimeError on failure."""
         scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
         async def lifespan() -> None:
             await self.app(scope, self._lifespan_in.get, self._lifespan_out.put)
@@ -185,6 +193,7 @@ class AsyncTestClient(httpx.AsyncClient):
             raise RuntimeError(message.get("message", "lifespan startup failed"))
 
     async def shutdown(self) -> None:
+        """Send lifespan shutdown and wait for it; RuntimeError if it failed."""
         task, self._lifespan_task = self._lifespan_task, None
         if task is None:
             return
@@ -199,6 +208,11 @@ class AsyncTestClient(httpx.AsyncClient):
         self, path: str, *, headers: Sequence[tuple[str, str]] = (),
         subprotocols: Sequence[str] = (),
     ) -> AsyncIterator[WebSocketSession]:
+        """``async with client.websocket_connect("/ws") as ws:`` a connected WebSocketSession.
+
+        The handshake runs on entry (WebSocketDisconnect if it is refused); the session is
+        closed on exit.
+        """
         session = WebSocketSession(self.app, path, headers, subprotocols, self.client_address)
         await session.connect()
         try:
@@ -258,6 +272,11 @@ class TestClient(httpx.Client):
     @contextlib.contextmanager
     def websocket_connect(self, path: str, *, headers: Sequence[tuple[str, str]] = (),
                           subprotocols: Sequence[str] = ()) -> Iterator[Any]:
+        """``with client.websocket_connect("/ws") as ws:`` a session whose methods are synchronous.
+
+        Same methods as WebSocketSession (``ws.send_text(...)``, ``ws.receive_text()``); closed on
+        exit.
+        """
         session = WebSocketSession(self.app, path, headers, subprotocols,
                                    self._async.client_address)
         self._run(session.connect())

@@ -26,6 +26,7 @@ _CONNECTION_OPTIONS = ("http", "timeout_keep_alive", "limit_concurrency",
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now (the OS picks it), for a server a test starts."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
@@ -61,6 +62,7 @@ class LiveServer:
         return f"ws://{self.host}:{self.port}"
 
     def start(self) -> LiveServer:
+        """Start uvicorn in a thread, wait until it serves (RuntimeError after startup_timeout)."""
         self._thread = threading.Thread(target=lambda: asyncio.run(self.server.serve()),
                                         name=f"uvicorn-{self.port}", daemon=True)
         self._thread.start()
@@ -75,6 +77,7 @@ class LiveServer:
         return self
 
     def stop(self, timeout: float = 15.0) -> None:
+        """Ask uvicorn to exit (lifespan shutdown runs); wait up to ``timeout`` seconds for it."""
         self.server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout)

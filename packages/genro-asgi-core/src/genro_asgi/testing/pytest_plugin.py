@@ -16,6 +16,11 @@ import pytest
 
 @pytest.fixture
 def make_server(tmp_path: Path) -> Callable[..., Any]:
+    """``make_server(config=None, *, environ=None, **overrides)``: an AsgiServer in ``tmp_path``.
+
+    ``config`` is the mapping used instead of a ``config.yaml``; the environment is ``environ``
+    (empty unless given), so the shell's ``GENRO_ASGI_*`` variables never leak into a test.
+    """
     from genro_asgi import AsgiServer
 
     def factory(config: Mapping[str, Any] | None = None, *,
@@ -29,6 +34,7 @@ def make_server(tmp_path: Path) -> Callable[..., Any]:
 
 @pytest.fixture
 def make_client() -> Iterator[Callable[..., Any]]:
+    """``make_client(app, **options)``: an entered TestClient (lifespan run), closed at teardown."""
     from genro_asgi.testing import TestClient
 
     clients: list[TestClient] = []
@@ -46,6 +52,9 @@ def make_client() -> Iterator[Callable[..., Any]]:
 
 @pytest.fixture
 def live_server() -> Iterator[Callable[..., Any]]:
+    """``live_server(app, **options)``: a started ``LiveServer`` (real uvicorn on a free loopback
+    port), stopped at teardown. ``options`` are ``LiveServer``'s.
+    """
     from genro_asgi.testing import LiveServer
 
     servers: list[LiveServer] = []
