@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PACKAGES := $(wildcard packages/*)
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test fuzz lint typecheck bench docs clean
+.PHONY: serve test fuzz lint typecheck bench docs dist clean
 
 $(STAMP): $(foreach p,$(PACKAGES),$(p)/pyproject.toml) requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,13 @@ bench: $(STAMP)
 # link or a page missing from the navigation fails (never -q: it hides warnings from --strict)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# an sdist and a wheel of every package under packages/ into dist/ (each wheel built from
+# its sdist), checked by twine; see RELEASING.md
+dist: $(STAMP)
+	rm -rf dist
+	for p in $(PACKAGES); do $(BIN)/python -m build --outdir dist $$p || exit 1; done
+	$(BIN)/twine check --strict dist/*
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis site
