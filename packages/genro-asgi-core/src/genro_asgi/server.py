@@ -464,7 +464,8 @@ class AsgiServer:
     def request(self, scope: Scope, receive: Receive) -> Request:
         """A :class:`Request` for an http ``scope``, held to this server's limits
         (``server.max_body_size``, the number and multipart bounds): how a middleware reads a
-        request the way handlers do."""
+        request the way handlers do. Public API for plugins: ``Request(scope, receive)``
+        built directly would use the built-in default limits, not the server's."""
         dispatcher = self._dispatcher
         if dispatcher is None:
             return Request(scope, receive, int(self.settings.server.max_body_size),
