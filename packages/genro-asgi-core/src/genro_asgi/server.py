@@ -435,7 +435,8 @@ class AsgiServer:
                                     exc: Exception) -> None:
         """Render ``exc`` with :meth:`render_error` and send it on ``send``, as is: no
         middleware decorates it (the caller is one, or stands outside them). For a middleware
-        that catches an exception from further in and answers it itself."""
+        that catches an exception from further in and answers it itself. Public API for
+        plugins, stable signature (docs/plugins.md)."""
         response = await self.render_error(self.request(scope, receive), exc)
         await response(scope, receive, send)
 
