@@ -30,6 +30,7 @@ class DebugClientError(Exception):
 
 
 def worker_addresses(directory: Path) -> list[str]:
+    """The ``unix:PATH`` addresses of the debug listeners of the workers in ``directory``."""
     return [f"unix:{path}" for _pid, path in list_sockets(directory)]
 
 
@@ -51,6 +52,11 @@ class DebugClient:
         self.close()
 
     def connect(self) -> None:
+        """Connect to ``address`` (``unix:PATH`` or ``tcp:HOST:PORT``); both sides prove the secret.
+
+        DebugClientError when the listener refuses this client, is busy, speaks another protocol,
+        or cannot prove that it knows the secret.
+        """
         kind, _, where = self.address.partition(":")
         if kind == "unix":
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -104,11 +110,13 @@ class DebugClient:
         self.info = {k: v for k, v in welcome.items() if k not in ("type", "proof")}
 
     def close(self) -> None:
+        """Close the connection (an attached session is detached by the server)."""
         if self._sock is not None:
             self._sock.close()
             self._sock = None
 
     def send(self, message: dict[str, Any]) -> None:
+        """Send one protocol message (a dict with ``type``)."""
         if self._sock is None:
             raise DebugClientError("not connected")
         self._sock.sendall(encode(message))
@@ -124,6 +132,7 @@ class DebugClient:
             raise DebugClientError(f"{self.address}: {exc}") from None
 
     def call(self, message: dict[str, Any], expect: str) -> dict[str, Any]:
+        """Send ``message`` and return the reply of type ``expect``; DebugClientError otherwise."""
         self.send(message)
         reply = self.receive()
         if reply is None:
@@ -135,9 +144,11 @@ class DebugClient:
         return reply
 
     def incidents(self) -> list[dict[str, Any]]:
+        """The parked failing requests (incidents) of this worker."""
         return list(self.call({"type": "incidents"}, "incidents")["incidents"])
 
     def requests(self) -> list[dict[str, Any]]:
+        """The requests in flight on this worker (the request inspector)."""
         return list(self.call({"type": "requests"}, "requests")["requests"])
 
     def attach(self, incident_id: str | None = None) -> dict[str, Any]:
@@ -145,9 +156,11 @@ class DebugClient:
         return dict(self.call({"type": "attach", "id": incident_id}, "attached")["incident"])
 
     def send_input(self, text: str, *, eof: bool = False) -> None:
+        """Type ``text`` at the pdb prompt (``eof``: end of input, as Ctrl-D)."""
         self.send({"type": "input", "data": text, "eof": eof})
 
     def detach(self) -> None:
+        """Leave the session; the server answers with a ``detached`` frame."""
         self.send({"type": "detach"})
 
     def interrupt(self) -> None:

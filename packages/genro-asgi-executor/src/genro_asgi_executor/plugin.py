@@ -78,6 +78,7 @@ class ExecutorPlugin(Plugin):
     # -- what handlers call ------------------------------------------------------------------
 
     def pool(self, name: str) -> Pool:
+        """The running pool ``name`` (ValueError if unknown, ExecutorClosed before startup)."""
         pool = self.pools.get(name)
         if pool is None:
             if name in self.config.pools:
