@@ -49,7 +49,9 @@ def test_broken_link_fails_the_build(tmp_path: Path) -> None:
         page.write("\nSee [a page that does not exist](no-such-page.md).\n")
     config: dict[str, Any] = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
     config["docs_dir"] = str(docs)
-    handler = config["plugins"][1]["mkdocstrings"]["handlers"]["python"]
+    [mkdocstrings] = [entry["mkdocstrings"] for entry in config["plugins"]
+                      if isinstance(entry, dict) and "mkdocstrings" in entry]
+    handler = mkdocstrings["handlers"]["python"]
     handler["paths"] = [str(ROOT / path) for path in handler["paths"]]
     copy = tmp_path / "mkdocs.yml"
     copy.write_text(yaml.safe_dump(config))
