@@ -433,7 +433,7 @@ class AsgiServer:
 
     async def render_uncaught_error(self, scope: Scope, receive: Receive, send: Send,
                                     exc: Exception) -> None:
-        """Render ``exc`` with :meth:`render_error` and send it on ``send``, as is: no
+        """Render ``exc`` with ``render_error`` and send it on ``send``, as is: no
         middleware decorates it (the caller is one, or stands outside them). For a middleware
         that catches an exception from further in and answers it itself. Public API for
         plugins, stable signature (docs/plugins.md)."""
@@ -463,7 +463,7 @@ class AsgiServer:
         await self.render_uncaught_error(scope, receive, send, exc)
 
     def request(self, scope: Scope, receive: Receive) -> Request:
-        """A :class:`Request` for an http ``scope``, held to this server's limits
+        """A ``Request`` for an http ``scope``, held to this server's limits
         (``server.max_body_size``, the number and multipart bounds): how a middleware reads a
         request the way handlers do. Public API for plugins: ``Request(scope, receive)``
         built directly would use the built-in default limits, not the server's."""
