@@ -15,11 +15,15 @@ from .backend import (
     record_from_dict,
 )
 from .config import SpaConfig
-from .errors import SpaError
+from .context import page_context, spa_of
+from .errors import CODES, SpaError
 from .hookspecs import SpaHookSpecs
+from .manager import PageContext, SpaManager
+from .plugin import SpaPlugin
 
 __version__ = "0.1.0"
 
-__all__ = ["LEVELS", "ConnectionRecord", "DataLimitExceeded", "Delivery", "MemoryBackend",
-           "PageRecord", "SessionRecord", "SpaBackend", "SpaConfig", "SpaError",
-           "SpaHookSpecs", "UserRecord", "__version__", "record_from_dict"]
+__all__ = ["CODES", "LEVELS", "ConnectionRecord", "DataLimitExceeded", "Delivery",
+           "MemoryBackend", "PageContext", "PageRecord", "SessionRecord", "SpaBackend",
+           "SpaConfig", "SpaError", "SpaHookSpecs", "SpaManager", "SpaPlugin", "UserRecord",
+           "__version__", "page_context", "record_from_dict", "spa_of"]

@@ -1,0 +1,639 @@
+"""The SPA manager: the registries, the page lifecycle, addressed delivery and the sweeper.
+
+One per server (the spa plugin owns it). State lives in the backend; what this process keeps
+itself is only its live pages (the WSX connection of each, its data subscriptions and its
+token bucket), indexed by page, session, connection and user, so a delivery reaching this
+process finds its pages with a dict lookup. Timers cost no task per page: one sweeper per
+server expires grace periods, idle sessions and connections, and offline users, looking only
+at the records this process holds (``backend.own``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from genro_toolbox import SignatureError, get_uuid, sign, verify
+
+from genro_asgi_wsx import Publication
+
+from .backend import (
+    LEVELS,
+    ConnectionRecord,
+    DataLimitExceeded,
+    Delivery,
+    Level,
+    PageRecord,
+    SessionRecord,
+    SpaBackend,
+    Target,
+    UserRecord,
+)
+from .errors import SpaError
+from .tree import check_path, covers, value_size
+
+if TYPE_CHECKING:
+    from genro_asgi import AsgiServer
+    from genro_asgi.identity import Identity
+
+    from .config import SpaConfig
+
+logger = logging.getLogger("genro_asgi_spa")
+
+EVENTS = "spa"  # the WSX subscription name every spa event carries
+CHANGE = "spa.change"
+MESSAGE = "spa.message"
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_TOPIC = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){0,15}")
+MAX_TOPIC = 200
+_OWNER_FIELD = {"user": "user_id", "connection": "connection_id", "session": "session_id",
+                "page": "page_id"}
+
+
+class PageSocket(Protocol):
+    """What the manager needs of a page's WSX connection (``WsxConnection``)."""
+
+    def push_event(self, subscription: str, publication: Publication) -> bool: ...
+
+    def on_close(self, callback: Callable[[Any], Any]) -> None: ...
+
+
+class LivePage:
+    """This process's side of a live page: its socket, data subscriptions, token bucket."""
+
+    __slots__ = ("_next_sub", "record", "socket", "stamp", "subscriptions", "tokens")
+
+    def __init__(self, record: PageRecord, socket: PageSocket, burst: float, now: float) -> None:
+        self.record = record
+        self.socket = socket
+        self.subscriptions: dict[str, tuple[str, str]] = {}  # id -> (level, path)
+        self._next_sub = 0
+        self.tokens = burst
+        self.stamp = now
+
+    def new_subscription_id(self) -> str:
+        self._next_sub += 1
+        return f"d{self._next_sub}"
+
+    def wants(self, level: str, path: str) -> bool:
+        return any(lv == level and covers(p, path) for lv, p in self.subscriptions.values())
+
+
+@dataclass(frozen=True, slots=True)
+class PageContext:
+    """The page a call came from, with its session, connection and user: what a handler
+    reaches through ``await page_context(request)``. Its data methods address the caller's
+    own trees."""
+
+    manager: SpaManager
+    page: PageRecord
+
+    @property
+    def page_id(self) -> str:
+        return self.page.page_id
+
+    @property
+    def session_id(self) -> str:
+        return self.page.session_id
+
+    @property
+    def connection_id(self) -> str:
+        return self.page.connection_id
+
+    @property
+    def user_id(self) -> str:
+        return self.page.user_id
+
+    def owner(self, level: str) -> str:
+        """The id owning this page's tree at ``level``."""
+        if level not in _OWNER_FIELD:
+            raise SpaError("spa_bad_request", f"level must be one of {', '.join(LEVELS)}")
+        return str(getattr(self.page, _OWNER_FIELD[level]))
+
+    async def get(self, level: str, path: str = "", default: Any = None) -> Any:
+        return await self.manager.get_data(level, self.owner(level), path, default)
+
+    async def set(self, level: str, path: str, value: Any) -> int:
+        return await self.manager.set_data(level, self.owner(level), path, value)
+
+    async def delete(self, level: str, path: str = "") -> bool:
+        return await self.manager.delete_data(level, self.owner(level), path)
+
+    def summary(self) -> dict[str, Any]:
+        return {"page_id": self.page_id, "session_id": self.session_id,
+                "connection_id": self.connection_id, "user_id": self.user_id,
+                "process_id": self.page.process_id}
+
+
+class SpaManager:
+    """Users, connections, sessions and pages of one server; see docs/spa.md."""
+
+    def __init__(self, server: AsgiServer, config: SpaConfig, backend: SpaBackend,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._server_ref = weakref.ref(server)  # the server owns this manager, not the reverse
+        self.config = config
+        self.backend = backend
+        self.clock = clock
+        secret = config.cookie_secret
+        self._key = secret.get_secret_value() if secret is not None else secrets.token_hex(32)
+        self.live: dict[str, LivePage] = {}  # page id -> live page, in this process
+        self._by_socket: dict[int, LivePage] = {}  # id(socket) -> live page
+        self._local: dict[str, dict[str, set[str]]] = {
+            "session": {}, "connection": {}, "user": {}}
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def server(self) -> AsgiServer:
+        server = self._server_ref()
+        if server is None:
+            raise RuntimeError("the server this SPA manager belonged to is gone")
+        return server
+
+    @property
+    def process_id(self) -> str:
+        return self.backend.process_id
+
+    # -- life ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.backend.start(self._on_delivery)
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="spa-sweeper")
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
+        await self.backend.close()
+
+    # -- connection cookie --------------------------------------------------------------------
+
+    def connection_token(self, connection_id: str) -> str:
+        """The signed value of the connection cookie for ``connection_id``."""
+        return str(sign(connection_id, self._key, expires_in=self.config.cookie_max_age))
+
+    def read_connection_token(self, token: str) -> str:
+        """The connection id a signed token names; SpaError ``spa_bad_cookie`` when it does
+        not verify (tampered, expired, signed with another key)."""
+        if not isinstance(token, str) or not 0 < len(token) <= 512:
+            raise SpaError("spa_bad_cookie", "the connection token is malformed")
+        try:
+            value = verify(token, self._key)
+        except (SignatureError, ValueError, TypeError):
+            value = None
+        if not isinstance(value, str) or not _ID.fullmatch(value):
+            raise SpaError("spa_bad_cookie", "the connection cookie does not verify")
+        return value
+
+    # -- registration -------------------------------------------------------------------------
+
+    async def register(self, socket: PageSocket, identity: Identity | None,
+                       token: str | None, page_id: Any = None, session_id: Any = None,
+                       info: Any = None) -> dict[str, Any]:
+        """Register a page on ``socket`` (new, or resumed when ``page_id`` names one this
+        connection and user own that is live elsewhere, or in its grace period)."""
+        if id(socket) in self._by_socket:
+            held = self._by_socket[id(socket)].record.page_id
+            raise SpaError("spa_already_registered",
+                           f"this connection already holds page {held}")
+        for name, value in (("page_id", page_id), ("session_id", session_id)):
+            if value is not None and not (isinstance(value, str) and _ID.fullmatch(value)):
+                raise SpaError("spa_bad_request", f"{name} must be 1 to 64 characters of "
+                               "letters, digits, '_' or '-'")
+        if info is None:
+            info = {}
+        if not isinstance(info, dict):
+            raise SpaError("spa_bad_request", "info must be an object")
+        try:
+            info_size = value_size(info)
+        except ValueError as exc:
+            raise SpaError("spa_bad_request", f"info: {exc}") from None
+        if info_size > self.config.max_info_bytes:
+            raise SpaError("spa_bad_request",
+                           f"info is over {int(self.config.max_info_bytes)} bytes")
+        now = self.clock()
+        minted: str | None = None
+        connection_id = self.read_connection_token(token) if token else None
+        if identity is None and not self.config.allow_anonymous:
+            raise SpaError("spa_identity_required", "an identity is required to open a page")
+        connection = None
+        if connection_id is not None:
+            found = await self.backend.get("connection", connection_id)
+            if isinstance(found, ConnectionRecord):
+                connection = found
+        if connection is not None:
+            expected = identity.id if identity is not None \
+                else f"anon:{connection.connection_id}"
+            if connection.user_id != expected:
+                # the browser's cookie belongs to another user (a logout and login, or an
+                # anonymous visitor after a login): never that user's; a new connection
+                logger.info("spa: connection %s of user %r presented by %r: a new connection",
+                            connection.connection_id, connection.user_id, expected)
+                connection, connection_id = None, None
+        if connection_id is None:
+            connection_id = get_uuid()
+            minted = self.connection_token(connection_id)
+        user_id = identity.id if identity is not None else f"anon:{connection_id}"
+        if page_id is not None:
+            record = await self._resumable(page_id, connection_id, user_id, socket)
+            resumed = True
+        else:
+            record = await self._new_page(connection_id, user_id, session_id, info, now)
+            resumed = False
+        if connection is None:
+            connection = ConnectionRecord(connection_id, user_id, self.process_id, now, now)
+        connection.last_seen = now
+        await self.backend.put(connection)
+        record.state = "live"
+        record.closed_at = None
+        record.process_id = self.process_id
+        record.last_seen = now
+        await self.backend.put(record)
+        self._attach(record, socket, now)
+        came_online = await self._user_seen(user_id, identity is None, now)
+        if not resumed:
+            await self.server.plugins.call("genro_asgi_spa_page_opened", strict=False,
+                                           server=self.server, page=record)
+        if came_online is not None:
+            await self.server.plugins.call("genro_asgi_spa_user_online", strict=False,
+                                           server=self.server, user=came_online)
+        answer = {"page_id": record.page_id, "session_id": record.session_id,
+                  "connection_id": connection_id, "user_id": user_id,
+                  "process_id": self.process_id, "resumed": resumed,
+                  "master": await self._is_master(record)}
+        if minted is not None:
+            answer["connection_token"] = minted
+        return answer
+
+    async def _resumable(self, page_id: str, connection_id: str, user_id: str,
+                         socket: PageSocket) -> PageRecord:
+        found = await self.backend.get("page", page_id)
+        if not isinstance(found, PageRecord):
+            raise SpaError("spa_unknown_page", "no such page (its grace period may have "
+                           "ended): register a new one")
+        if found.user_id != user_id or found.connection_id != connection_id:
+            logger.warning("spa: page %s refused: it belongs to another %s (caller user %r, "
+                           "connection %s)", page_id,
+                           "user" if found.user_id != user_id else "connection",
+                           user_id, connection_id)
+            raise SpaError("spa_foreign", "the page belongs to another connection or user")
+        if found.state == "live" and (found.process_id != self.process_id
+                                      or page_id in self.live):
+            raise SpaError("spa_page_in_use", "the page is live on another socket: "
+                           "register a new one")
+        return found
+
+    async def _new_page(self, connection_id: str, user_id: str, session_id: str | None,
+                        info: dict[str, Any], now: float) -> PageRecord:
+        config = self.config
+        if len(await self.backend.pages(user_id=user_id)) >= config.max_pages_per_user:
+            raise SpaError("spa_too_many_pages",
+                           f"at most {config.max_pages_per_user} pages per user")
+        if len(await self.backend.pages(connection_id=connection_id)) \
+                >= config.max_pages_per_connection:
+            raise SpaError("spa_too_many_pages",
+                           f"at most {config.max_pages_per_connection} pages per connection")
+        page_id = get_uuid()
+        if session_id is not None:
+            session = await self.backend.get("session", session_id)
+            if not isinstance(session, SessionRecord):
+                raise SpaError("spa_unknown_session", "no such session")
+            if session.user_id != user_id or session.connection_id != connection_id:
+                logger.warning("spa: session %s refused: it belongs to another connection or "
+                               "user (caller user %r, connection %s)", session_id, user_id,
+                               connection_id)
+                raise SpaError("spa_foreign", "the session belongs to another connection or "
+                               "user")
+        else:
+            session = SessionRecord(get_uuid(), connection_id, user_id, self.process_id,
+                                    page_id, now, now)
+        session.last_seen = now
+        await self.backend.put(session)
+        return PageRecord(page_id, session.session_id, connection_id, user_id,
+                          self.process_id, "live", now, now, None, info)
+
+    async def _is_master(self, record: PageRecord) -> bool:
+        session = await self.backend.get("session", record.session_id)
+        return isinstance(session, SessionRecord) and session.master_page_id == record.page_id
+
+    async def _user_seen(self, user_id: str, anonymous: bool, now: float) -> UserRecord | None:
+        """Mark the user online; the record when it was not (for the user_online hook)."""
+        user = await self.backend.get("user", user_id)
+        if not isinstance(user, UserRecord):
+            user = UserRecord(user_id, self.process_id, anonymous, True, now, now)
+            await self.backend.put(user)
+            return user
+        was_online = user.online
+        user.online = True
+        user.idle_since = None
+        user.offline_at = None
+        user.last_seen = now
+        await self.backend.put(user)
+        return None if was_online else user
+
+    def _attach(self, record: PageRecord, socket: PageSocket, now: float) -> None:
+        live = LivePage(record, socket, float(self.config.change_burst), now)
+        self.live[record.page_id] = live
+        self._by_socket[id(socket)] = live
+        for level in ("session", "connection", "user"):
+            self._local[level].setdefault(getattr(record, _OWNER_FIELD[level]), set()).add(
+                record.page_id)
+        socket.on_close(self._socket_closed)
+
+    def _detach(self, live: LivePage) -> None:
+        record = live.record
+        self.live.pop(record.page_id, None)
+        self._by_socket.pop(id(live.socket), None)
+        for level in ("session", "connection", "user"):
+            owner = getattr(record, _OWNER_FIELD[level])
+            pages = self._local[level].get(owner)
+            if pages is not None:
+                pages.discard(record.page_id)
+                if not pages:
+                    del self._local[level][owner]
+
+    async def _socket_closed(self, socket: PageSocket) -> None:
+        """The page's socket closed: the page keeps its state for the grace period."""
+        live = self._by_socket.get(id(socket))
+        if live is None or live.socket is not socket:
+            return
+        self._detach(live)
+        record = await self.backend.get("page", live.record.page_id)
+        if not isinstance(record, PageRecord) or record.process_id != self.process_id \
+                or record.state != "live":
+            return  # resumed elsewhere meanwhile, or already ended
+        now = self.clock()
+        record.state = "grace"
+        record.closed_at = now
+        record.last_seen = now
+        await self.backend.put(record)
+        if self.config.grace_period <= 0:
+            await self._end_page(record, "expired")
+
+    def page_of(self, socket: Any) -> PageContext | None:
+        """The page registered on this WSX connection, or None."""
+        live = self._by_socket.get(id(socket))
+        if live is None or live.socket is not socket:
+            return None
+        return PageContext(self, live.record)
+
+    async def unregister(self, context: PageContext) -> None:
+        """End the caller's page now, without a grace period; its socket stays open."""
+        live = self.live.get(context.page_id)
+        if live is not None:
+            self._detach(live)
+        record = await self.backend.get("page", context.page_id)
+        if isinstance(record, PageRecord):
+            await self._end_page(record, "closed")
+
+    async def _end_page(self, record: PageRecord, reason: str) -> None:
+        now = self.clock()
+        await self.backend.delete("page", record.page_id)
+        await self.backend.data_drop("page", record.page_id)
+        session = await self.backend.get("session", record.session_id)
+        if isinstance(session, SessionRecord):
+            session.last_seen = now
+            await self.backend.put(session)
+        await self.server.plugins.call("genro_asgi_spa_page_closed", strict=False,
+                                       server=self.server, page=record, reason=reason)
+
+    # -- limits -------------------------------------------------------------------------------
+
+    def spend(self, context: PageContext) -> None:
+        """Take one token from the page's bucket (a change or a message); 429 when empty."""
+        live = self.live.get(context.page_id)
+        if live is None:
+            return  # over HTTP, a page whose socket is closed: nothing to pace
+        now = self.clock()
+        rate, burst = self.config.change_rate, float(self.config.change_burst)
+        live.tokens = min(burst, live.tokens + max(0.0, now - live.stamp) * rate)
+        live.stamp = now
+        if live.tokens < 1.0:
+            raise SpaError("spa_rate_limited", f"more than {rate:g} changes per second "
+                           f"(burst {int(burst)})")
+        live.tokens -= 1.0
+
+    def check_path(self, path: Any) -> str:
+        problem = check_path(path, self.config.max_path_length, self.config.max_path_depth)
+        if problem is not None:
+            raise SpaError("spa_bad_request", f"path {problem}")
+        return str(path)
+
+    @staticmethod
+    def check_level(level: Any) -> Level:
+        if level not in _OWNER_FIELD:
+            raise SpaError("spa_bad_request", f"level must be one of {', '.join(LEVELS)}")
+        return level  # type: ignore[no-any-return]
+
+    # -- data ---------------------------------------------------------------------------------
+
+    async def get_data(self, level: str, owner: str, path: str = "",
+                       default: Any = None) -> Any:
+        """The value at ``path`` of ``owner``'s tree at ``level`` (a copy), or ``default``."""
+        return await self.backend.data_get(self.check_level(level), owner,
+                                           self.check_path(path), default)
+
+    async def set_data(self, level: str, owner: str, path: str, value: Any) -> int:
+        """Set a value and tell the pages under ``owner`` that subscribed to a covering
+        path; the tree's new size in bytes."""
+        lv, path = self.check_level(level), self.check_path(path)
+        if not path:
+            raise SpaError("spa_bad_request", "set needs a path (delete '' clears the tree)")
+        try:
+            size = await self.backend.data_set(lv, owner, path, value,
+                                               int(self.config.max_data_bytes))
+        except DataLimitExceeded as exc:
+            raise SpaError("spa_data_too_large", f"{level} data: {exc}") from None
+        except ValueError as exc:
+            raise SpaError("spa_bad_request", str(exc)) from None
+        await self._publish(Delivery(lv, owner, CHANGE, {
+            "level": lv, "path": path, "value": value, "deleted": False},
+            level=lv, path=path, origin=self.process_id))
+        return size
+
+    async def delete_data(self, level: str, owner: str, path: str = "") -> bool:
+        lv, path = self.check_level(level), self.check_path(path)
+        found = await self.backend.data_delete(lv, owner, path)
+        if found:
+            await self._publish(Delivery(lv, owner, CHANGE, {
+                "level": lv, "path": path, "value": None, "deleted": True},
+                level=lv, path=path, origin=self.process_id))
+        return found
+
+    # -- delivery -----------------------------------------------------------------------------
+
+    async def send(self, target: Target, target_id: str | None, topic: str, data: Any, *,
+                   sender: PageContext | None = None) -> None:
+        """Send ``data`` under ``topic`` to a page, the pages of a session, connection or
+        user, or every page (``all``, ``target_id`` None), on every process."""
+        await self._publish(self._message(target, target_id, topic, data, sender))
+
+    async def send_to_path(self, level: str, path: str, topic: str, data: Any, *,
+                           sender: PageContext | None = None) -> None:
+        """Send to every page that subscribed, at ``level``, to a path covering ``path``."""
+        lv, path = self.check_level(level), self.check_path(path)
+        message = self._message("all", None, topic, data, sender)
+        await self._publish(Delivery("all", None, MESSAGE, message.data, level=lv, path=path,
+                                     origin=self.process_id))
+
+    def _message(self, target: Target, target_id: str | None, topic: str, data: Any,
+                 sender: PageContext | None) -> Delivery:
+        if target not in ("page", "session", "connection", "user", "all"):
+            raise SpaError("spa_bad_request", "to must be page, session, connection, user "
+                           "or all")
+        if (target == "all") != (target_id is None):
+            raise SpaError("spa_bad_request", "an id is needed for every target but all")
+        if not (isinstance(topic, str) and len(topic) <= MAX_TOPIC
+                and _TOPIC.fullmatch(topic)):
+            raise SpaError("spa_bad_request", "topic must be dot-separated tokens of letters, "
+                           f"digits, '_' or '-', at most {MAX_TOPIC} characters")
+        try:
+            value_size(data)
+        except ValueError as exc:
+            raise SpaError("spa_bad_request", f"data: {exc}") from None
+        origin = None if sender is None else {"user_id": sender.user_id,
+                                              "page_id": sender.page_id}
+        return Delivery(target, target_id, MESSAGE, {"topic": topic, "data": data,
+                                                     "from": origin},
+                        origin=self.process_id)
+
+    async def _publish(self, delivery: Delivery) -> None:
+        try:
+            await self.backend.publish(delivery)
+        except SpaError:
+            raise
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            raise SpaError("spa_unavailable", f"the backend cannot deliver now ({exc})") \
+                from None
+
+    def local_pages(self, delivery: Delivery) -> list[LivePage]:
+        """This process's live pages a delivery is for."""
+        target, owner = delivery.target, delivery.target_id
+        if target == "all":
+            pages = list(self.live.values())
+        elif target == "page":
+            found = self.live.get(owner) if owner is not None else None
+            pages = [found] if found is not None else []
+        else:
+            ids = self._local[target].get(owner or "", ())
+            pages = [self.live[i] for i in ids]
+        if delivery.path is not None and delivery.level is not None:
+            level, path = delivery.level, delivery.path
+            pages = [p for p in pages if p.wants(level, path)]
+        return pages
+
+    def _on_delivery(self, delivery: Delivery) -> None:
+        """The backend's sink: push the delivery to each of this process's pages it is for,
+        one event each, the payload encoded once for all of them."""
+        pages = self.local_pages(delivery)
+        if not pages:
+            return
+        publication = Publication(delivery.channel, delivery.data)
+        for live in pages:
+            try:
+                live.socket.push_event(EVENTS, publication)
+            except Exception:
+                logger.exception("spa: delivery %s to page %s failed", delivery.id,
+                                 live.record.page_id)
+
+    # -- subscriptions ------------------------------------------------------------------------
+
+    async def subscribe(self, context: PageContext, level: str, path: str) -> dict[str, Any]:
+        live = self.live.get(context.page_id)
+        if live is None:
+            raise SpaError("spa_not_websocket", "subscribe needs the page's WebSocket")
+        lv, path = self.check_level(level), self.check_path(path)
+        if len(live.subscriptions) >= self.config.max_subscriptions:
+            raise SpaError("spa_too_many_subscriptions",
+                           f"at most {self.config.max_subscriptions} subscriptions per page")
+        sid = live.new_subscription_id()
+        live.subscriptions[sid] = (lv, path)
+        value = await self.backend.data_get(lv, context.owner(lv), path)
+        return {"subscription": sid, "level": lv, "path": path, "value": value}
+
+    def unsubscribe(self, context: PageContext, subscription: Any) -> None:
+        live = self.live.get(context.page_id)
+        if live is None or not isinstance(subscription, str) \
+                or live.subscriptions.pop(subscription, None) is None:
+            raise SpaError("spa_bad_request", "no such subscription on this page")
+
+    # -- presence -----------------------------------------------------------------------------
+
+    async def online_users(self) -> list[UserRecord]:
+        return await self.backend.users(online=True)
+
+    async def pages_of_user(self, user_id: str) -> list[PageRecord]:
+        return await self.backend.pages(user_id=user_id)
+
+    async def sessions_of_connection(self, connection_id: str) -> list[SessionRecord]:
+        return await self.backend.sessions(connection_id=connection_id)
+
+    # -- expiry -------------------------------------------------------------------------------
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.sweep_interval)
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("spa: the sweep failed; the next one runs in %.1fs",
+                                 self.config.sweep_interval)
+
+    async def sweep(self) -> None:
+        """Expire what is due among this process's own records (one pass)."""
+        config, backend, now = self.config, self.backend, self.clock()
+        for record in await backend.own("page"):
+            if isinstance(record, PageRecord) and record.state == "grace" \
+                    and record.closed_at is not None \
+                    and now - record.closed_at >= config.grace_period:
+                await self._end_page(record, "expired")
+        for record in await backend.own("session"):
+            if isinstance(record, SessionRecord) \
+                    and now - record.last_seen >= config.session_idle \
+                    and not await backend.pages(session_id=record.session_id):
+                await backend.delete("session", record.session_id)
+                await backend.data_drop("session", record.session_id)
+                connection = await backend.get("connection", record.connection_id)
+                if isinstance(connection, ConnectionRecord):
+                    connection.last_seen = now
+                    await backend.put(connection)
+        for record in await backend.own("connection"):
+            if isinstance(record, ConnectionRecord) \
+                    and now - record.last_seen >= config.connection_idle \
+                    and not await backend.sessions(connection_id=record.connection_id):
+                await backend.delete("connection", record.connection_id)
+                await backend.data_drop("connection", record.connection_id)
+        for record in await backend.own("user"):
+            if isinstance(record, UserRecord):
+                await self._sweep_user(record, now)
+
+    async def _sweep_user(self, user: UserRecord, now: float) -> None:
+        config, backend = self.config, self.backend
+        if user.online:
+            if await backend.pages(user_id=user.user_id):
+                if user.idle_since is not None:
+                    user.idle_since = None
+                    await backend.put(user)
+                return
+            if user.idle_since is None:
+                user.idle_since = now
+                await backend.put(user)
+            if now - user.idle_since >= config.user_ttl:
+                user.online = False
+                user.offline_at = now
+                await backend.put(user)
+                await self.server.plugins.call("genro_asgi_spa_user_offline", strict=False,
+                                               server=self.server, user=user)
+        elif user.offline_at is not None and now - user.offline_at >= config.user_retention \
+                and not await backend.pages(user_id=user.user_id):
+            await backend.delete("user", user.user_id)
+            await backend.data_drop("user", user.user_id)
