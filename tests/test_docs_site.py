@@ -21,6 +21,7 @@ BUILD_LIMIT = 600.0  # seconds: a guard against a hung build, never an assertion
 # the pages that list the others: index.md lists the guides and these two indexes
 INDEXES = ("index.md", "hooks/index.md", "api/index.md")
 LINK = re.compile(r"\]\(([^)#\s]+\.md)(?:#[^)]*)?\)")
+REST_ROLE = re.compile(r":(?:class|func|meth|attr|exc|mod|obj|data):[`<]")
 
 
 def build(config: Path, site: Path) -> subprocess.CompletedProcess[str]:
@@ -40,6 +41,10 @@ def test_docs_build_strict(tmp_path: Path) -> None:
     # the API reference is rendered from the docstrings, not left as a `:::` directive
     server_page = (tmp_path / "site" / "api" / "server" / "index.html").read_text()
     assert "AsgiServer" in server_page and ":::" not in server_page
+    # docstrings are Markdown: a reST role (:class:`X`) would show as raw text
+    for page in sorted((tmp_path / "site" / "api").rglob("index.html")):
+        roles = REST_ROLE.findall(page.read_text())
+        assert not roles, f"{page.parent.name}: reST roles in docstrings: {roles}"
 
 
 def test_broken_link_fails_the_build(tmp_path: Path) -> None:
