@@ -200,9 +200,22 @@ class SpaBackend(ABC):
     async def put(self, record: Record) -> None:
         """Create or replace ``record`` (keyed by its kind and key)."""
 
+    async def put_if(self, record: Record, expected: Record | None) -> bool:
+        """Compare-and-set: put ``record`` only if the stored one (same kind and key) still
+        equals ``expected`` (None: there is none); whether it was put. The manager resumes a
+        page and moves it to its grace period with it, so two processes racing for one page
+        cannot both win. The default compares in this process (atomic for a backend whose
+        ``get``/``put`` do not wait); a network backend uses its store's revisions."""
+        current = await self.get(record.kind, record.key)
+        if current != expected:
+            return False
+        await self.put(record)
+        return True
+
     @abstractmethod
     async def get(self, kind: RecordKind, key: str) -> Record | None:
-        """The record, or None."""
+        """The record, or None. A backend may hand out its stored object: the manager never
+        changes a record it got in place, it puts a changed copy."""
 
     @abstractmethod
     async def delete(self, kind: RecordKind, key: str) -> None:

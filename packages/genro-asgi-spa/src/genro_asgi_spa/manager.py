@@ -17,7 +17,7 @@ import secrets
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from genro_toolbox import SignatureError, get_uuid, sign, verify
@@ -242,20 +242,22 @@ class SpaManager:
             minted = self.connection_token(connection_id)
         user_id = identity.id if identity is not None else f"anon:{connection_id}"
         if page_id is not None:
-            record = await self._resumable(page_id, connection_id, user_id, socket)
+            found = await self._resumable(page_id, connection_id, user_id)
+            record = replace(found, state="live", closed_at=None, process_id=self.process_id,
+                             last_seen=now)
+            if not await self.backend.put_if(record, found):  # another socket won the race
+                raise SpaError("spa_page_in_use", "the page is live on another socket: "
+                               "register a new one")
             resumed = True
         else:
             record = await self._new_page(connection_id, user_id, session_id, info, now)
+            await self.backend.put(record)
             resumed = False
         if connection is None:
             connection = ConnectionRecord(connection_id, user_id, self.process_id, now, now)
-        connection.last_seen = now
+        else:
+            connection = replace(connection, last_seen=now)
         await self.backend.put(connection)
-        record.state = "live"
-        record.closed_at = None
-        record.process_id = self.process_id
-        record.last_seen = now
-        await self.backend.put(record)
         self._attach(record, socket, now)
         came_online = await self._user_seen(user_id, identity is None, now)
         if not resumed:
@@ -272,8 +274,7 @@ class SpaManager:
             answer["connection_token"] = minted
         return answer
 
-    async def _resumable(self, page_id: str, connection_id: str, user_id: str,
-                         socket: PageSocket) -> PageRecord:
+    async def _resumable(self, page_id: str, connection_id: str, user_id: str) -> PageRecord:
         found = await self.backend.get("page", page_id)
         if not isinstance(found, PageRecord):
             raise SpaError("spa_unknown_page", "no such page (its grace period may have "
@@ -314,8 +315,7 @@ class SpaManager:
         else:
             session = SessionRecord(get_uuid(), connection_id, user_id, self.process_id,
                                     page_id, now, now)
-        session.last_seen = now
-        await self.backend.put(session)
+        await self.backend.put(replace(session, last_seen=now))
         return PageRecord(page_id, session.session_id, connection_id, user_id,
                           self.process_id, "live", now, now, None, info)
 
@@ -330,13 +330,9 @@ class SpaManager:
             user = UserRecord(user_id, self.process_id, anonymous, True, now, now)
             await self.backend.put(user)
             return user
-        was_online = user.online
-        user.online = True
-        user.idle_since = None
-        user.offline_at = None
-        user.last_seen = now
-        await self.backend.put(user)
-        return None if was_online else user
+        seen = replace(user, online=True, idle_since=None, offline_at=None, last_seen=now)
+        await self.backend.put(seen)
+        return None if user.online else seen
 
     def _attach(self, record: PageRecord, socket: PageSocket, now: float) -> None:
         live = LivePage(record, socket, float(self.config.change_burst), now)
@@ -370,12 +366,11 @@ class SpaManager:
                 or record.state != "live":
             return  # resumed elsewhere meanwhile, or already ended
         now = self.clock()
-        record.state = "grace"
-        record.closed_at = now
-        record.last_seen = now
-        await self.backend.put(record)
+        waiting = replace(record, state="grace", closed_at=now, last_seen=now)
+        if not await self.backend.put_if(waiting, record):
+            return  # resumed elsewhere meanwhile
         if self.config.grace_period <= 0:
-            await self._end_page(record, "expired")
+            await self._end_page(waiting, "expired")
 
     def page_of(self, socket: Any) -> PageContext | None:
         """The page registered on this WSX connection, or None."""
@@ -399,8 +394,7 @@ class SpaManager:
         await self.backend.data_drop("page", record.page_id)
         session = await self.backend.get("session", record.session_id)
         if isinstance(session, SessionRecord):
-            session.last_seen = now
-            await self.backend.put(session)
+            await self.backend.put(replace(session, last_seen=now))
         await self.server.plugins.call("genro_asgi_spa_page_closed", strict=False,
                                        server=self.server, page=record, reason=reason)
 
@@ -604,8 +598,7 @@ class SpaManager:
                 await backend.data_drop("session", record.session_id)
                 connection = await backend.get("connection", record.connection_id)
                 if isinstance(connection, ConnectionRecord):
-                    connection.last_seen = now
-                    await backend.put(connection)
+                    await backend.put(replace(connection, last_seen=now))
         for record in await backend.own("connection"):
             if isinstance(record, ConnectionRecord) \
                     and now - record.last_seen >= config.connection_idle \
@@ -621,18 +614,18 @@ class SpaManager:
         if user.online:
             if await backend.pages(user_id=user.user_id):
                 if user.idle_since is not None:
-                    user.idle_since = None
-                    await backend.put(user)
+                    await backend.put(replace(user, idle_since=None))
                 return
             if user.idle_since is None:
-                user.idle_since = now
+                user = replace(user, idle_since=now)
                 await backend.put(user)
-            if now - user.idle_since >= config.user_ttl:
-                user.online = False
-                user.offline_at = now
-                await backend.put(user)
-                await self.server.plugins.call("genro_asgi_spa_user_offline", strict=False,
-                                               server=self.server, user=user)
+            idle_since = user.idle_since if user.idle_since is not None else now
+            if now - idle_since >= config.user_ttl:
+                offline = replace(user, online=False, offline_at=now)
+                if await backend.put_if(offline, user):  # not back online meanwhile
+                    await self.server.plugins.call("genro_asgi_spa_user_offline",
+                                                   strict=False, server=self.server,
+                                                   user=offline)
         elif user.offline_at is not None and now - user.offline_at >= config.user_retention \
                 and not await backend.pages(user_id=user.user_id):
             await backend.delete("user", user.user_id)
