@@ -51,13 +51,19 @@ class NatsServer:
 
     @property
     def url(self) -> str:
+        """``nats://127.0.0.1:PORT``, for ``plugins.nats.servers``."""
         return f"nats://127.0.0.1:{self.port}"
 
     @property
     def pid(self) -> int | None:
+        """The nats-server process id while it runs, else None."""
         return self.process.pid if self.process is not None else None
 
     def start(self) -> NatsServer:
+        """Start nats-server (with JetStream unless told not to); wait until it accepts clients.
+
+        RuntimeError, with the end of its log, when it exits or does not start in time.
+        """
         args = [self.binary, "-a", "127.0.0.1", "-p", str(self.port), "-l", str(self.log_path)]
         if self.jetstream:
             args += ["-js", "-sd", str(self.store_dir / "js")]
@@ -98,10 +104,12 @@ class NatsServer:
             process.wait(10)
 
     def restart(self) -> None:
+        """Stop and start again on the same port and store (JetStream data survive)."""
         self.stop()
         self.start()
 
     def log(self) -> str:
+        """The server's log so far (empty when there is none)."""
         try:
             return self.log_path.read_text(errors="replace")
         except OSError:
@@ -116,6 +124,7 @@ class NatsServer:
             return False
 
     def close(self) -> None:
+        """Stop the server; delete its store directory if it made a temporary one."""
         self.stop()
         if self._tmp is not None:
             self._tmp.cleanup()
