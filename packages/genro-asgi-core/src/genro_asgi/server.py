@@ -649,6 +649,8 @@ class AsgiServer:
 
 
 def _serve_one_process(app_server: AsgiServer, options: dict[str, Any]) -> None:
+    import contextlib
+
     import uvicorn
 
     class DrainingServer(uvicorn.Server):
@@ -675,7 +677,9 @@ def _serve_one_process(app_server: AsgiServer, options: dict[str, Any]) -> None:
                 logger.error("draining connections failed", exc_info=failure)
             await super().shutdown(sockets)
 
-    DrainingServer(uvicorn.Config(app_server, **options)).run()
+    # Ctrl-C: uvicorn shuts down gracefully, then re-raises it; like uvicorn.run(), end quietly
+    with contextlib.suppress(KeyboardInterrupt):
+        DrainingServer(uvicorn.Config(app_server, **options)).run()
 
 
 def server_from_environment() -> AsgiServer:
