@@ -58,8 +58,10 @@ class NatsLink:
         self.state: State = "idle"
         self.nc: Client | None = None
         self._on_connect: list[OnConnect] = []
+        self._on_reconnect: list[OnConnect] = []
         self._retry: asyncio.Task[None] | None = None
         self._last_error: Exception | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def connected(self) -> bool:
@@ -73,6 +75,11 @@ class NatsLink:
         """Call ``callback`` whenever a connection is (re)established after a degraded start
         (subscriptions of an established connection are replayed by the client itself)."""
         self._on_connect.append(callback)
+
+    def on_reconnect(self, callback: OnConnect) -> None:
+        """Call ``callback`` (in a task of its own) each time the client reconnects after
+        losing an established connection (the spa backend resynchronises its replica)."""
+        self._on_reconnect.append(callback)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -240,11 +247,22 @@ class NatsLink:
         self.stats.reconnects += 1
         url = self.nc.connected_url if self.nc is not None else None
         logger.warning("NATS reconnected to %s", url.netloc if url else "?")
+        for callback in self._on_reconnect:
+            task = asyncio.create_task(_guarded(callback), name="nats-on-reconnect")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _closed(self) -> None:
         if self.state != "closed" and self.nc is not None:
             self.state = "closed"
             logger.error("NATS connection closed")
+
+
+async def _guarded(callback: OnConnect) -> None:
+    try:
+        await callback()
+    except Exception:
+        logger.exception("NATS on-reconnect callback failed")
 
 
 def _need_nkeys(option: str) -> None:
