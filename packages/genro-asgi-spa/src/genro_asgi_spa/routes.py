@@ -92,6 +92,7 @@ class SpaApp(AsgiApplication):
                   ) -> dict[str, Any]:
         context = await self._page(request)
         self.manager.check_level(level)
+        self.manager.check_path(path)  # malformed input costs no token
         self.manager.spend(context)
         return {"size": await context.set(level, path, value)}
 
@@ -99,6 +100,7 @@ class SpaApp(AsgiApplication):
     async def delete(self, request: Request, level: Any, path: Any = "") -> dict[str, Any]:
         context = await self._page(request)
         self.manager.check_level(level)
+        self.manager.check_path(path)
         self.manager.spend(context)
         return {"deleted": await context.delete(level, path)}
 

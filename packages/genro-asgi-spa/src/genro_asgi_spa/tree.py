@@ -129,10 +129,10 @@ class DataTree:
         plen = -1
         for i, token in enumerate(parents):
             plen += len(token) + 1
-            child = node.get(token) if node is not None else None
-            if child is None:
-                node = None
+            if node is None or token not in node:
+                node = None  # created below
                 continue
+            child = node[token]
             if not isinstance(child, dict):
                 raise ValueError(f"{'.'.join(parents[:i + 1])!r} holds a value, not a branch")
             if not child:  # an empty dict that stops being a leaf
