@@ -7,6 +7,7 @@ import argparse
 import getpass
 import json
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -167,6 +168,13 @@ def route_rows(server: AsgiServer) -> list[dict[str, Any]]:
         index = path != route.path
         kind = f"index of {route.path}" if index else "route"
         params = [] if index or path == "/" else path_parameters(route)
+        if route.subpaths:  # the handler serves these trailing paths, each its own methods
+            for template, methods in route.subpaths.items():
+                url = f"{path.rstrip('/')}/{template}" if template else path
+                rows.append({"path": url, "methods": methods, "kind": kind,
+                             "auth": route.auth_rule, "media_type": route.media_type,
+                             "path_params": re.findall(r"\{(\w+)\}", template)})
+            continue
         url = path + "".join(f"/{{{name}}}" for name in params)
         rows.append({"path": url, "methods": route.allow, "kind": kind,
                      "auth": route.auth_rule, "media_type": route.media_type,
@@ -182,7 +190,7 @@ def path_parameters(route: Any) -> list[str]:
     takes (``/shop/product/{pid}``), as the OpenAPI document shows them."""
     names: list[str] = []
     for param in route.binder.positional:
-        if not param.required or param.multi:
+        if not param.required or param.multi or param.upload is not None:  # files: the body
             break
         names.append(param.name)
     return names

@@ -9,7 +9,8 @@ are called through their RouterNode so those plugins still run.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 DEFAULT_METHODS = ("GET", "POST")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_PATH_SEGMENTS = 32
+_SUBPATH = re.compile(r"(|([\w.~-]+|\{[A-Za-z_]\w*\})(/([\w.~-]+|\{[A-Za-z_]\w*\}))*)")
 _MAX_CACHED_TAG_SETS = 256  # per guarded route: distinct tag sets whose verdict is remembered
 
 
@@ -59,6 +61,7 @@ def route(
     methods: Iterable[str] | None = None,
     media_type: str | None = None,
     inline: bool | None = None,
+    subpaths: Mapping[str, Iterable[str]] | None = None,
     **options: Any,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Expose a method of an application as a route.
@@ -67,9 +70,14 @@ def route(
     type for str/bytes results; ``inline=True`` calls a ``def`` handler on the event loop
     instead of the server's sync pool (only for code that never blocks: see
     docs/applications.md), ``False`` keeps it in the pool whatever ``server.sync_handlers``
-    says; other keywords go to genro-routes (``auth=``, ``meta_*=``, ...).
+    says; ``subpaths`` maps the trailing paths a handler serves itself (``""``, ``"{task_id}"``,
+    ``"{task_id}/cancel"``) to the methods each one allows, for ``genro-asgi routes`` and
+    documents (the handler still answers 405 itself); other keywords go to genro-routes
+    (``auth=``, ``meta_*=``, ...).
     """
     allowed = tuple(m.upper() for m in (methods or DEFAULT_METHODS))
+    if subpaths is not None:
+        options["meta_subpaths"] = check_subpaths(subpaths, allowed)
     if media_type is not None:
         options["media_type"] = media_type
     if inline is not None:
@@ -78,6 +86,36 @@ def route(
         name=name, meta_methods=allowed, **options
     )
     return decorator
+
+
+def check_subpaths(subpaths: Mapping[str, Iterable[str]],
+                   allowed: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """``subpaths`` normalised (no outer slashes, upper-case methods), or TypeError: a template
+    is ``""`` or segments, ``{name}`` ones for parameters; each method one the route allows."""
+    allowed = set(allowed)
+    checked: dict[str, tuple[str, ...]] = {}
+    if not isinstance(subpaths, Mapping) or not subpaths:
+        raise TypeError("route(subpaths=...) needs a non-empty mapping of sub-path -> methods")
+    for template, methods in subpaths.items():
+        if not isinstance(template, str) or not _SUBPATH.fullmatch(template.strip("/")) or {
+                ".", ".."} & set(template.split("/")):
+            raise TypeError(f"route(subpaths=...): {template!r} is not a sub-path template "
+                            "('', 'name', '{param}', 'a/{param}/b')")
+        names = [m.upper() for m in methods] if not isinstance(methods, str) else []
+        if not names or not set(names) <= allowed:
+            raise TypeError(f"route(subpaths=...): the methods of {template!r} must be a "
+                            f"non-empty list among the route's {sorted(allowed)}, "
+                            f"got {methods!r}")
+        checked[template.strip("/")] = tuple(dict.fromkeys(names))
+    return checked
+
+
+def subpath_allow(subpaths: Mapping[str, Iterable[str]] | None) -> dict[str, list[str]] | None:
+    """Each sub-path's methods as ``Allow`` lists them (HEAD follows GET), sorted."""
+    if not subpaths:
+        return None
+    return {template: sorted({*methods, *(("HEAD",) if "GET" in methods else ())})
+            for template, methods in subpaths.items()}
 
 
 class CompiledRoute:
@@ -89,7 +127,7 @@ class CompiledRoute:
 
     __slots__ = ("_granted", "_node_path", "_nodes", "_router", "_sync", "allow", "auth_rule",
                  "binder", "call", "inline", "is_async", "media_type", "methods", "path",
-                 "takes_nothing")
+                 "subpaths", "takes_nothing")
 
     def __init__(self, path: str, entry: dict[str, Any],
                  node_call: Callable[..., Any] | None, router: Any = None,
@@ -103,6 +141,8 @@ class CompiledRoute:
             methods.add("HEAD")
         self.methods = frozenset(methods)
         self.allow = sorted(self.methods)
+        # route(subpaths=...): the methods of each trailing path the handler serves itself
+        self.subpaths = subpath_allow(meta.get("subpaths"))
         self.media_type: str | None = meta.get("media_type")
         self.binder = Binder(func, limits)
         self.takes_nothing = self.binder.takes_nothing
