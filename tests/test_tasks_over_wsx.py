@@ -56,7 +56,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         "auth": {"anonymous": True,
                  "bearer": {"ops": {"token": OPS, "tags": ["ops"]},
                             "guest": {"token": GUEST, "tags": ["guest"]}}},
-        "executor": {"pools": {"io": {"kind": "thread", "workers": 2}}, "auth_rule": "ops"},
+        "executor": {"pools": {"io": {"kind": "thread", "workers": 2}}, "auth_rule": "ops",
+                     "access": "open"},
         # anonymous connections may call (public routes), so /_tasks must refuse them itself
         "wsx": {"heartbeat_interval": 0, "require_identity": False},
     }})

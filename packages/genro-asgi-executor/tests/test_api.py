@@ -20,7 +20,9 @@ TINY = {**POOLS, "tiny": {"kind": "thread", "workers": 1, "max_pending": 1, "ret
 
 
 def make(tmp_path: Path, **options: Any) -> AsgiServer:
-    plugins: dict[str, Any] = {"executor": {"pools": TINY, **options}}
+    # these tests are about the API itself: every caller sees every task (access: owner has
+    # its own tests, test_task_owners.py)
+    plugins: dict[str, Any] = {"executor": {"pools": TINY, "access": "open", **options}}
     if "auth_rule" in options:
         plugins["identity"] = {"module": "executor_apps:HeaderIdentity"}
     server = AsgiServer(tmp_path, config={"plugins": plugins}, environ={})
@@ -210,7 +212,7 @@ async def test_the_auth_plugin_guards_the_api(tmp_path: Path) -> None:
                                      ({"bearer": tokens}, "ops", 403),
                                      ({"bearer": tokens, "anonymous": True}, "ops", 403)):
         server = AsgiServer(tmp_path, environ={}, config={"plugins": {
-            "auth": auth, "executor": {"pools": TINY, "auth_rule": rule}}})
+            "auth": auth, "executor": {"pools": TINY, "auth_rule": rule, "access": "open"}}})
         server.mount("/jobs", JobsApp())
         async with AsyncTestClient(server) as client:
             assert (await client.get("/_tasks")).status_code == 401, (auth, rule)

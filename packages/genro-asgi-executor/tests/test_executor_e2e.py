@@ -30,7 +30,8 @@ def poll(client: httpx.Client, task_id: str, done: callable) -> dict:  # type: i
 def test_cpu_job_over_http_while_the_server_stays_responsive(tmp_path: Path) -> None:
     flag = tmp_path / "flag"
     server = AsgiServer(tmp_path, config={"plugins": {
-        "executor": {"pools": POOLS}, "eventlog": {"module": "executor_helpers:EventLog"}}},
+        "executor": {"pools": POOLS, "access": "open"},
+        "eventlog": {"module": "executor_helpers:EventLog"}}},
         environ={})
     server.mount("/jobs", JobsApp())
     with LiveServer(server) as live, httpx.Client(base_url=live.url, timeout=HANG_GUARD) as c:
@@ -76,7 +77,7 @@ def test_executor_gauges_in_the_metrics_scrape(tmp_path: Path) -> None:
     pytest.importorskip("genro_asgi_metrics")
     flag = tmp_path / "flag"
     server = AsgiServer(tmp_path, config={"plugins": {
-        "executor": {"pools": POOLS}, "metrics": {}}}, environ={})
+        "executor": {"pools": POOLS, "access": "open"}, "metrics": {}}}, environ={})
     server.mount("/jobs", JobsApp())
     with LiveServer(server) as live, httpx.Client(base_url=live.url, timeout=HANG_GUARD) as c:
         task_id = c.post("/jobs/crunch", json={"flag": str(flag)}).json()["task_id"]
@@ -96,7 +97,7 @@ def test_an_anonymous_caller_is_refused_before_its_parameters_are_read(tmp_path:
     """``auth_rule`` answers 401/403 before the query or the body is bound: a caller without
     the rule's tags cannot make the server coerce anything (a TYTX numeric bomb included)."""
     server = AsgiServer(tmp_path, config={"plugins": {
-        "executor": {"pools": POOLS, "auth_rule": "ops"},
+        "executor": {"pools": POOLS, "auth_rule": "ops", "access": "open"},
         "identity": {"module": "executor_apps:HeaderIdentity"}}}, environ={})
     typed = {"X-TYTX-Transport": "json"}
     with LiveServer(server) as live, httpx.Client(base_url=live.url, timeout=HANG_GUARD) as c:

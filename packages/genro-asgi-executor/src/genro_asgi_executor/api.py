@@ -18,9 +18,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from genro_toolbox import tags_match
+
 from genro_asgi import (
     AsgiApplication,
     BadRequest,
+    Forbidden,
     HTTPException,
     JSONResponse,
     MethodNotAllowed,
@@ -33,6 +36,7 @@ from genro_asgi import (
 
 from .errors import ExecutorClosed, UnknownTask
 from .records import STATES, TaskRecord
+from .tasks import owner_key
 
 if TYPE_CHECKING:
     from genro_asgi.tytx import Transport
@@ -62,8 +66,10 @@ class TasksApp(AsgiApplication):
             self.routing.configure("auth/_all_", rule=self.auth_rule)
 
     # every standard method reaches the handler, which answers 405 with the Allow of the path
-    # asked (GET on the list and on a task, POST on cancel), not the union of them all
-    @route(methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"])
+    # asked (GET on the list and on a task, POST on cancel), not the union of them all; the
+    # route says so (subpaths) for `genro-asgi routes` and documents
+    @route(methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"],
+           subpaths={"": ["GET"], "{task_id}": ["GET"], "{task_id}/cancel": ["POST"]})
     async def index(self, *path: str, request: Request, state: str | None = None,
                     name: str | None = None, pool: str | None = None,
                     limit: int = 100, results: bool = False) -> Response | dict[str, Any]:
@@ -72,10 +78,12 @@ class TasksApp(AsgiApplication):
             raise ExecutorClosed("the executor is not running")
         filters = (state is not None or name is not None or pool is not None or limit != 100
                    or results)
+        admin, caller = self._caller(request)
         if not path:
             _allow(request, "GET")
             records = tasks.list(state=_state_filter(state), name=name,
-                                 pool=self._pool_filter(pool), limit=_limit(limit))
+                                 pool=self._pool_filter(pool), limit=_limit(limit),
+                                 owners=None if admin else {caller} if caller else ())
             return self._answer(request, {"tasks": [self._view(r, summary=not results)
                                                     for r in records],
                                           "count": len(records)})
@@ -84,9 +92,13 @@ class TasksApp(AsgiApplication):
         try:
             if len(path) == 1:
                 _allow(request, "GET")
-                return self._answer(request, self._view(tasks.status(path[0])))
+                return self._answer(request, self._view(self._visible(path[0], admin, caller)))
             if len(path) == 2 and path[1] == "cancel":
                 _allow(request, "POST")
+                record = self._visible(path[0], admin, caller)
+                if not admin and record.owner is None:
+                    raise Forbidden(detail=f"task {path[0]} has no owner: only an admin "
+                                           "may cancel it")
                 if not tasks.cancel(path[0]):
                     record = tasks.status(path[0])
                     raise Conflict(detail=f"task {path[0]} already finished ({record.state})")
@@ -94,6 +106,25 @@ class TasksApp(AsgiApplication):
         except UnknownTask:
             raise NotFound(detail=f"no task {path[0][:64]!r}") from None
         raise NotFound(detail="no such task API path")
+
+    def _caller(self, request: Any) -> tuple[bool, str | None]:
+        """(whether the caller sees every task, its owner key)."""
+        identity = getattr(request, "identity", None) if isinstance(request, Request) else None
+        if self.plugin.config.access == "open":
+            return True, owner_key(identity)
+        rule = self.plugin.config.admin_rule
+        admin = identity is not None and rule is not None and tags_match(rule,
+                                                                         set(identity.tags))
+        return admin, owner_key(identity)
+
+    def _visible(self, task_id: str, admin: bool, caller: str | None) -> TaskRecord:
+        """The task's record if the caller may see it: admins every task, others their own
+        and the ones without an owner (whose id is the only key). Someone else's task is
+        unknown (404), so its id cannot be probed."""
+        record = self.plugin.tasks.status(task_id)  # type: ignore[union-attr]
+        if admin or record.owner is None or record.owner == caller:
+            return record
+        raise UnknownTask(task_id)
 
     def _pool_filter(self, pool: str | None) -> str | None:
         if pool is not None and pool not in self.plugin.config.pools:

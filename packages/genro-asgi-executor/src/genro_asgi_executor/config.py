@@ -94,6 +94,13 @@ class ExecutorConfig(BaseModel):
     """The SQLite file (relative to the server directory) of ``store: sqlite``."""
     auth_rule: str | None = None
     """A tag rule (``"admin|ops"``) the caller's identity must match to use the HTTP API."""
+    access: Literal["owner", "open"] = "owner"
+    """``owner``: a task is listed, shown and cancelled for the identity that submitted it
+    (``submit(..., owner=request.identity)``) and for ``admin_rule``; a task without an owner
+    is shown to whoever has its id, and listed and cancelled by admins only. ``open``: every
+    caller the ``auth_rule`` admits sees and cancels every task."""
+    admin_rule: str | None = None
+    """A tag rule (``"admin"``) whose identities see and cancel every task."""
     expose_tracebacks: bool = False
     """Include a failed task's traceback in the HTTP API's answers."""
 
@@ -114,7 +121,7 @@ class ExecutorConfig(BaseModel):
                 raise ValueError(f"pool name {name!r} must be 1-64 of A-Z a-z 0-9 _ . -")
         return value
 
-    @field_validator("auth_rule")
+    @field_validator("auth_rule", "admin_rule")
     @classmethod
     def _auth_rule(cls, value: str | None) -> str | None:
         if value is not None:

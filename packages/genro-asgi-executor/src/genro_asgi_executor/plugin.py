@@ -26,7 +26,7 @@ from .store import SqliteTaskStore, TaskStore
 from .tasks import TaskManager
 
 if TYPE_CHECKING:
-    from genro_asgi import AsgiServer
+    from genro_asgi import AsgiServer, Identity
 
 
 def executor_of(server: AsgiServer) -> ExecutorPlugin:
@@ -102,12 +102,13 @@ class ExecutorPlugin(Plugin):
 
     async def submit(self, fn: Callable[..., Any], /, *args: Any, pool: str | None = None,
                      name: str | None = None, timeout: float | None = None,
-                     **kwargs: Any) -> str:
-        """Start a task (see ``TaskManager.submit``) and return its id."""
+                     owner: Identity | None = None, **kwargs: Any) -> str:
+        """Start a task (see ``TaskManager.submit``) and return its id; ``owner``
+        (``request.identity``) is who may see and cancel it over the task API."""
         if self.tasks is None:
             raise ExecutorClosed("the executor is not running (lifespan not started)")
         return await self.tasks.submit(fn, *args, pool=pool, name=name, timeout=timeout,
-                                       **kwargs)
+                                       owner=owner, **kwargs)
 
     def _default(self, kind: str) -> str:
         name = self.config.default_thread_pool if kind == "thread" \

@@ -31,6 +31,9 @@ class TaskRecord:
     progress: float | None = None
     message: str | None = None
     timeout: float | None = None
+    owner: str | None = None
+    """Who submitted it (``backend:id`` of the identity; None: no identity): the task API
+    shows and cancels it for that identity (and admins) only."""
     error: str | None = None
     traceback: str | None = None
     result_error: str | None = None
@@ -81,7 +84,7 @@ class TaskRecord:
             "task_id": self.task_id, "name": self.name, "pool": self.pool, "state": self.state,
             "progress": self.progress, "message": self.message, "created_at": self.created_at,
             "started_at": self.started_at, "finished_at": self.finished_at,
-            "timeout": self.timeout, "error": self.error,
+            "timeout": self.timeout, "error": self.error, "owner": self.owner,
         }
         if summary:
             return data

@@ -46,13 +46,14 @@ class TaskStore:
 
 
 _COLUMNS = ("task_id", "name", "pool", "state", "created_at", "started_at", "finished_at",
-            "progress", "message", "timeout", "error", "traceback", "result", "result_error")
+            "progress", "message", "timeout", "error", "traceback", "result", "result_error",
+            "owner")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
     task_id TEXT PRIMARY KEY, name TEXT NOT NULL, pool TEXT NOT NULL, state TEXT NOT NULL,
     created_at REAL NOT NULL, started_at REAL, finished_at REAL, progress REAL, message TEXT,
-    timeout REAL, error TEXT, traceback TEXT, result TEXT, result_error TEXT
+    timeout REAL, error TEXT, traceback TEXT, result TEXT, result_error TEXT, owner TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_created ON tasks (created_at);
 """
@@ -75,6 +76,9 @@ class SqliteTaskStore(TaskStore):
         self._thread: threading.Thread | None = None
         with self._connect() as db:
             db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
+            if "owner" not in columns:  # a store written before tasks had owners
+                db.execute("ALTER TABLE tasks ADD COLUMN owner TEXT")
         db.close()
 
     def _connect(self) -> sqlite3.Connection:

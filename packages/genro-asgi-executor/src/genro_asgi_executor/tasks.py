@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from genro_toolbox import get_uuid
+
+from genro_asgi.identity import Identity
 
 from .context import TaskCancelled
 from .errors import (
@@ -41,6 +43,15 @@ from .store import TaskStore
 
 Emit = Callable[[dict[str, Any]], None]
 MAX_NAME = 200
+
+
+def owner_key(identity: Identity | None) -> str | None:
+    """How a task records its owner: ``backend:id``, so that equal names proved by different
+    backends (a basic user and a JWT subject) are different owners."""
+    if identity is None:
+        return None
+    backend = getattr(identity, "backend", "")
+    return f"{backend}:{identity.id}" if backend else str(identity.id)
 
 
 class TaskManager:
@@ -70,12 +81,17 @@ class TaskManager:
 
     async def submit(self, fn: Callable[..., Any], *args: Any, pool: str | None = None,
                      name: str | None = None, timeout: float | None = None,
-                     **kwargs: Any) -> str:
+                     owner: Identity | None = None, **kwargs: Any) -> str:
         """Start ``fn(*args, **kwargs)`` as a task in ``pool``; returns its id at once.
 
-        ``timeout`` (seconds) counts from the start of the run. Raises PoolFull (the pool's
-        queue is full and it fails fast), NotPicklable (process pools), ExecutorClosed.
+        ``timeout`` (seconds) counts from the start of the run; ``owner`` is the identity
+        the task belongs to (``request.identity``): the task API shows and cancels it for
+        that identity and admins. Raises PoolFull (the pool's queue is full and it fails
+        fast), NotPicklable (process pools), ExecutorClosed.
         """
+        if owner is not None and not isinstance(owner, Identity):
+            raise TypeError(f"owner must be an Identity (request.identity) or None, "
+                            f"not {type(owner).__name__}")
         if self.closed:
             raise ExecutorClosed("the executor is shutting down: no new tasks")
         target = self._pool(pool)
@@ -88,7 +104,8 @@ class TaskManager:
         if self.closed:  # shutdown began while this call waited for room
             target.cancel(job, "cancelled")
             raise ExecutorClosed("the executor is shutting down: no new tasks")
-        record = TaskRecord(task_id, task_name[:MAX_NAME], target.name, timeout=timeout)
+        record = TaskRecord(task_id, task_name[:MAX_NAME], target.name, timeout=timeout,
+                            owner=owner_key(owner))
         self.records[task_id] = record
         self._jobs[task_id] = job
         job.on_start = lambda: self._started(task_id)
@@ -135,13 +152,17 @@ class TaskManager:
         return stopped
 
     def list(self, *, state: str | Iterable[str] | None = None, name: str | None = None,
-             pool: str | None = None, limit: int | None = None) -> list[TaskRecord]:
-        """Snapshots of the tasks matching every filter given, newest first."""
+             pool: str | None = None, limit: int | None = None,
+             owners: Collection[str] | None = None) -> list[TaskRecord]:
+        """Snapshots of the tasks matching every filter given, newest first; ``owners``: only
+        tasks owned by one of them (an empty collection: none)."""
         states = _states(state)
         found = []
         for record in reversed(self.records.values()):
             if (states is None or record.state in states) and (
-                    name is None or record.name == name) and (pool is None or record.pool == pool):
+                    name is None or record.name == name) and (
+                    pool is None or record.pool == pool) and (
+                    owners is None or record.owner in owners):
                 found.append(record.snapshot())
                 if limit is not None and len(found) >= limit:
                     break
