@@ -8,11 +8,12 @@ it, else a close before accept (which servers send as 403).
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from ...envelope import reporting_send
 from ...exceptions import HTTPException, Unauthorized
-from ...identity import SCOPE_KEY
+from ...identity import SCOPE_KEY, Identity
 from ...request import Request
 from ...types import ASGIApp, Receive, Scope, Send
 from .authenticator import NEEDS_AWAIT, Authenticator
@@ -54,27 +55,42 @@ class AuthMiddleware:
         self.public = public
         self.anonymous = anonymous
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # A plain function handing back the next app's awaitable when the answer needs no
+        # waiting (bearer, JWT, API key, no credential): no coroutine of its own per request.
         try:
             identity = self.authenticator.check(scope)
-            if identity is NEEDS_AWAIT:
-                identity = await self.authenticator.check_slow(scope, self.server)
         except HTTPException as exc:
-            await self._deny(scope, receive, send, exc)
-            return
+            return self._deny(scope, receive, send, exc)
+        if identity is NEEDS_AWAIT:
+            return self._identify_slowly(scope, receive, send)
+        return self._admit(identity, scope, receive, send)  # type: ignore[arg-type]
+
+    def _admit(self, identity: Identity | None, scope: Scope, receive: Receive,
+               send: Send) -> Awaitable[None]:
+        """The next app with ``identity`` set, or the 401 when there is none and the path
+        needs one."""
         if identity is None:
             path = scope["path"]
             if not (self.anonymous or self._public(path)
                     or path in self.server.self_authenticating_paths):
-                await self._deny(scope, receive, send,
-                                 Unauthorized(detail="authentication required"))
-                return
+                return self._deny(scope, receive, send,
+                                  Unauthorized(detail="authentication required"))
         else:
             scope[SCOPE_KEY] = identity
             envelope = scope.get("genro.envelope")
             if envelope is not None:
                 envelope.identity = identity
-        await self.app(scope, receive, send)
+        return self.app(scope, receive, send)
+
+    async def _identify_slowly(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Basic credentials (a hash in a thread) or the identify hook decide."""
+        try:
+            identity = await self.authenticator.check_slow(scope, self.server)
+        except HTTPException as exc:
+            await self._deny(scope, receive, send, exc)
+            return
+        await self._admit(identity, scope, receive, send)
 
     def _public(self, path: str) -> bool:
         """Whether ``path`` is public: it matches a pattern (trailing slashes aside) and so does

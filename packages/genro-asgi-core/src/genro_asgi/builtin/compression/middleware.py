@@ -299,23 +299,23 @@ class CompressionMiddleware:
         self.policy = policy
         self._choices: dict[bytes, Codec | None] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # A plain function handing back the next app's awaitable: all it does per request
+        # is choose a ``send``, so it needs no coroutine of its own.
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         accept: bytes | None = None
         for key, value in scope["headers"]:
             if key == b"accept-encoding":
                 accept = value if accept is None else accept + b"," + value
-        codec = None
-        if accept is not None and scope["method"] != "HEAD":
-            codec = self._choices.get(accept, _UNSEEN)
-            if codec is _UNSEEN:
-                codec = self.negotiate(accept)
         policy = self.policy
+        if accept is None or scope["method"] == "HEAD":
+            return self.app(scope, receive, vary_only(policy, scope, send))
+        codec = self._choices.get(accept, _UNSEEN)
+        if codec is _UNSEEN:
+            codec = self.negotiate(accept)
         if codec is None:
-            await self.app(scope, receive, vary_only(policy, scope, send))
-            return
+            return self.app(scope, receive, vary_only(policy, scope, send))
         held: CompressingSend | None = None
         passing = False
 
@@ -328,17 +328,21 @@ class CompressionMiddleware:
                 return send(message)
             if held is not None:
                 return held(message)
+            passing = True
             if message["type"] == "http.response.start":
                 status = message["status"]
-                if policy.compressible(status, start_headers(message)):
+                headers = message.get("headers")  # start_headers, inline
+                if type(headers) is not list:
+                    message["headers"] = headers = list(headers or ())
+                if policy.compressible(status, headers):
+                    passing = False
                     held = CompressingSend(codec, policy, scope, send)
                     return held(message)
-                passing = True
-                return send(revalidated(scope, message) if status == 304 else message)
-            passing = True  # a body with no start: not ours to fix
-            return send(message)
+                if status == 304:
+                    return send(revalidated(scope, message))
+            return send(message)  # a body with no start: not ours to fix
 
-        await self.app(scope, receive, send_compressing)
+        return self.app(scope, receive, send_compressing)
 
     def negotiate(self, accept: bytes) -> Codec | None:
         """The codec for this Accept-Encoding value, remembered for the common values."""

@@ -9,7 +9,7 @@ which the ASGI server turns into an HTTP 403.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Iterable
 
 from ...envelope import reporting_send
 from ...types import ASGIApp, Message, RawHeaders, Receive, Scope, Send
@@ -17,13 +17,12 @@ from .policy import VARY, CorsPolicy
 
 logger = logging.getLogger("genro_asgi.cors")
 
-ErrorRenderer = Callable[[Scope, Receive, Send, Exception], Awaitable[None]]
 _ORIGIN = b"origin"
 _HOST = b"host"
 _ACRM = b"access-control-request-method"
 _ACRH = b"access-control-request-headers"
 _CONTROL = b"access-control-"
-_SPECIAL = frozenset({b"v", b"V", b"a", b"A"})  # first byte of Vary and Access-Control-*
+_SPECIAL = frozenset(b"vVaA")  # first byte of Vary and Access-Control-*, as ints
 _VARY_ORIGIN = (VARY, b"Origin")
 
 
@@ -34,11 +33,22 @@ def add_cors_headers(headers: Iterable[tuple[bytes, bytes]], extra: RawHeaders,
     Access-Control-* headers set by the app are dropped: the plugin owns CORS, and two
     Access-Control-Allow-Origin values make a browser reject the response.
     """
-    for key, _ in headers:
-        if key[:1] in _SPECIAL:
-            return _merge(headers, extra, vary)
+    if _special(headers):
+        return _merge(headers, extra, vary)
     # the common case: no Vary and no Access-Control-* header to look at
     return [*headers, _VARY_ORIGIN, *extra] if vary else [*headers, *extra]
+
+
+def _special(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """Whether a header may be Vary or Access-Control-* (by its first byte; an empty name,
+    which no valid response has, counts too: the careful merge deals with it)."""
+    try:
+        for key, _ in headers:
+            if key[0] in _SPECIAL:
+                return True
+    except IndexError:
+        return True
+    return False
 
 
 def _merge(headers: Iterable[tuple[bytes, bytes]], extra: RawHeaders,
@@ -71,26 +81,25 @@ def _varies_on_origin(value: bytes) -> bool:
 
 
 class CorsMiddleware:
-    """Applies one CorsPolicy; ``render_error`` renders an exception raised further in."""
+    """Applies one CorsPolicy. An exception raised further in is answered by the envelope
+    through the error chain, which this middleware decorates like any other response."""
 
-    # It changes no status or body, and records what it answers itself (preflights, errors it
-    # renders): the envelope need not wrap every send for it (see AsgiServer.build).
+    # It changes no status or body, and records what it answers itself (preflights): the
+    # envelope need not wrap every send for it (see AsgiServer.build).
     reports_responses = True
 
-    def __init__(self, app: ASGIApp, policy: CorsPolicy,
-                 render_error: ErrorRenderer | None = None) -> None:
+    def __init__(self, app: ASGIApp, policy: CorsPolicy) -> None:
         self.app = app
         self.policy = policy
-        self.render_error = render_error
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # A plain function handing back the next app's awaitable: per request it only
+        # chooses a ``send``, so it needs no coroutine of its own.
         kind = scope["type"]
         if kind != "http":
             if kind == "websocket":
-                await self._websocket(scope, receive, send)
-            else:
-                await self.app(scope, receive, send)
-            return
+                return self._websocket(scope, receive, send)
+            return self.app(scope, receive, send)
         policy = self.policy
         vary = policy.vary
         origin: bytes | None = None
@@ -106,8 +115,7 @@ class CorsMiddleware:
                     requested.append(value)
             # (in the error chain the request is already refused: decorate, do not answer)
             if origin is not None and method is not None and "genro.error" not in scope:
-                await self._preflight(reporting_send(scope, send), origin, method, requested)
-                return
+                return self._preflight(reporting_send(scope, send), origin, method, requested)
         elif vary:
             for key, value in scope["headers"]:
                 if key == _ORIGIN:
@@ -119,29 +127,23 @@ class CorsMiddleware:
         # a plain function handing back ``send``'s awaitable: no coroutine per message
         def send_with_cors(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
-                headers = message.get("headers") or ()
+                headers = message.get("headers") or []
                 if type(headers) is not list:
                     headers = list(headers)
-                for key, _ in headers:
-                    if key[:1] in _SPECIAL:  # a Vary or Access-Control-* header to merge
-                        message["headers"] = add_cors_headers(
-                            headers, appended[1:] if vary else appended, vary)
-                        break
-                else:
-                    message["headers"] = [*headers, *appended]
+                try:  # _special, inline
+                    for key, _ in headers:
+                        if key[0] in _SPECIAL:  # a Vary or Access-Control-* header to merge
+                            break
+                    else:
+                        message["headers"] = headers + appended
+                        return send(message)
+                except IndexError:  # an empty header name: the careful merge deals with it
+                    pass
+                message["headers"] = add_cors_headers(
+                    headers, appended[1:] if vary else appended, vary)
             return send(message)
 
-        try:
-            await self.app(scope, receive, send_with_cors)
-        except Exception as exc:
-            # an inner middleware or a mounted app raised before answering: render it here, so
-            # that the browser may read the error (the envelope would do it outside, without
-            # CORS headers)
-            envelope = scope.get("genro.envelope")
-            if self.render_error is None or envelope is None or envelope.status is not None:
-                raise
-            envelope.error = envelope.error or exc
-            await self.render_error(scope, receive, reporting_send(scope, send_with_cors), exc)
+        return self.app(scope, receive, send_with_cors)
 
     async def _preflight(self, send: Send, origin: bytes, method: bytes,
                          requested: list[bytes]) -> None:

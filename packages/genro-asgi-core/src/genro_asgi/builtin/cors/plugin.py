@@ -39,11 +39,10 @@ class CorsPlugin(Plugin):
         return self.policy.allows(raw)
 
     @hookimpl(tryfirst=True)
-    def genro_asgi_middleware(self, server: AsgiServer) -> MiddlewareFactory:
+    def genro_asgi_middleware(self) -> MiddlewareFactory:
         policy = self.policy
-        render_error = server.render_uncaught_error
 
         def factory(app: ASGIApp) -> ASGIApp:
-            return CorsMiddleware(app, policy, render_error)
+            return CorsMiddleware(app, policy)
 
         return factory
