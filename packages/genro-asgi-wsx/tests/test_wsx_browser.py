@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from wsx_helpers import TIMEOUT, make, serving
 
-from genro_asgi import AsgiApplication, route
+from genro_asgi import AsgiApplication, Request, route
+from genro_asgi_wsx import Publication
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -28,6 +29,11 @@ try {
   const out = {};
   const client = new WsxClient("/_wsx", { minDelay: 50, maxDelay: 200 });
   let opens = 0;
+  const prepared = [];
+  client.prepare(async (call) => {
+    // before connected() resolves and before the open listeners: a call goes through
+    prepared.push([opens, await call("/shop/hello", { name: "prepare" })]);
+  });
   client.on("open", () => { opens += 1; });
   await client.connected();
   out.hello = await client.call("/shop/hello", { name: "browser" });
@@ -57,6 +63,15 @@ try {
   await waiting;
   out.events = events;
   out.opens = opens;
+  out.prepared = prepared;
+  // events of a subscription the server named itself (push_event), on the new socket too
+  const pushed = [];
+  let pushedArrived;
+  const pushWait = new Promise((resolve) => { pushedArrived = resolve; });
+  client.listen("srv", (data, channel) => { pushed.push([channel, data]); pushedArrived(); });
+  await client.call("/probe/push", { value: new Decimal("7.5") });
+  await pushWait;
+  out.pushed = pushed.map(([channel, data]) => [channel, data instanceof Decimal ? data.text : data]);
   client.close();
   // closed for good: callers get an error, never a promise that hangs
   out.afterClose = await client.call("/shop/hello").then(() => "answered", (e) => e.code);
@@ -64,6 +79,10 @@ try {
   const refused = new WsxClient("/_wsx", { token: "not-a-token", minDelay: 50 });
   out.refused = await refused.connected().then(() => "open", (e) => [e.status, e.code]);
   out.refusedCall = await refused.call("/shop/hello").then(() => "answered", (e) => e.status);
+  // a preparer the server refuses (a status) ends the client with that error
+  const unprepared = new WsxClient("/_wsx", { minDelay: 50 });
+  unprepared.prepare((call) => call("/shop/item/101"));
+  out.unprepared = await unprepared.connected().then(() => "open", (e) => [e.status, e.code]);
   await report(out);
 } catch (error) {
   await report({ failed: String(error && error.stack || error) });
@@ -88,6 +107,12 @@ class Probe(AsgiApplication):
         self.result = report
         self.done.set()
         return "ok"
+
+    @route()
+    async def push(self, request: Request, value: Any) -> bool:
+        """An event for the calling connection alone, under a server-chosen subscription."""
+        request.scope["wsx.connection"].push_event("srv", Publication("pushed.one", value))
+        return True
 
     @route()
     async def kick(self) -> str:
@@ -125,5 +150,9 @@ def test_browser_client(tmp_path: Path) -> None:
     # the subscription survived the reconnect: the second event came on the new socket
     assert result["events"] == [["orders.7", "2.5"], ["orders.8", 1]]
     assert result["opens"] >= 2
+    # the preparer ran on each socket before the open listeners (opens was still 0, then 1)
+    assert result["prepared"][:2] == [[0, "hello prepare"], [1, "hello prepare"]]
+    assert result["unprepared"] == [404, "handler_error"]
+    assert result["pushed"] == [["pushed.one", "7.5"]]
     assert result["afterClose"] == "closed"
     assert result["refused"] == [401, "auth_required"] and result["refusedCall"] == 401

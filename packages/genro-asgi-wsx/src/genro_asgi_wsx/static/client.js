@@ -145,6 +145,8 @@ export class WsxClient {
     this.attempt = 0;
     this.final = null; // the WsxError of a client closed for good (no more reconnects)
     this.listeners = { open: [], close: [] };
+    this.preparers = [];
+    this.listened = new Map(); // server-side subscription id -> handler (kept across sockets)
     this.waiters = [];
     this._open();
   }
@@ -158,6 +160,29 @@ export class WsxClient {
 
   /** on("open" | "close", callback): connection events (close gets the close code). */
   on(event, callback) { this.listeners[event].push(callback); return this; }
+
+  /**
+   * prepare(async (call) => ...): run on every socket that opens (after the token is
+   * accepted), before the subscriptions are renewed and before connected() resolves, so an
+   * extension re-establishes its server-side state first (genro-asgi-spa re-attaches its
+   * page). `call(path, params)` calls a route without waiting for connected(). A rejection
+   * with a `status` (the server refused) closes the client for good with that error; any
+   * other (no answer, the socket dropped) opens a new socket.
+   */
+  prepare(callback) { this.preparers.push(callback); return this; }
+
+  /**
+   * listen(subscription, handler): `handler(data, channel)` for the events of a subscription
+   * id the server assigns itself (genro-asgi-spa pushes a page's events under "spa"), on
+   * this socket and every later one. Client subscriptions are "s1", "s2"...: do not listen
+   * to those. Returns a function that stops listening.
+   */
+  listen(subscription, handler) {
+    this.listened.set(subscription, handler);
+    return () => {
+      if (this.listened.get(subscription) === handler) this.listened.delete(subscription);
+    };
+  }
 
   /** Resolves when the socket is open (and authenticated when a token was given); rejects
    *  once the client is closed for good (close(), a refused token, a final close code). */
@@ -190,6 +215,15 @@ export class WsxClient {
         else this._retry(ws); // no answer: try a new socket
         return;
       }
+    }
+    const call = (path, params = {}) => this._request({ path, data: toTytx(params) });
+    for (const prepare of this.preparers) {
+      try { await prepare(call); } catch (error) {
+        if (error && error.status) this._end(error);
+        else this._retry(ws);
+        return;
+      }
+      if (this.ws !== ws || this.final) return;
     }
     for (const [key, sub] of [...this.subscriptions]) {
       try { await this._resubscribe(sub); } catch (error) {
@@ -249,6 +283,9 @@ export class WsxClient {
       if (sub) {
         if (typeof message.offset === "string") sub.offset = message.offset;
         sub.handler(fromTytx(message.data), message.channel);
+      } else {
+        const handler = this.listened.get(message.subscription);
+        if (handler) handler(fromTytx(message.data), message.channel);
       }
       return;
     }
