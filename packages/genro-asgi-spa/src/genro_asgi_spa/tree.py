@@ -55,11 +55,12 @@ def check_path(path: Any, max_length: int = 200, max_depth: int = 16) -> str | N
     return None
 
 
-def value_size(value: Any) -> int:
-    """The value's size in bytes (UTF-8 TYTX text); ValueError when it cannot be stored."""
+def value_size(value: Any, path_length: int = 0) -> int:
+    """What ``value`` costs at a path of ``path_length`` characters (``measure``); ValueError
+    when it cannot be stored."""
     _check(value, 0)
     try:
-        return _encoded_length(value)
+        return measure(path_length, value)
     except (TypeError, ValueError) as exc:  # a lone surrogate, an unknown type
         raise ValueError(f"the value cannot be encoded ({exc})") from None
 
@@ -109,22 +110,21 @@ class DataTree:
                 if not isinstance(node, dict) or token not in node:
                     return default
                 node = node[token]
-        return copy.deepcopy(node)
+        return _copy(node)
 
     def set(self, path: str, value: Any, max_bytes: int) -> None:
         """Set ``path`` to (a copy of) ``value``; ``""`` replaces the whole tree (a dict)."""
-        value_size(value)  # refuses what cannot be stored, before anything is measured
         if not path:
             if not isinstance(value, dict):
                 raise ValueError("the root holds a dict")
-            size = measure(0, value) if value else 0
+            size = value_size(value) if value else 0
             if size > max_bytes:
                 raise DataLimitExceeded(size, max_bytes)
             self.root = copy.deepcopy(value)
             self.size = size
             return
         *parents, leaf = path.split(".")
-        size = self.size + measure(len(path), value)
+        size = self.size + value_size(value, len(path))  # refuses what cannot be stored
         node: dict[str, Any] | None = self.root
         plen = -1
         for i, token in enumerate(parents):
@@ -145,7 +145,7 @@ class DataTree:
         node = self.root
         for token in parents:
             node = node.setdefault(token, {})
-        node[leaf] = copy.deepcopy(value)
+        node[leaf] = _copy(value)
         self.size = size
 
     def delete(self, path: str) -> bool:
@@ -183,3 +183,8 @@ def measure(path_length: int, value: Any) -> int:
 def _encoded_length(value: Any) -> int:
     text = to_tytx(value)
     return len(text) if isinstance(text, bytes) else len(text.encode("utf-8"))
+
+
+def _copy(value: Any) -> Any:
+    """A copy the caller cannot change the tree through (scalars are immutable)."""
+    return copy.deepcopy(value) if isinstance(value, (dict, list)) else value
