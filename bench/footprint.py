@@ -13,8 +13,8 @@
   temporary directory with its own debug secret).
 - ``--base REV`` adds the genro-asgi rows of another commit (a git worktree, its packages
   first on ``PYTHONPATH``), so before and after are side by side in one run.
-- ``--importtime``: ``python -X importtime`` of ``import genro_asgi``, the slowest modules by
-  cumulative time.
+- ``--importtime``: ``python -X importtime`` of an app's imports (``from genro_asgi import
+  AsgiApplication, AsgiServer, route``), the slowest modules by cumulative time.
 
 Nothing here compares a figure with a threshold. Run from the repository root::
 
@@ -49,7 +49,7 @@ STARTUP_TIMEOUT = 60.0
 WARMUP_REQUESTS = 200
 SETTLE_SECONDS = 1.0  # after the warm-up, before RSS is read (lets the loop go idle)
 
-# (key, label, statement); "genro" rows run against every tree (head, and --base)
+# (key, label, statement)
 IMPORTS: tuple[tuple[str, str, str], ...] = (
     ("starlette", "Starlette (an app's imports)",
      "from starlette.applications import Starlette; from starlette.routing import Route; "
@@ -65,6 +65,7 @@ IMPORTS: tuple[tuple[str, str, str], ...] = (
     ("yaml", "yaml alone", "import yaml"),
 )
 REFERENCE_IMPORT = "starlette"
+PER_TREE = ("genro", "genro_app")  # measured on --base too; the libraries are the same
 
 IMPORT_CHILD = textwrap.dedent("""
     import time, sys
@@ -144,7 +145,7 @@ class Worker:
 def measure_imports(trees: list[Tree], runs: int) -> dict[str, dict[str, float]]:
     rows = [(key if tree.label == "head" else f"{key}@{tree.label}", stmt, tree)
             for key, _, stmt in IMPORTS for tree in trees
-            if tree.label == "head" or key.startswith("genro")]
+            if tree.label == "head" or key in PER_TREE]
     samples: dict[str, list[tuple[float, float, int]]] = {key: [] for key, _, _ in rows}
     with tempfile.TemporaryDirectory(prefix="genro-asgi-footprint-") as cwd:
         for _key, stmt, tree in rows:  # compile .pyc files first; not timed
@@ -179,14 +180,15 @@ def report_imports(figures: dict[str, dict[str, float]]) -> None:
 
 
 def print_importtime(top: int) -> None:
-    done = subprocess.run([sys.executable, "-X", "importtime", "-c", "import genro_asgi"],
+    statement = dict((key, stmt) for key, _, stmt in IMPORTS)["genro_app"]
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c", statement],
                           capture_output=True, text=True, timeout=120, check=True)
     rows = []
     for line in done.stderr.splitlines():
         match = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)", line)
         if match:
             rows.append((int(match.group(2)), int(match.group(1)), match.group(4)))
-    print(f"\n-X importtime, import genro_asgi: the {top} largest cumulative (us)")
+    print(f"\n-X importtime, {statement}: the {top} largest cumulative (us)")
     for cumulative, own, name in sorted(rows, reverse=True)[:top]:
         print(f"  {cumulative:>9,} {own:>9,}  {name}")
 
@@ -354,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="fresh workers per app")
     parser.add_argument("--base", help="also measure genro-asgi at this git revision")
     parser.add_argument("--importtime", action="store_true",
-                        help="print -X importtime of import genro_asgi")
+                        help="print -X importtime of an app's imports")
     parser.add_argument("--skip-imports", action="store_true")
     parser.add_argument("--skip-rss", action="store_true")
     args = parser.parse_args(argv)

@@ -9,14 +9,12 @@ the tree, and their key paths are remembered so that every dump redacts them.
 from __future__ import annotations
 
 import copy
-import difflib
 import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ByteSize,
@@ -125,6 +123,8 @@ APP_KEYS = ("module", "prefix", "wsgi", "lifespan")
 
 def reserved_key_hint(params: Mapping[str, Any]) -> str:
     """`` (did you mean 'prefix' for 'prefx'?)`` for params that look like misspelled app keys."""
+    import difflib  # error messages only
+
     guesses = [f"{close[0]!r} for {key!r}" for key in params
                if (close := difflib.get_close_matches(str(key), APP_KEYS, n=1, cutoff=0.75))]
     return f" (did you mean {', '.join(guesses)}?)" if guesses else ""
@@ -147,6 +147,8 @@ def load_yaml(path: Path) -> dict[str, Any]:
     """Read a YAML mapping; a missing file is an empty config, a broken one a ConfigError."""
     if not path.exists():
         return {}
+    import yaml  # only a server with a config file needs it
+
     try:
         with path.open(encoding="utf-8") as stream:  # a stream: YAML errors name the file
             data = yaml.safe_load(stream)
@@ -205,6 +207,8 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         parts = rest.split("__") if "__" in rest else rest.split("_", 1)
         if len(parts) < 2 or parts[0] not in SECTIONS or not all(parts):
             continue
+        import yaml
+
         try:
             value = yaml.safe_load(raw) if raw else raw
         except yaml.YAMLError:

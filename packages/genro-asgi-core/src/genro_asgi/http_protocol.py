@@ -29,14 +29,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import h11
 import httptools
 from uvicorn.config import Config
-from uvicorn.protocols.http import h11_impl, httptools_impl
+from uvicorn.protocols.http import httptools_impl
 
 from .config import ServerSettings, Settings
+from .lazy import lazy_exports
+
+if TYPE_CHECKING:
+    pass
+
+# the h11 protocol is in its own module: h11 is loaded only by a server with http: h11
+__getattr__, __dir__ = lazy_exports(__name__, {"H11Protocol": "genro_asgi.http_h11"})
 
 logger = logging.getLogger("genro_asgi.http")
 
@@ -451,62 +457,14 @@ class HttpToolsProtocol(_ReadGuard, httptools_impl.HttpToolsProtocol):
         return len(getattr(self, "url", b""))
 
 
-class H11Protocol(_ReadGuard, h11_impl.H11Protocol):
-    """uvicorn's h11 protocol with read deadlines; h11 itself bounds the head's buffer."""
-
-    __slots__ = _GUARD_SLOTS
-
-    _count_head = False
-
-    def __init__(self, config: Config, server_state: Any, app_state: dict[str, Any],
-                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
-        super().__init__(config, server_state, app_state, _loop)
-        self._guard_init(config)
-        # h11 refuses a buffered head over this (uvicorn answers it with a 400, made a 431 in
-        # send_400_response)
-        self.conn._max_incomplete_event_size = self._limits.head_budget
-        self.app = _UrlLimited(self.app, self._limits)
-
-    def data_received(self, data: bytes) -> None:
-        if self._refused:
-            return
-        super().data_received(data)
-        conn = self.conn
-        state = conn.their_state
-        if state is h11.SEND_BODY and not self._upgraded:
-            self._read_body(len(data))
-        elif state is h11.IDLE and conn.our_state is h11.IDLE and conn._receive_buffer:
-            self._wait_for_head(len(data))
-        elif self._phase:
-            self._stop_watching()
-
-    def handle_websocket_upgrade(self, event: h11.Request) -> None:
-        self._upgraded = True
-        self._stop_watching()
-        super().handle_websocket_upgrade(event)
-
-    def send_400_response(self, msg: str) -> None:
-        self._stop_watching()
-        if len(self.conn._receive_buffer) > self._limits.head_budget:
-            logger.warning("%s: request head over %d bytes", self._who(),
-                           self._limits.head_budget)
-            self._close_after(_error_response(
-                431, f"Request head larger than {self._limits.head_budget} bytes.",
-                self.server_state.default_headers))
-            return
-        super().send_400_response(msg)
-
-    def _current_cycle(self) -> Any:
-        return self.cycle
-
-    def _discard_input(self) -> None:
-        pass  # data_received drops everything once refused
-
-
 def protocol_class(http: str = "auto") -> type[asyncio.Protocol]:
     """The protocol for ``server.http``: ``auto`` is httptools (uvicorn[standard] installs it),
     as in uvicorn."""
-    return H11Protocol if http == "h11" else HttpToolsProtocol
+    if http == "h11":
+        from .http_h11 import H11Protocol
+
+        return H11Protocol
+    return HttpToolsProtocol
 
 
 class _Discard:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -68,6 +67,8 @@ class Request(Connection):
     def cookies(self) -> dict[str, str]:
         """The request's cookies by name (a malformed ``Cookie`` header gives none)."""
         if self._cookies is None:
+            from http.cookies import CookieError, SimpleCookie
+
             jar: SimpleCookie = SimpleCookie()
             with contextlib.suppress(CookieError):  # a malformed header is ignored, as browsers do
                 jar.load(self.headers.get("cookie", ""))

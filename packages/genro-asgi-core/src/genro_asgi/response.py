@@ -14,7 +14,6 @@ import uuid
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
 from enum import Enum
-from http.cookies import SimpleCookie
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -105,6 +104,8 @@ class Response:
         samesite: Literal["lax", "strict", "none"] | None = "lax",
     ) -> None:
         """Add a ``Set-Cookie`` header: HttpOnly and ``SameSite=Lax`` unless told otherwise."""
+        from http.cookies import SimpleCookie
+
         cookie: SimpleCookie = SimpleCookie()
         cookie[key] = value
         morsel = cookie[key]

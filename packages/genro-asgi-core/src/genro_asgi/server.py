@@ -35,7 +35,6 @@ from .connection import Connection
 from .datastructures import State
 from .envelope import EnvelopeMiddleware, EnvelopeRegistry, NamedObservers
 from .exceptions import ConfigError, HTTPException, PluginError, StartupError
-from .http_protocol import protocol_class
 from .identity import Identity
 from .lifespan import run_lifespan
 from .mounted_lifespan import MountedLifespan
@@ -585,6 +584,8 @@ class AsgiServer:
     # -- running -----------------------------------------------------------------------------
 
     def uvicorn_options(self) -> dict[str, Any]:
+        from .http_protocol import protocol_class  # uvicorn's protocols: only when serving
+
         s: ServerSettings = self.settings.server
         options: dict[str, Any] = {
             "host": s.host, "port": s.port, "workers": s.workers, "reload": s.reload,

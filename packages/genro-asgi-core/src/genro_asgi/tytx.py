@@ -13,8 +13,6 @@ from collections.abc import Iterable
 from decimal import InvalidOperation
 from typing import Any, Literal
 
-from genro_tytx import from_tytx, to_tytx
-
 from .exceptions import BadRequest, UnsupportedMediaType
 from .numbers import DEFAULT_LIMITS, NumberLimits, NumberOutOfRange, describe_decode_error
 from .wellformed import check_decoded
@@ -84,6 +82,8 @@ def decode(body: bytes, transport: Transport, *, limits: NumberLimits = DEFAULT_
     next to the TYTX decoder's own)."""
     if transport == "xml" and _DECLARATION.search(body):
         raise BadRequest(detail="TYTX xml bodies may not declare a DTD or entities")
+    from genro_tytx import from_tytx  # a server that never sees TYTX never loads it
+
     try:
         if transport == "msgpack":
             value, text = from_tytx(body, "msgpack"), ""
@@ -114,6 +114,8 @@ def decode_text(text: str) -> Any:
     """Hydrate one typed scalar (query values in TYTX mode): ``'2025-01-02::D'`` -> date."""
     if "::" not in text:
         return text
+    from genro_tytx import from_tytx
+
     try:
         value = from_tytx(text)
         check_decoded(text, value)
@@ -123,6 +125,8 @@ def decode_text(text: str) -> Any:
 
 
 def encode(value: Any, transport: Transport) -> bytes:
+    from genro_tytx import to_tytx
+
     data = to_tytx(value, transport)
     if isinstance(data, str):
         check_finite(_tytx_text_of(data, transport))

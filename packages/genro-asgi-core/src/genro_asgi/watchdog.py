@@ -8,10 +8,9 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-from .config import WatchdogSettings
-from .envelope import Envelope, EnvelopeRegistry
-
 if TYPE_CHECKING:
+    from .config import WatchdogSettings
+    from .envelope import Envelope, EnvelopeRegistry
     from .plugins.manager import PluginManager
 
 logger = logging.getLogger("genro_asgi.watchdog")

@@ -8,7 +8,6 @@ body is JSON, or HTML when the client prefers it; the traceback is shown only wh
 
 from __future__ import annotations
 
-import html
 import logging
 import secrets
 import traceback
@@ -74,6 +73,8 @@ class ErrorsPlugin(Plugin):
 
 
 def render_html(payload: dict[str, Any]) -> str:
+    import html  # its entity table is large: loaded by the first HTML error page only
+
     title = f"{payload['status']} {html.escape(str(payload['message']))}"
     rows = "".join(
         f"<p>{html.escape(key)}: <code>{html.escape(str(payload[key]))}</code></p>"

@@ -9,7 +9,6 @@ and the registry; nothing here runs per request.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import importlib
 import inspect
@@ -21,8 +20,6 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import Version
 from pydantic import BaseModel, ValidationError
 
 from ..config import format_validation_error
@@ -174,6 +171,8 @@ class PluginManager:
 
     def _not_installed(self, name: str) -> str:
         """Where the name was written, the closest installed names, and what to install."""
+        import difflib  # error messages only
+
         where = self.source(("plugins", name)) if callable(self.source) else self.source
         close = difflib.get_close_matches(name, [*self.installed, *RESERVED_KEYS], n=3,
                                           cutoff=0.75)
@@ -192,6 +191,10 @@ class PluginManager:
         wanted = getattr(target, "requires_core", None)
         if not wanted:
             return
+        # only a plugin that declares requires_core needs packaging
+        from packaging.specifiers import InvalidSpecifier, SpecifierSet
+        from packaging.version import Version
+
         try:
             spec = SpecifierSet(wanted)
         except InvalidSpecifier:
