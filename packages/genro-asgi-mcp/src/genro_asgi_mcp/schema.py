@@ -122,6 +122,8 @@ def _assemble(binder: Binder, params: dict[str, Any], output_key: Any,
     properties: dict[str, Any] = {}
     required: list[str] = []
     for param in binder.params:
+        if param.upload is not None:
+            continue  # an optional file: a tool cannot send one (see tools.uploads)
         if param.adapter is not None:
             schema = dict(schemas[params[param.name]])
         else:

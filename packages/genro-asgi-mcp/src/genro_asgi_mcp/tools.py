@@ -10,6 +10,7 @@ the table changes (an app mounted later).
 from __future__ import annotations
 
 import fnmatch
+import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from genro_asgi import AsgiServer
     from genro_asgi.identity import Identity
     from genro_asgi.routing import CompiledRoute
+
+logger = logging.getLogger("genro_asgi_mcp.tools")
 
 MAX_NAME = 128
 STRUCTURED_SINCE = "2025-06-18"  # the first protocol version with outputSchema and title
@@ -112,8 +115,20 @@ def build_catalog(server: AsgiServer, patterns: Sequence[str], endpoint: str) ->
         opted = meta.get("mcp")
         hits = [p for p in patterns if p == path or fnmatch.fnmatchcase(path, p)]
         matched.update(hits)
-        if hits or opted:
-            chosen.append((path, entry, route, opted if isinstance(opted, Mapping) else {}))
+        if not (hits or opted):
+            continue
+        files = required_uploads(route)
+        if files:
+            # a tool call carries JSON arguments, never a file: named on purpose, it is a
+            # mistake; caught by a wider pattern, the route is simply not a tool
+            if opted or path in hits:
+                raise ConfigError(f"route {path} cannot be an MCP tool: it needs the file "
+                                  f"upload(s) {', '.join(files)}, which a tool call cannot "
+                                  "send")
+            logger.info("mcp: %s is not a tool: it needs the file upload(s) %s", path,
+                        ", ".join(files))
+            continue
+        chosen.append((path, entry, route, opted if isinstance(opted, Mapping) else {}))
     unmatched = [p for p in patterns if p not in matched]
     if unmatched:
         raise ConfigError(f"plugins.mcp.tools: {', '.join(map(repr, unmatched))} "
@@ -148,6 +163,12 @@ def _tool(path: str, entry: Mapping[str, Any], route: CompiledRoute,
         output_schema=output, wrap=wrap,
         read_only=route.methods <= _READ_ONLY_METHODS,
     )
+
+
+def required_uploads(route: CompiledRoute) -> list[str]:
+    """The required ``UploadFile`` parameters of a route: a tool cannot call it. (Optional ones
+    are left out of its input schema: the handler gets their default.)"""
+    return [p.name for p in route.binder.params if p.upload is not None and p.required]
 
 
 def tool_name(path: str) -> str:

@@ -9,6 +9,7 @@ for routes whose leading parameters are required and positional, ``/route/{param
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,11 @@ OPENAPI_VERSION = "3.1.0"
 BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 DESCRIBED_METHODS = ("GET", "PUT", "POST", "DELETE", "OPTIONS", "PATCH", "TRACE")
 TYTX_JSON = "application/vnd.tytx+json"
+MULTIPART = "multipart/form-data"
+# an uploaded file: binary content of any type (OpenAPI 3.1 contentMediaType, and the 3.0
+# format that tools still read)
+FILE_SCHEMA: dict[str, Any] = {"type": "string", "format": "binary",
+                               "contentMediaType": "application/octet-stream"}
 BODY_TYPES = ("application/json", "application/x-www-form-urlencoded", TYTX_JSON)
 
 ERROR_SCHEMA: Schema = {
@@ -181,6 +187,15 @@ class DocumentBuilder:
         self._prepare(described)
         paths: dict[str, dict[str, Any]] = {}
         for path, route, entry, tags, index in described:
+            if route.subpaths:  # the handler serves these trailing paths, each its methods
+                for template, methods in route.subpaths.items():
+                    url = f"{path.rstrip('/')}/{template}" if template else path
+                    item = paths.setdefault(url, {})
+                    for method in DESCRIBED_METHODS:
+                        if method in methods:
+                            item[method.lower()] = self._operation(
+                                url, method, route, entry, tags, [], subpath=template)
+                continue
             for url, leading in self._variants(path, route, index):
                 item = paths.setdefault(url, {})
                 for method in DESCRIBED_METHODS:
@@ -267,6 +282,10 @@ class DocumentBuilder:
             schemas: dict[str, Schema] = {}
             for param in route.binder.params:
                 declared = fields.get(param.name, {}).get("schema")
+                if param.upload is not None:  # UploadFile / list[UploadFile]
+                    schemas[param.name] = (FILE_SCHEMA if param.upload == "one"
+                                           else {"type": "array", "items": FILE_SCHEMA})
+                    continue
                 if isinstance(declared, dict):
                     schema = self.components.place(declared)
                 elif param.adapter is not None:
@@ -299,7 +318,7 @@ class DocumentBuilder:
         schemas = self.params[id(route)]
         leading: list[Param] = []
         for param in route.binder.positional:
-            if not param.required or param.multi or not is_scalar(
+            if not param.required or param.multi or param.upload is not None or not is_scalar(
                     schemas[param.name], self.components.schemas):
                 break
             leading.append(param)
@@ -309,7 +328,10 @@ class DocumentBuilder:
         return variants
 
     def _operation(self, url: str, method: str, route: CompiledRoute, entry: dict[str, Any],
-                   tags: list[str], in_path: list[Param]) -> dict[str, Any]:
+                   tags: list[str], in_path: list[Param], subpath: str | None = None
+                   ) -> dict[str, Any]:
+        """One operation. A route's ``subpaths``: its named parameters are described on its
+        own path (``""``) only; a deeper sub-path takes just the ``{names}`` of its template."""
         doc = (entry.get("doc") or "").strip()
         summary, _, rest = doc.partition("\n")
         slug = url.strip("/").replace("/", "_").replace("{", "").replace("}", "") or "index"
@@ -330,10 +352,22 @@ class DocumentBuilder:
         binder = route.binder
         others = [p for p in binder.params if p.name not in taken]
         with_body = method in BODY_METHODS
+        if subpath:
+            parameters = [{"name": name, "in": "path", "required": True, "schema": dict(SEGMENT)}
+                          for name in re.findall(r"\{(\w+)\}", subpath)]
+            if parameters:
+                operation["parameters"] = parameters
+            operation["responses"] = self._responses(route, with_body)
+            if self.auth.requires_credential(route.path, route.auth_rule) and self.auth.schemes:
+                operation["security"] = self.auth.alternatives()
+            if route.auth_rule is not None:
+                operation["x-genro-auth-rule"] = route.auth_rule
+            return operation
         if with_body and (others or binder.accepts_kwargs):
             operation["requestBody"] = self._body(others, binder.accepts_kwargs, schemas)
-        elif not with_body:
-            parameters.extend(self._parameter(p, "query", schemas) for p in others)
+        elif not with_body:  # a file travels only in a multipart body
+            parameters.extend(self._parameter(p, "query", schemas) for p in others
+                              if p.upload is None)
             if binder.accepts_kwargs:
                 parameters.append({"name": "params", "in": "query", "style": "form",
                                    "explode": True, "description": "Any further named values.",
@@ -376,6 +410,11 @@ class DocumentBuilder:
             schema["required"] = required
         if not open_ended:
             schema["additionalProperties"] = False
+        if any(p.upload is not None for p in params):
+            # files travel only as multipart parts; the other parameters are its text fields
+            return {"required": bool(required), "content": {MULTIPART: {"schema": schema}},
+                    "description": "A multipart/form-data body: each file a part with a "
+                                   "filename, the other parameters text fields."}
         content = {"application/json": {"schema": schema}}
         if all(is_scalar(value, self.components.schemas)
                for value in schema["properties"].values()):
