@@ -1,5 +1,6 @@
 """``def`` routes called over WSX on a real uvicorn use the server's sync pool: they run in its
-threads, and when it is full the call gets an error frame with status 503 (HTTP's answer)."""
+threads, and when it is full the call gets an error frame with status 503 (HTTP's answer) and
+``retry_after`` (HTTP's Retry-After)."""
 
 from __future__ import annotations
 
@@ -77,6 +78,13 @@ def test_def_routes_over_wsx_share_the_servers_pool(tmp_path: Path) -> None:
         refused = call(ws, {"id": 4, "path": "/h/where"})  # the only worker is held by HTTP
         assert refused["status"] == 503 and "data" not in refused, refused
         assert "sync_workers" in refused["error"]["message"]
+        # when to try again, as HTTP's Retry-After says it (server.sync_retry_after)
+        assert refused["error"]["retry_after"] == 1
+        with connect(live.ws_url + "/_wsx", subprotocols=["jsonrpc"],  # type: ignore[list-item]
+                     open_timeout=TIMEOUT, close_timeout=TIMEOUT) as rpc:
+            rpc.send(json.dumps({"jsonrpc": "2.0", "method": "h.where", "id": 9}))
+            error = json.loads(rpc.recv(timeout=TIMEOUT))["error"]
+            assert error["data"]["status"] == 503 and error["data"]["retry_after"] == 1, error
         app.release.set()
         assert holding.result(TIMEOUT).text == "released"
         assert call(ws, {"id": 5, "path": "/h/where"})["status"] == 200

@@ -150,7 +150,7 @@ class CallRunner:
             except (RouteNotFound, NotAvailable):
                 raise WsxError(E.NOT_FOUND, f"no route for {path[:200]!r}") from None
             except HTTPException as exc:
-                raise WsxError(E.HANDLER_ERROR, exc.detail, status=exc.status_code) from None
+                raise handler_error(exc) from None
             except Exception as exc:
                 raise await self._internal(scope, exc) from None
             if type(result) not in _SCALARS:
@@ -186,6 +186,21 @@ class CallRunner:
                          exc_info=exc)
         data = {"error_id": envelope.error_id} if envelope.error_id else {}
         return WsxError(E.INTERNAL_ERROR, "Internal Server Error", data=data)
+
+
+def handler_error(exc: HTTPException) -> WsxError:
+    """The error answer for an ``HTTPException``: its status and detail, and its
+    ``Retry-After`` as ``retry_after`` (seconds as an integer; an HTTP date as given), so a
+    client told 503 (a full sync pool) or 429 knows when to try again, as over HTTP."""
+    retry_after: int | str | None = None
+    for name, value in exc.headers.items():
+        if name.lower() == "retry-after":
+            value = value.strip()
+            retry_after = int(value) if value.isascii() and value.isdigit() and len(value) < 10 \
+                else value[:64]
+            break
+    return WsxError(E.HANDLER_ERROR, exc.detail, status=exc.status_code,
+                    data=None if retry_after is None else {"retry_after": retry_after})
 
 
 async def _no_body() -> dict[str, Any]:
