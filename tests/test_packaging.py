@@ -324,3 +324,10 @@ def test_the_link_finder_sees_every_kind_of_link() -> None:
             '[ref]: docs/c.md\n<a href="d.md">d</a> <img src="/e.png">\n')
     assert links_of(text) == ["../../docs/a.md", "pic.png", "https://x.org/b", "docs/c.md",
                               "d.md", "/e.png"]
+
+
+@pytest.mark.parametrize("directory", PACKAGES, ids=ids(PACKAGES))
+def test_a_package_directory_is_named_after_its_distribution(directory: Path) -> None:
+    # make dist, the wheel smoke and the docs' install lines rely on it
+    assert WORKSPACE[directory.name].name == directory.name
+    assert (directory / "CHANGELOG.md").exists() and (directory / "README.md").exists()
