@@ -43,6 +43,9 @@ def test_the_demo_document_is_valid_and_complete() -> None:
     assert set(doc["paths"]["/shop/quote"]) == {"post"}
     assert doc["paths"]["/shop/restock"]["post"]["security"] == [{"bearer": []}]
     assert "/shop/product/{pid}" in doc["paths"]
+    upload = doc["paths"]["/shop/upload_image"]["post"]["requestBody"]["content"]
+    assert list(upload) == ["multipart/form-data"]
+    assert upload["multipart/form-data"]["schema"]["properties"]["image"]["format"] == "binary"
     assert not any(path.startswith(("/_tasks", "/_wsx", "/static", "/docs"))
                    for path in doc["paths"])
 
@@ -57,4 +60,5 @@ def test_schemathesis_against_the_demo(tmp_path: Path) -> None:
             # divides by zero on purpose, for the remote debugger's demo (a 500 by design)
             "--exclude-path", "/shop/average_price")
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
-    assert "Selected: 11/13" in run.stdout and "Tested: 11" in run.stdout, run.stdout[-3000:]
+    # 13 of 15 operations: the shop's multipart upload (with and without {pid}) among them
+    assert "Selected: 13/15" in run.stdout and "Tested: 13" in run.stdout, run.stdout[-3000:]

@@ -6,7 +6,15 @@ import hashlib
 from datetime import date
 from decimal import Decimal
 
-from genro_asgi import AsgiApplication, HTMLResponse, NotFound, Request, route
+from genro_asgi import (
+    AsgiApplication,
+    HTMLResponse,
+    NotFound,
+    Request,
+    UploadFile,
+    route,
+    safe_filename,
+)
 from genro_asgi_executor import executor_of, report_progress
 
 PRODUCTS = {
@@ -46,10 +54,16 @@ class HomeApp(AsgiApplication):
         return f"Hello, {name}!"
 
     @route(methods=["POST"])
-    async def crunch(self, rounds: int = 1_000_000) -> dict[str, object]:
-        """Start a CPU job; follow it at /_tasks/<task_id>."""
+    async def crunch(self, request: Request, rounds: int = 1_000_000) -> dict[str, object]:
+        """Start a CPU job; follow it at /_tasks/<task_id>.
+
+        The task belongs to the caller's identity: only that identity (or an admin) may see
+        it listed and cancel it. An anonymous caller's task has no owner: its id shows it to
+        whoever holds it, and only an admin may cancel it.
+        """
         task_id = await executor_of(self.server).submit(
-            hash_rounds, max(1, min(rounds, 20_000_000)), pool="cpu", name="hash_rounds")
+            hash_rounds, max(1, min(rounds, 20_000_000)), pool="cpu", name="hash_rounds",
+            owner=request.identity)
         return {"task_id": task_id, "status": f"/_tasks/{task_id}"}
 
     @route(methods=["GET"])
@@ -79,6 +93,20 @@ class ShopApp(AsgiApplication):
         self.product(pid)
         identity = request.identity
         return {"pid": pid, "added": quantity, "by": identity.id if identity else None}
+
+    @route(methods=["POST"], auth="admin")
+    async def upload_image(self, pid: str, image: UploadFile) -> dict[str, object]:
+        """Attach an image to a product: a multipart/form-data upload (admin only).
+
+        The demo stores nothing: it answers what it received, with the file's SHA-256.
+        """
+        self.product(pid)
+        digest = hashlib.sha256()
+        while chunk := await image.read(64 * 1024):
+            digest.update(chunk)
+        return {"pid": pid, "filename": safe_filename(image.filename),
+                "content_type": image.content_type, "size": image.size,
+                "sha256": digest.hexdigest()}
 
     @route(methods=["POST"])
     def quote(self, pid: str, quantity: int = 1) -> dict[str, object]:
