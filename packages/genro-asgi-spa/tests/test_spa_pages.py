@@ -248,3 +248,33 @@ async def test_two_servers_in_one_process_share_nothing(tmp_path: Path) -> None:
         page = await open_page(stack, c2, "alice", info["connection_token"])
         refused(await page.call("register", page_id=info["page_id"]), 404,
                 "spa_unknown_page")
+
+
+async def test_a_page_stored_live_without_a_socket_is_not_kept_forever(tmp_path: Path) -> None:
+    """A register cancelled between storing the page and attaching it (its socket went while
+    a network backend answered) leaves a live record with no socket: the sweeper moves it to
+    its grace period, so it ends instead of counting against the user's pages forever. A page
+    attached to its socket is never touched."""
+    server = make_server(tmp_path, {"grace_period": 30})
+    clock = Clock()
+    spa = manager(server, clock)
+    async with AsyncTestClient(server) as client, AsyncExitStack() as stack:
+        page = await open_page(stack, client, "alice")
+        live = await page.register()
+        orphan = PageRecord("Z0Horphan000000000000", live["session_id"], live["connection_id"],
+                            "alice", spa.process_id, "live", clock.now, clock.now)
+        await spa.backend.put(orphan)
+        await spa.sweep()
+        assert (await spa.backend.get("page", orphan.page_id)) == orphan  # just stored
+        clock.advance(10)
+        await spa.sweep()
+        moved = await spa.backend.get("page", orphan.page_id)
+        assert isinstance(moved, PageRecord) and moved.state == "grace"
+        clock.advance(30)
+        await spa.sweep()
+        assert await spa.backend.get("page", orphan.page_id) is None
+        clock.advance(86400)
+        await spa.sweep()
+        kept = await spa.backend.get("page", live["page_id"])
+        assert isinstance(kept, PageRecord) and kept.state == "live"
+        assert (await page.ok("whoami"))["page_id"] == live["page_id"]

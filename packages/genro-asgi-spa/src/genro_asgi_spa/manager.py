@@ -53,6 +53,7 @@ MESSAGE = "spa.message"
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _TOPIC = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){0,15}")
 MAX_TOPIC = 200
+ORPHAN_AFTER = 10.0  # seconds a page may be stored live before its register attaches it
 _OWNER_FIELD = {"user": "user_id", "connection": "connection_id", "session": "session_id",
                 "page": "page_id"}
 
@@ -586,8 +587,17 @@ class SpaManager:
         """Expire what is due among this process's own records (one pass)."""
         config, backend, now = self.config, self.backend, self.clock()
         for record in await backend.own("page"):
-            if isinstance(record, PageRecord) and record.state == "grace" \
-                    and record.closed_at is not None \
+            if not isinstance(record, PageRecord):
+                continue
+            if record.state == "live" and record.page_id not in self.live \
+                    and now - record.last_seen >= ORPHAN_AFTER:
+                # stored live by a register that never attached it (its socket went while
+                # the backend answered): it waits in its grace period like any closed page
+                orphan = replace(record, state="grace", closed_at=now)
+                if await backend.put_if(orphan, record):
+                    logger.info("spa: page %s had no socket here: now in its grace period",
+                                record.page_id)
+            elif record.state == "grace" and record.closed_at is not None \
                     and now - record.closed_at >= config.grace_period:
                 await self._end_page(record, "expired")
         for record in await backend.own("session"):
