@@ -275,3 +275,32 @@ async def test_http_calls_find_the_page_from_header_and_cookie(tmp_path: Path) -
         assert kept.json() == {"connection_id": page.info["connection_id"]}
         bad = await client.get("/_spa/connection", headers={"cookie": "spa_connection_id=x.y.z"})
         assert "set-cookie" in bad.headers
+
+
+async def test_the_same_protocol_over_json_rpc(tmp_path: Path) -> None:
+    """The spa routes are the methods ``_spa.*``; events are ``wsx.event`` notifications of
+    the subscription ``spa``; refusals are -32000 with the status and the coded detail."""
+    import json
+
+    server = make_server(tmp_path, {"allow_anonymous": True}, auth=False)
+    async with AsyncTestClient(server) as client, \
+            client.websocket_connect("/_wsx", subprotocols=["jsonrpc"]) as ws:
+        async def rpc(msg_id: int, method: str, **params: object) -> dict[str, object]:
+            await ws.send_text(json.dumps({"jsonrpc": "2.0", "id": msg_id, "method": method,
+                                           "params": params}))
+            return json.loads(await ws.receive_text())  # type: ignore[no-any-return]
+
+        info = (await rpc(1, "_spa.register"))["result"]
+        assert isinstance(info, dict) and info["user_id"].startswith("anon:")
+        await rpc(2, "_spa.subscribe", level="page", path="")
+        await ws.send_text(json.dumps({"jsonrpc": "2.0", "id": 3, "method": "_spa.set",
+                                       "params": {"level": "page", "path": "a", "value": 1}}))
+        frames = [json.loads(await ws.receive_text()) for _ in range(2)]
+        assert {"jsonrpc": "2.0", "result": {"size": 2}, "id": 3} in frames
+        assert {"jsonrpc": "2.0", "method": "wsx.event", "params": {
+            "subscription": "spa", "channel": "spa.change",
+            "data": {"level": "page", "path": "a", "value": 1, "deleted": False}}} in frames
+        again = await rpc(4, "_spa.register")
+        assert again["error"] == {"code": -32000, "message": "Handler error", "data": {
+            "status": 409, "detail": "spa_already_registered: this connection already holds "
+            f"page {info['page_id']}"}}
