@@ -331,3 +331,10 @@ def test_a_package_directory_is_named_after_its_distribution(directory: Path) ->
     # make dist, the wheel smoke and the docs' install lines rely on it
     assert WORKSPACE[directory.name].name == directory.name
     assert (directory / "CHANGELOG.md").exists() and (directory / "README.md").exists()
+
+
+@pytest.mark.parametrize("directory", PACKAGES, ids=ids(PACKAGES))
+def test_a_package_ships_its_type_hints(directory: Path) -> None:
+    # every package passes mypy --strict: py.typed lets its users' type checkers read the hints
+    for module in WORKSPACE[directory.name].modules:
+        assert (directory / "src" / module / "py.typed").exists(), f"{module}/py.typed"
