@@ -71,7 +71,8 @@ try {
   client.listen("srv", (data, channel) => { pushed.push([channel, data]); pushedArrived(); });
   await client.call("/probe/push", { value: new Decimal("7.5") });
   await pushWait;
-  out.pushed = pushed.map(([channel, data]) => [channel, data instanceof Decimal ? data.text : data]);
+  out.pushed = pushed.map(([channel, data]) =>
+    [channel, data instanceof Decimal ? data.text : data]);
   client.close();
   // closed for good: callers get an error, never a promise that hangs
   out.afterClose = await client.call("/shop/hello").then(() => "answered", (e) => e.code);
