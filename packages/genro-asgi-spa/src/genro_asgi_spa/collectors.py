@@ -40,14 +40,12 @@ class SpaCollector(Collector):
         connections.add_metric([], len({r.connection_id for r in records}))
         stats = manager.stats
         deliveries = CounterMetricFamily("spa_deliveries",
-                                         "Deliveries sent from this process, by target kind "
-                                         "(path: to the subscribers of a data path, every "
-                                         "data change included)", labels=["target"])
-        for target, count in stats.deliveries.items():
-            deliveries.add_metric([target], count)
-        changes = CounterMetricFamily("spa_data_changes",
-                                      "Data changes sent from this process (set, delete)")
-        changes.add_metric([], stats.changes)
+                                         "Deliveries sent from this process, by target (page, "
+                                         "session, connection, user, all; path: to the "
+                                         "subscribers of a data path) and kind (change: a "
+                                         "data change; message)", labels=["target", "kind"])
+        for (target, kind), count in stats.deliveries.items():
+            deliveries.add_metric([target, kind], count)
         pushed = CounterMetricFamily("spa_events_pushed",
                                      "Events pushed to this process's pages (one per page "
                                      "per delivery)")
@@ -57,4 +55,4 @@ class SpaCollector(Collector):
                                       "ids, tampered cookies, limits...)", labels=["code"])
         for code, count in stats.refused.items():
             refused.add_metric([code], count)
-        yield from (pages, users, sessions, connections, deliveries, changes, pushed, refused)
+        yield from (pages, users, sessions, connections, deliveries, pushed, refused)

@@ -68,6 +68,18 @@ class SpaConfig(BaseModel):
     presence_auth: str | None = "admin"
     """Tag rule to list other users' presence (``online``, ``pages`` of another user); None:
     anyone with a page. Everyone may list their own pages and sessions."""
+    inspect_auth: str | None = None
+    """Tag rule for the inspection routes (``<path>/inspect/...``, ``genro-asgi spa``), on
+    the auth plugin's identity. With neither this nor ``inspect_token`` they answer 404."""
+    inspect_token: SecretStr | None = None
+    """A Bearer secret admitting the inspection routes (for a server without the auth
+    plugin; with it, give the CLI a token of the auth plugin and set ``inspect_auth``)."""
+    inspect_max_rows: int = Field(1000, ge=1)
+    """Rows (users, pages, or tree nodes) in one inspection answer; more are cut, and the
+    answer says ``truncated``."""
+    inspect_max_bytes: ByteSize = Field(ByteSize(1024 * 1024), ge=1024)
+    """Bytes of data values in one ``tree --data`` answer; a tree past what is left is
+    omitted (``data_omitted``), its size still shown."""
 
     @field_validator("path")
     @classmethod

@@ -37,6 +37,7 @@ from .backend import (
     UserRecord,
 )
 from .errors import SpaError
+from .stats import SpaStats
 from .tree import check_path, covers, value_size
 
 if TYPE_CHECKING:
@@ -149,6 +150,7 @@ class SpaManager:
         self._local: dict[str, dict[str, set[str]]] = {
             "session": {}, "connection": {}, "user": {}}
         self._sweeper: asyncio.Task[None] | None = None
+        self.stats = SpaStats()  # plain counters, read by the metrics collector
 
     @property
     def server(self) -> AsgiServer:
@@ -500,6 +502,7 @@ class SpaManager:
                         origin=self.process_id)
 
     async def _publish(self, delivery: Delivery) -> None:
+        self.stats.delivery(delivery)
         try:
             await self.backend.publish(delivery)
         except SpaError:
@@ -537,6 +540,8 @@ class SpaManager:
             except Exception:
                 logger.exception("spa: delivery %s to page %s failed", delivery.id,
                                  live.record.page_id)
+            else:
+                self.stats.pushed += 1
 
     # -- subscriptions ------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from genro_asgi import ConfigError, Plugin, hookimpl
+from genro_asgi import CliCommand, ConfigError, Plugin, hookimpl
 
 from .backend import SpaBackend, backend_class
 from .config import SpaConfig
@@ -46,10 +46,25 @@ class SpaPlugin(Plugin):
                               "(add 'wsx: {}' under plugins)")
         # a browser asks for its connection cookie before it has authenticated the socket
         server.self_authenticating_paths.add(f"{self.config.path}/connection")
+        # the browser client is public code, imported without credentials
+        server.self_authenticating_paths.add(f"{self.config.path}/client.js")
 
     @hookimpl
     def genro_asgi_mount(self) -> Mapping[str, Any]:
         return {self.config.path: SpaApp(self.manager)}
+
+    @hookimpl(optionalhook=True)
+    def genro_asgi_metrics_collectors(self, registry: Any) -> None:
+        """Declared by the metrics plugin (never imported here): the spa_* metrics."""
+        from .collectors import SpaCollector
+
+        registry.register(SpaCollector(self.manager))
+
+    @hookimpl
+    def genro_asgi_cli_commands(self) -> list[CliCommand]:
+        from .cli import spa_command
+
+        return [spa_command(self)]
 
     @hookimpl
     async def genro_asgi_startup(self) -> None:

@@ -12,12 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 from genro_toolbox import get_uuid, tags_match
 
-from genro_asgi import AsgiApplication, JSONResponse, Request, route
+from genro_asgi import AsgiApplication, JSONResponse, Request, Response, route
 
 from .backend import PageRecord, SessionRecord, UserRecord
+from .client_script import ClientScript
 from .context import manager_page_context
 from .errors import SpaError
+from .inspection import InspectionApp
 from .manager import PageContext
+from .stats import counts_refusals
 
 if TYPE_CHECKING:
     from .manager import SpaManager
@@ -31,6 +34,10 @@ class SpaApp(AsgiApplication):
     def __init__(self, manager: SpaManager) -> None:
         super().__init__()
         self.manager = manager
+        self.script = ClientScript(manager)
+        # <path>/inspect/...: a branch (a second mount under this one's prefix would collide)
+        self.inspection = InspectionApp(manager)
+        self.add_branches({"name": "inspect", "instance": self.inspection})
 
     async def _page(self, request: Request) -> PageContext:
         return await manager_page_context(self.manager, request)
@@ -38,6 +45,7 @@ class SpaApp(AsgiApplication):
     # -- pages --------------------------------------------------------------------------------
 
     @route()
+    @counts_refusals
     async def register(self, request: Request, page_id: Any = None, session_id: Any = None,
                        info: Any = None, connection: Any = None) -> dict[str, Any]:
         socket = request.scope.get("wsx.connection")
@@ -59,35 +67,41 @@ class SpaApp(AsgiApplication):
             raise
 
     @route()
+    @counts_refusals
     async def unregister(self, request: Request) -> dict[str, Any]:
         context = await self._page(request)
         await self.manager.unregister(context)
         return {"page_id": context.page_id}
 
     @route()
+    @counts_refusals
     async def whoami(self, request: Request) -> dict[str, Any]:
         return (await self._page(request)).summary()
 
     # -- data ---------------------------------------------------------------------------------
 
     @route()
+    @counts_refusals
     async def subscribe(self, request: Request, level: Any, path: Any = "") -> dict[str, Any]:
         if request.scope.get("wsx.connection") is None:
             raise SpaError("spa_not_websocket", "subscribe over the page's WebSocket")
         return await self.manager.subscribe(await self._page(request), level, path)
 
     @route()
+    @counts_refusals
     async def unsubscribe(self, request: Request, subscription: Any) -> dict[str, Any]:
         self.manager.unsubscribe(await self._page(request), subscription)
         return {"subscription": subscription}
 
     @route()
+    @counts_refusals
     async def get(self, request: Request, level: Any, path: Any = "") -> Any:
         context = await self._page(request)
         self.manager.check_level(level)
         return await context.get(level, path)
 
     @route()
+    @counts_refusals
     async def set(self, request: Request, level: Any, path: Any, value: Any = None
                   ) -> dict[str, Any]:
         context = await self._page(request)
@@ -97,6 +111,7 @@ class SpaApp(AsgiApplication):
         return {"size": await context.set(level, path, value)}
 
     @route()
+    @counts_refusals
     async def delete(self, request: Request, level: Any, path: Any = "") -> dict[str, Any]:
         context = await self._page(request)
         self.manager.check_level(level)
@@ -107,6 +122,7 @@ class SpaApp(AsgiApplication):
     # -- messages -----------------------------------------------------------------------------
 
     @route()
+    @counts_refusals
     async def send(self, request: Request, to: Any, topic: Any, data: Any = None,
                    id: Any = None) -> dict[str, Any]:
         context = await self._page(request)
@@ -145,6 +161,7 @@ class SpaApp(AsgiApplication):
             raise SpaError("spa_forbidden", "listing other users needs the presence_auth rule")
 
     @route()
+    @counts_refusals
     async def pages(self, request: Request, user_id: Any = None) -> list[dict[str, Any]]:
         context = await self._page(request)
         if user_id is not None and user_id != context.user_id:
@@ -155,6 +172,7 @@ class SpaApp(AsgiApplication):
         return [_page_summary(p) for p in sorted(records, key=lambda p: p.created_at)]
 
     @route()
+    @counts_refusals
     async def sessions(self, request: Request, connection_id: Any = None
                        ) -> list[dict[str, Any]]:
         context = await self._page(request)
@@ -169,6 +187,7 @@ class SpaApp(AsgiApplication):
                 for s in sorted(sessions, key=lambda s: s.created_at)]
 
     @route()
+    @counts_refusals
     async def online(self, request: Request) -> list[dict[str, Any]]:
         await self._page(request)
         self._may_see_others(request)
@@ -178,6 +197,12 @@ class SpaApp(AsgiApplication):
     async def _user_summary(self, user: UserRecord) -> dict[str, Any]:
         pages = await self.manager.pages_of_user(user.user_id)
         return {"user_id": user.user_id, "process_id": user.process_id, "pages": len(pages)}
+
+    # -- the browser client -------------------------------------------------------------------
+
+    @route(name="client.js", methods=["GET"], media_type="text/javascript")
+    def client_js(self) -> Response:
+        return self.script.response()
 
     # -- the connection cookie ----------------------------------------------------------------
 

@@ -16,8 +16,10 @@ if TYPE_CHECKING:
     from .backend import Delivery
 
 TARGETS = ("page", "session", "connection", "user", "all", "path")
-"""Delivery target kinds as counted: ``path`` is a delivery to the subscribers of a data path
-(every data change, and messages sent with ``send_to_path``)."""
+"""Delivery target kinds as counted: ``path`` is a message to the subscribers of a data path
+(``send_to_path``); a data change counts as its level's owner (``user`` for a change at user
+level: every page of that user that subscribed to a covering path)."""
+KINDS = ("change", "message")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -27,17 +29,18 @@ class SpaStats:
     """Counters of one server's SPA manager (this process only)."""
 
     def __init__(self) -> None:
-        self.deliveries: dict[str, int] = dict.fromkeys(TARGETS, 0)
-        self.changes = 0  # deliveries that were data changes (the rest are messages)
+        self.deliveries: dict[tuple[str, str], int] = {
+            (target, kind): 0 for target in TARGETS for kind in KINDS}
         self.pushed = 0  # events pushed to this process's pages
         self.refused: dict[str, int] = dict.fromkeys(CODES, 0)
 
     def delivery(self, delivery: Delivery) -> None:
-        """One logical delivery sent from this process, by its target kind."""
-        kind = "path" if delivery.path is not None else delivery.target
-        self.deliveries[kind] = self.deliveries.get(kind, 0) + 1
-        if delivery.channel == "spa.change":
-            self.changes += 1
+        """One logical delivery sent from this process, by target and kind."""
+        target = "path" if delivery.target == "all" and delivery.path is not None \
+            else delivery.target
+        kind = "change" if delivery.channel == "spa.change" else "message"
+        key = (target, kind)
+        self.deliveries[key] = self.deliveries.get(key, 0) + 1
 
     def refuse(self, code: str) -> None:
         # the codes are a fixed table: an unknown one (a future code) still counts, bounded

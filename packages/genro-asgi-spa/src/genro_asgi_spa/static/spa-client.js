@@ -11,15 +11,17 @@
 // page with its data. The wire protocol is docs/spa.md, "Wire protocol": spa routes called
 // over WSX, and the page's events pushed as WSX events of the subscription "spa".
 
-import { WsxClient, WsxError } from "../_wsx/client.js";
+// the server serves this file with its own wsx and spa paths in place of "/_wsx" and "/_spa"
+import { WsxClient } from "/_wsx/client.js";
 
-export { Decimal, WsxDate, WsxTime, WsxError } from "../_wsx/client.js";
+export { Decimal, WsxDate, WsxTime, WsxError } from "/_wsx/client.js";
 
 export const LEVELS = ["user", "connection", "session", "page"];
 const CODE = /^(spa_[a-z_]+): (.*)$/s;
 // a stored page the server no longer has (its grace period ended) or that another tab holds
 // (a duplicated tab copies sessionStorage): register a new page instead
 const RENEW = new Set(["spa_unknown_page", "spa_page_in_use"]);
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A refusal of the SPA manager: `code` ("spa_foreign"...), `status`, `message`. */
 export class SpaError extends Error {
@@ -59,12 +61,16 @@ export class SpaClient {
    *   info: an object the server keeps with the page (title, url...);
    *   session: the master page's session id (an iframe joins its master's session);
    *   storage (sessionStorage): where the page id survives a reload; null keeps it in memory;
-   *   storageKey ("genro-spa-page:" + base); any other option goes to the WsxClient
-   *   (minDelay, maxDelay, timeout, WebSocket).
+   *   storageKey ("genro-spa-page:" + base);
+   *   inUseWait (ms, 1500): after a reload the old socket may not have closed yet on the
+   *   server, so a stored page "in use" is asked for again for this long before a new page
+   *   is registered (a duplicated tab really shares it);
+   *   any other option goes to the WsxClient (minDelay, maxDelay, timeout, WebSocket).
    */
   constructor(options = {}) {
     const { base = "/_spa", wsx = "/_wsx", token, info, session, storage, storageKey,
-      ...wsxOptions } = options;
+      inUseWait = 1500, ...wsxOptions } = options;
+    this.inUseWait = inUseWait;
     this.base = "/" + base.replace(/^\/+|\/+$/g, "");
     this.wsxUrl = wsx;
     this.token = token;
@@ -170,8 +176,8 @@ export class SpaClient {
     let answer;
     let previous = null;
     try {
-      answer = await call(`${this.base}/register`,
-        stored ? { ...args, page_id: stored.page_id } : args);
+      answer = stored ? await this._resume(call, args, stored.page_id)
+        : await call(`${this.base}/register`, args);
     } catch (raw) {
       const error = SpaError.from(raw);
       if (!(stored && error instanceof SpaError && RENEW.has(error.code))) {
@@ -193,6 +199,22 @@ export class SpaClient {
     if (previous !== null) this._emit("reset", { page: answer, previous });
     await this._resubscribe(call);
     this._emit("attach", answer);
+  }
+
+  /** Register the stored page again; "in use" is retried for `inUseWait` ms on the first
+   *  socket of this document (the page's previous socket, before a reload, may still be
+   *  closing on the server). */
+  async _resume(call, args, pageId) {
+    const deadline = Date.now() + (this.page ? 0 : this.inUseWait);
+    for (;;) {
+      try {
+        return await call(`${this.base}/register`, { ...args, page_id: pageId });
+      } catch (raw) {
+        const error = SpaError.from(raw);
+        if (error.code !== "spa_page_in_use" || Date.now() >= deadline) throw raw;
+      }
+      await sleep(100);
+    }
   }
 
   _fail(error) {
