@@ -199,3 +199,28 @@ def test_config_is_checked(tmp_path: Path) -> None:
         assert "plugins.spa" in str(info.value) or "spa" in str(info.value)
     with pytest.raises(Exception, match="needs the wsx plugin"):
         AsgiServer(tmp_path, environ={}, config={"plugins": {"spa": {}}})
+
+
+def test_a_huge_value_is_measured_only_up_to_the_limit() -> None:
+    """Measuring stops once the limit is passed: what comes after is never looked at (here a
+    value that could not be stored at all), so a huge value costs what the limit allows."""
+    huge: dict[str, Any] = {f"k{i}": i for i in range(100_000)}
+    huge["zz"] = object()  # last: reached only by a measure that reads everything
+    tree = DataTree()
+    with pytest.raises(DataLimitExceeded) as info:
+        tree.set("a", huge, 4096)
+    assert info.value.partial and tree.size == 0 and tree.get("") == {}
+    with pytest.raises(ValueError, match="cannot be stored"):
+        tree.set("a", huge, 10**9)
+
+
+def test_the_cost_of_values() -> None:
+    assert measure(1, None) == 5 and measure(1, True) == 5 and measure(1, False) == 6
+    assert measure(0, "é") == 4 and measure(0, 12) == 2 and measure(0, 1.5) == 3
+    assert measure(0, [1, [2]]) == len("[1,[2]]") and measure(0, []) == 2
+    assert measure(0, [{}]) == len("[{}]")
+    assert measure(0, [{"k": "v"}]) == len('[{"k":"v"}]')
+    assert measure(0, {"a": {"b": 1, "c": []}}) == len("a.b") + 1 + len("a.c") + 2
+    assert measure(0, Decimal("1.50")) == len("1.50::N")
+    with pytest.raises(ValueError, match="surrogate"):
+        measure(0, ["\ud800"])

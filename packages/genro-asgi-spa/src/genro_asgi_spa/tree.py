@@ -7,7 +7,8 @@ carries (None, bool, int, finite float, str, Decimal, date, datetime, time, list
 with str keys); anything else is a ValueError before the tree changes.
 
 The size of a tree is, for each leaf (a value that is not a non-empty dict), the length of its
-full path plus the UTF-8 length of its TYTX text. It is kept up to date on every ``set`` and
+full path plus the UTF-8 length of its JSON text (escapes not counted; a typed value's TYTX
+text), worked out without encoding plain values. It is kept up to date on every ``set`` and
 ``delete`` by measuring only the value set and the one it replaces, never the whole tree, so
 the limit costs what the change costs, and the count is exact whatever order the changes come
 in (a subtree replaced by a value, a value by a subtree).
@@ -15,10 +16,10 @@ in (a subtree replaced by a value, a value by a subtree).
 
 from __future__ import annotations
 
-import copy
 import datetime
 import math
 import re
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -32,10 +33,12 @@ _SCALARS = (str, int, Decimal, datetime.date, datetime.time, type(None))  # bool
 class DataLimitExceeded(ValueError):
     """The change would take a tree past its byte limit; nothing was changed."""
 
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"the data would take {size} bytes, over the limit of {limit}")
+    def __init__(self, size: int, limit: int, partial: bool = False) -> None:
+        more = "more than " if partial else ""
+        super().__init__(f"the data would take {more}{size} bytes, over the limit of {limit}")
         self.size = size
         self.limit = limit
+        self.partial = partial
 
 
 def check_path(path: Any, max_length: int = 200, max_depth: int = 16) -> str | None:
@@ -58,29 +61,7 @@ def check_path(path: Any, max_length: int = 200, max_depth: int = 16) -> str | N
 def value_size(value: Any, path_length: int = 0) -> int:
     """What ``value`` costs at a path of ``path_length`` characters (``measure``); ValueError
     when it cannot be stored."""
-    _check(value, 0)
-    try:
-        return measure(path_length, value)
-    except (TypeError, ValueError) as exc:  # a lone surrogate, an unknown type
-        raise ValueError(f"the value cannot be encoded ({exc})") from None
-
-
-def _check(value: Any, depth: int) -> None:
-    if depth > MAX_VALUE_DEPTH:
-        raise ValueError(f"the value is nested deeper than {MAX_VALUE_DEPTH} levels")
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError("the value holds a non-finite number")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise ValueError("the value has a key that is not a string")
-            _check(item, depth + 1)
-    elif isinstance(value, list):
-        for item in value:
-            _check(item, depth + 1)
-    elif not isinstance(value, _SCALARS):
-        raise ValueError(f"a {type(value).__name__} cannot be stored")
+    return measure(path_length, value)
 
 
 def covers(a: str, b: str) -> bool:
@@ -117,14 +98,12 @@ class DataTree:
         if not path:
             if not isinstance(value, dict):
                 raise ValueError("the root holds a dict")
-            size = value_size(value) if value else 0
-            if size > max_bytes:
-                raise DataLimitExceeded(size, max_bytes)
-            self.root = copy.deepcopy(value)
+            size = measure(0, value, max_bytes) if value else 0
+            self.root = _copy(value)
             self.size = size
             return
         *parents, leaf = path.split(".")
-        size = self.size + value_size(value, len(path))  # refuses what cannot be stored
+        size = self.size  # the tree's size without what this change replaces
         node: dict[str, Any] | None = self.root
         plen = -1
         for i, token in enumerate(parents):
@@ -140,8 +119,12 @@ class DataTree:
             node = child
         if node is not None and leaf in node:
             size -= measure(len(path), node[leaf])
-        if size > max_bytes:
-            raise DataLimitExceeded(size, max_bytes)
+        # refuses what cannot be stored, and stops measuring as soon as the limit is passed:
+        # a huge value costs what the limit allows, not what it holds
+        try:
+            size += measure(len(path), value, max_bytes - size)
+        except DataLimitExceeded as exc:
+            raise DataLimitExceeded(size + exc.size, max_bytes, exc.partial) from None
         node = self.root
         for token in parents:
             node = node.setdefault(token, {})
@@ -171,13 +154,71 @@ class DataTree:
         return True
 
 
-def measure(path_length: int, value: Any) -> int:
+def measure(path_length: int, value: Any, limit: int | None = None) -> int:
     """What ``value`` costs at a path of ``path_length`` characters: a non-empty dict is the
-    sum of its items at their own paths, anything else its path plus its TYTX text."""
-    if isinstance(value, dict) and value:
-        base = path_length + 1 if path_length else 0
-        return sum(measure(base + len(key), item) for key, item in value.items())
-    return path_length + _encoded_length(value)
+    sum of its items at their own paths, anything else its path plus the length of its text
+    (``_text_length``). ValueError for a value that cannot be stored; with ``limit``,
+    DataLimitExceeded as soon as the cost passes it (the rest is not looked at)."""
+    if not (isinstance(value, dict) and value):
+        total = path_length + _text_length(value, 0)
+        if limit is not None and total > limit:
+            raise DataLimitExceeded(total, limit)
+        return total
+    total = 0
+    # one iterator per open dict, so that a huge value stops costing once the limit is passed
+    stack: list[tuple[int, Iterator[tuple[Any, Any]], int]] = [
+        (path_length + 1 if path_length else 0, iter(value.items()), 1)]
+    while stack:
+        base, items, depth = stack[-1]
+        for key, item in items:
+            if not isinstance(key, str):
+                raise ValueError("the value has a key that is not a string")
+            if isinstance(item, dict) and item:
+                if depth >= MAX_VALUE_DEPTH:
+                    raise ValueError(f"the value is nested deeper than {MAX_VALUE_DEPTH} "
+                                     "levels")
+                stack.append((base + len(key) + 1, iter(item.items()), depth + 1))
+                break
+            total += base + len(key) + _text_length(item, depth)
+            if limit is not None and total > limit:
+                raise DataLimitExceeded(total, limit, partial=True)
+        else:
+            stack.pop()
+    return total
+
+
+def _text_length(value: Any, depth: int) -> int:
+    """The length of ``value``'s JSON text in UTF-8 (escapes not counted; a typed value's
+    TYTX text), without encoding it: plain values cost a few operations each."""
+    if depth > MAX_VALUE_DEPTH:
+        raise ValueError(f"the value is nested deeper than {MAX_VALUE_DEPTH} levels")
+    if value is None:
+        return 4
+    if isinstance(value, str):
+        try:
+            return len(value.encode("utf-8")) + 2
+        except UnicodeEncodeError:
+            raise ValueError("the value holds an unpaired UTF-16 surrogate") from None
+    if isinstance(value, bool):
+        return 4 if value else 5
+    if isinstance(value, int):
+        return len(str(value))
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("the value holds a non-finite number")
+        return len(repr(value))
+    if isinstance(value, list):
+        return 1 + max(1, len(value)) + sum(_text_length(item, depth + 1) for item in value)
+    if isinstance(value, dict):  # inside a list, or empty
+        size = 1 + max(1, len(value))  # the brackets and the commas
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError("the value has a key that is not a string")
+            size += _text_length(key, depth) + 1 + _text_length(item, depth + 1)
+        return size
+    if isinstance(value, (Decimal, datetime.date, datetime.time)):
+        return _encoded_length(value)
+    raise ValueError(f"a {type(value).__name__} cannot be stored")
 
 
 def _encoded_length(value: Any) -> int:
@@ -186,5 +227,9 @@ def _encoded_length(value: Any) -> int:
 
 
 def _copy(value: Any) -> Any:
-    """A copy the caller cannot change the tree through (scalars are immutable)."""
-    return copy.deepcopy(value) if isinstance(value, (dict, list)) else value
+    """A copy the caller cannot change the tree through (the scalars are immutable)."""
+    if isinstance(value, dict):
+        return {key: _copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy(item) for item in value]
+    return value
