@@ -91,8 +91,8 @@ class LivePage:
 @dataclass(frozen=True, slots=True)
 class PageContext:
     """The page a call came from, with its session, connection and user: what a handler
-    reaches through ``await page_context(request)``. Its data methods address the caller's
-    own trees."""
+    reaches through ``await page_context(self.server, request)``. Its data methods address
+    the caller's own trees."""
 
     manager: SpaManager
     page: PageRecord
