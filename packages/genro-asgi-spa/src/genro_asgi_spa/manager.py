@@ -150,6 +150,7 @@ class SpaManager:
         self._local: dict[str, dict[str, set[str]]] = {
             "session": {}, "connection": {}, "user": {}}
         self._sweeper: asyncio.Task[None] | None = None
+        self._backlog = False  # a delivery left a page with a backlog: the sender yields
         self.stats = SpaStats()  # plain counters, read by the metrics collector
 
     @property
@@ -510,6 +511,11 @@ class SpaManager:
         except (ConnectionError, TimeoutError, OSError) as exc:
             raise SpaError("spa_unavailable", f"the backend cannot deliver now ({exc})") \
                 from None
+        if self._backlog:
+            # a page was left with a backlog: let its writer send before the next delivery,
+            # so a loop of deliveries never outruns a page that reads (as WSX's broker does)
+            self._backlog = False
+            await asyncio.sleep(0)
 
     def local_pages(self, delivery: Delivery) -> list[LivePage]:
         """This process's live pages a delivery is for."""
@@ -536,7 +542,8 @@ class SpaManager:
         publication = Publication(delivery.channel, delivery.data)
         for live in pages:
             try:
-                live.socket.push_event(EVENTS, publication)
+                if live.socket.push_event(EVENTS, publication):
+                    self._backlog = True
             except Exception:
                 logger.exception("spa: delivery %s to page %s failed", delivery.id,
                                  live.record.page_id)
