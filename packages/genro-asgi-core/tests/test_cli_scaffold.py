@@ -7,12 +7,15 @@ import os
 import subprocess
 import sys
 import sysconfig
+import tomllib
 import venv
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
-from genro_asgi.scaffold import ScaffoldError, create_plugin
+import genro_asgi
+from genro_asgi.scaffold import ScaffoldError, compatible_range, create_plugin
 
 CLI = str(Path(sys.executable).parent / "genro-asgi")
 TIMEOUT = 300  # generous: a loaded 2-core machine, never a threshold
@@ -84,8 +87,42 @@ def test_generated_plugin_installs_and_its_tests_pass(tmp_path: Path) -> None:
     assert "stamp" not in subprocess.run([CLI, "--version"], capture_output=True, text=True,
                                          timeout=TIMEOUT).stdout
 
+    # the version the build read is the code's (one source), and what it requires is declared
+    metadata = subprocess.run(
+        [python, "-c", "from importlib.metadata import metadata as m; d = m('genro-asgi-stamp');"
+         " print(d['Version']); print(*d.get_all('Requires-Dist'), sep='\\n')"],
+        capture_output=True, text=True, timeout=TIMEOUT)
+    version, *requires = metadata.stdout.splitlines()
+    assert version == "0.1.0", metadata.stderr
+    declared = {Requirement(r) for r in requires if "extra ==" not in r}
+    assert declared == {Requirement(f"genro-asgi-core{compatible_range(*_core_minor())}"),
+                        Requirement("pydantic>=2.7,<3")}
+
     tests = subprocess.run([python, "-m", "pytest", str(package / "tests"), "-q",
                             "-p", "no:cacheprovider"],
                            capture_output=True, text=True, timeout=TIMEOUT, cwd=package)
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert "5 passed" in tests.stdout
+
+
+def _core_minor() -> tuple[int, int]:
+    major, minor = genro_asgi.__version__.split(".")[:2]
+    return int(major), int(minor)
+
+
+def test_the_core_range_is_bounded_and_the_same_in_pyproject_and_plugin(tmp_path: Path) -> None:
+    package = create_plugin("audit", tmp_path)
+    project = tomllib.loads((package / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    core_range = compatible_range(*_core_minor())
+    assert core_range.startswith(">=") and ",<" in core_range
+    assert f"genro-asgi-core{core_range}" in project["dependencies"]
+    assert any(dep.startswith("pydantic") for dep in project["dependencies"])  # config.py's
+    assert project["dynamic"] == ["version"] and "version" not in project
+    plugin_source = (package / "src" / "genro_asgi_audit" / "plugin.py").read_text("utf-8")
+    assert f'requires_core = "{core_range}"' in plugin_source
+
+
+@pytest.mark.parametrize(("major", "minor", "expected"), [
+    (0, 1, ">=0.1,<0.2"), (0, 12, ">=0.12,<0.13"), (1, 4, ">=1.4,<2"), (2, 0, ">=2.0,<3")])
+def test_compatible_range(major: int, minor: int, expected: str) -> None:
+    assert compatible_range(major, minor) == expected

@@ -23,6 +23,14 @@ LAYOUT = {
 }
 
 
+def compatible_range(major: int, minor: int) -> str:
+    """The core versions a new plugin supports: this minor series while the core is 0.x
+    (where a minor release may break plugins), this major series from 1.0 on."""
+    if major == 0:
+        return f">={major}.{minor},<{major}.{minor + 1}"
+    return f">={major}.{minor},<{major + 1}"
+
+
 class ScaffoldError(GenroAsgiError):
     """A plugin name that cannot be used, or a target that already exists."""
 
@@ -36,14 +44,14 @@ def create_plugin(name: str, into: Path) -> Path:
         )
     from . import __version__
 
-    major, minor = __version__.split(".")[:2]
+    major, minor = (int(part) for part in __version__.split(".")[:2])
     words = name.split("_")
     values = {
         "name": name,
         "dist": f"genro-asgi-{name.replace('_', '-')}",
         "module": f"genro_asgi_{name}",
         "cls": "".join(w.capitalize() for w in words if w) + "Plugin",
-        "core_floor": f"{major}.{minor}",
+        "core_range": compatible_range(major, minor),
     }
     target = into / values["dist"]
     if target.exists():
