@@ -486,3 +486,15 @@ def test_validation_error_never_echoes_a_value_from_a_secret_reference(tmp_path:
         load_config(tmp_path, {"server": {"port": {"$env": "P"}}}, environ={"P": "hunter2-pw"})
     assert "server.port" in str(info.value)
     assert "hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize("written", ["warning", "Warning", "WARNING"])
+def test_log_level_in_any_case(tmp_path: Path, written: str) -> None:
+    write_config(tmp_path, f"logging: {{level: {written}}}\n")
+    assert load_config(tmp_path).settings.logging.level == "WARNING"
+
+
+def test_an_unknown_log_level_is_still_refused(tmp_path: Path) -> None:
+    write_config(tmp_path, "logging: {level: loud}\n")
+    with pytest.raises(ConfigError, match=r"logging\.level"):
+        load_config(tmp_path)

@@ -23,6 +23,7 @@ from pydantic import (
     SecretBytes,
     SecretStr,
     ValidationError,
+    field_validator,
 )
 from pydantic_core import to_jsonable_python
 
@@ -89,6 +90,12 @@ class LoggingSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     access_log: bool = True
     trace_hooks: bool = False
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _any_case(cls, value: Any) -> Any:
+        """``warning`` as ``WARNING``: ``--log-level`` and uvicorn take either case."""
+        return value.upper() if isinstance(value, str) else value
 
 
 class WatchdogSettings(BaseModel):
