@@ -338,3 +338,13 @@ def test_a_package_ships_its_type_hints(directory: Path) -> None:
     # every package passes mypy --strict: py.typed lets its users' type checkers read the hints
     for module in WORKSPACE[directory.name].modules:
         assert (directory / "src" / module / "py.typed").exists(), f"{module}/py.typed"
+
+
+@pytest.mark.parametrize("directory", PACKAGES, ids=ids(PACKAGES))
+def test_a_package_ships_the_license_it_declares(directory: Path) -> None:
+    # hatchling puts LICENSE* into the wheel's .dist-info/licenses and the sdist
+    project = tomllib.loads((directory / "pyproject.toml").read_text("utf-8"))["project"]
+    assert project["license"] == "Apache-2.0"
+    text = (directory / "LICENSE").read_text("utf-8")
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    assert text == (ROOT / "LICENSE").read_text("utf-8")
