@@ -175,9 +175,10 @@ def refusal(url: str, status: int, detail: str) -> str:
         401: f"give a token the server accepts ({DEFAULT_TOKEN_ENV}, --token-env or "
              "--token-file)",
         403: "the token's identity does not satisfy plugins.spa.inspect_auth",
-        404: "is the spa inspection on (plugins.spa.inspect_auth or inspect_token), and is "
-             "this the server's URL?",
+        404: "is this a server with the spa plugin on, and its URL (--url)?",
     }.get(status)
+    if status == 404 and "inspection is off" in detail:
+        hint = None  # the server said why
     text = f"{url}: {status}"
     if detail:
         text += f" {printable(detail)}"
