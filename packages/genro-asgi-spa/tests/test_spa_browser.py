@@ -1,8 +1,9 @@
 """The spa browser client (``/_spa/client.js``) in headless Chromium against a real uvicorn.
 
 Two tabs of one user (one browser: one connection cookie) both hear a user-level change; a
-reload keeps the page (same page id, its page-level data still there); a page id of another
-user is refused (that user's page untouched) and so is a tampered connection cookie, each
+reload keeps the page (same page id, its page-level data still there); a tab presenting a
+live page's id (a duplicated tab) gets a new page and is told; a page id of another user is
+refused (that user's page untouched) and so is a tampered connection cookie, each
 surfaced to the app as a SpaError. The test drives the tabs through a command queue the
 probe app serves. Needs Debian's ``chromium``; skipped with the reason when it is absent.
 """
@@ -264,6 +265,16 @@ def run_the_tabs(probe: Probe, bob_page: dict[str, Any], open_b: Callable[[], No
     for name in ("a", "b"):
         change = probe.wait_for(lambda r, n=name: r["name"] == n and r["kind"] == "change")
         assert change["data"] == ["user", "prefs.lang", "it"]
+
+    # tab b presents tab a's page id (as a duplicated tab does): a is live, so after
+    # inUseWait b takes a new page and says so (reset); tab a keeps its page
+    probe.send("b", op="forge", page_id=a["page_id"])
+    reset = probe.wait_for(lambda r: r["name"] == "b" and r["kind"] == "reset")
+    assert reset["data"] == a["page_id"]
+    fresh = probe.wait_for(lambda r: r["name"] == "b" and r["kind"] == "ready")["data"]
+    assert fresh["page_id"] not in (a["page_id"], b["page_id"])
+    assert fresh["resumed"] is False and fresh["connection_id"] == a["connection_id"]
+    assert probe.send("a", op="get", level="page", path="draft")["result"] == "half-written"
 
     # tab b presents bob's page id (a forged id): refused, surfaced as a SpaError
     probe.send("b", op="forge", page_id=bob_page["page_id"])

@@ -62,9 +62,9 @@ export class SpaClient {
    *   session: the master page's session id (an iframe joins its master's session);
    *   storage (sessionStorage): where the page id survives a reload; null keeps it in memory;
    *   storageKey ("genro-spa-page:" + base);
-   *   inUseWait (ms, 1500): after a reload the old socket may not have closed yet on the
-   *   server, so a stored page "in use" is asked for again for this long before a new page
-   *   is registered (a duplicated tab really shares it);
+   *   inUseWait (ms, 1500): after a reload or a reconnect the old socket may not have closed
+   *   yet on the server, so a page "in use" is asked for again for this long before a new
+   *   page is registered (a duplicated tab really shares it);
    *   any other option goes to the WsxClient (minDelay, maxDelay, timeout, WebSocket).
    */
   constructor(options = {}) {
@@ -201,11 +201,11 @@ export class SpaClient {
     this._emit("attach", answer);
   }
 
-  /** Register the stored page again; "in use" is retried for `inUseWait` ms on the first
-   *  socket of this document (the page's previous socket, before a reload, may still be
-   *  closing on the server). */
+  /** Register the stored page again; "in use" is retried for `inUseWait` ms (the page's
+   *  previous socket, before a reload or a dropped connection, may still be closing on the
+   *  server). */
   async _resume(call, args, pageId) {
-    const deadline = Date.now() + (this.page ? 0 : this.inUseWait);
+    const deadline = Date.now() + this.inUseWait;
     for (;;) {
       try {
         return await call(`${this.base}/register`, { ...args, page_id: pageId });
