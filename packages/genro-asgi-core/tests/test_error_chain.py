@@ -9,7 +9,11 @@ preflight in the error chain is decorated, not answered.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import socket
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -211,3 +215,102 @@ def test_over_uvicorn(tmp_path: Path) -> None:
         assert failed.headers["access-control-allow-origin"] == "https://app.example"
         assert error_of(failed)["message"] == "Internal Server Error"
         assert client.get("/app/hi").text == "hi"
+
+
+# -- a head refused by the HTTP protocol while it arrives (over the head budget) ---------------
+
+WAIT = 30.0  # seconds: a guard against a hang, never an assertion
+
+
+class Hang(Plugin):
+    """A middleware that never answers an error it is asked to decorate."""
+
+    @hookimpl
+    def genro_asgi_middleware(self) -> Any:
+        def factory(app: ASGIApp) -> ASGIApp:
+            async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+                if "genro.error" in scope:
+                    await asyncio.sleep(3600)
+                await app(scope, receive, send)
+
+            return middleware
+
+        return factory
+
+
+class Closed(Plugin):
+    """Records what every closed envelope answered."""
+
+    def __init__(self, server: AsgiServer, config: Any) -> None:
+        super().__init__(server, config)
+        self.seen: list[tuple[str, int | None]] = []
+
+    @hookimpl
+    def genro_asgi_envelope_closed(self, envelope: Any) -> None:
+        self.seen.append((envelope.path, envelope.status))
+
+
+def endless_header(live: LiveServer, *head: bytes) -> bytes:
+    """A request whose last header never ends: what the server answers before it closes."""
+    received: list[bytes] = []
+    with socket.create_connection((live.host, live.port), timeout=WAIT) as sock:
+
+        def read() -> None:
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+            received.append(b"".join(chunks))
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        sock.sendall(b"GET /app/hi?x=1 HTTP/1.1\r\nHost: test\r\n" + b"".join(head)
+                     + b"X-Big: ")
+        try:
+            for _ in range(256):  # up to 16 MiB: the head never ends
+                sock.sendall(b"a" * 65536)
+                if received:
+                    break
+        except OSError:  # the server closed: what it answered is in received
+            pass
+        reader.join(WAIT)
+    return received[0]
+
+
+def parse(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+    return int(lines[0].split(" ")[1]), headers, body
+
+
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_a_head_over_the_budget_is_answered_by_the_app_and_decorated(
+        tmp_path: Path, http: str) -> None:
+    server = make(tmp_path, {"stamp": plugin("Stamp"), "closed": plugin("Closed"),
+                             "cors": {"allow_origins": ["https://app.example"]}},
+                  http=http, max_header_size="4KiB", max_url_size="1KiB")
+    with LiveServer(server) as live:
+        status, headers, body = parse(endless_header(
+            live, b"Origin: https://app.example\r\n", b"X-Request-ID: big-1\r\n"))
+        assert status == 431
+        assert headers["x-stamp"] == "yes"
+        assert headers["access-control-allow-origin"] == "https://app.example"
+        assert headers["connection"] == "close"
+        assert headers["x-request-id"] == "big-1"
+        assert int(headers["content-length"]) == len(body)
+        error = json.loads(body)["error"]
+        assert error["status"] == 431 and error["message"].startswith("Request head larger")
+        with httpx.Client(base_url=live.url, timeout=WAIT) as client:
+            assert client.get("/app/hi").text == "hi"  # the server goes on serving
+    # observers saw the refused request, with the path its request line named
+    assert ("/app/hi", 431) in server.plugins.get("closed").seen
+
+
+def test_a_middleware_that_hangs_gets_the_plain_answer(tmp_path: Path) -> None:
+    server = make(tmp_path, {"hang": plugin("Hang")}, max_header_size="4KiB",
+                  max_url_size="1KiB")
+    with LiveServer(server) as live:
+        status, headers, body = parse(endless_header(live))
+        assert status == 431
+        assert headers["content-type"] == "text/plain; charset=utf-8"
+        assert body.startswith(b"Request head larger than")

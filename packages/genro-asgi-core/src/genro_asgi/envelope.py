@@ -228,6 +228,30 @@ class EnvelopeMiddleware:
         self.max_header_count = settings.max_header_count
         self.max_header_size = int(settings.max_header_size)
 
+    async def refuse(self, scope: Scope, receive: Receive, send: Send,
+                     exc: HTTPException) -> None:
+        """Answer ``exc`` for a request the HTTP protocol refused while its head arrived (the
+        scope holds what arrived): in an envelope of its own, which observers see, through
+        the error chain, as the envelope's own 431s."""
+        envelope = self.registry.open(scope)
+        scope["genro.envelope"] = envelope
+        envelope.error = exc
+        envelope.tracked = True
+        for key, value in scope.get("headers") or ():
+            if key == _REQUEST_ID_HEADER:  # echoed, as on any answer
+                text: str = value.decode("latin-1")
+                if 0 < len(text) <= _MAX_EXTERNAL_ID and text.isprintable():
+                    envelope.external_id = text
+                break
+        try:
+            if self.opened:
+                notify_observers(self.opened, envelope, "envelope_opened")
+            await self.render_error(scope, receive, tracking_send(envelope, send), exc)
+        finally:
+            self.registry.close(envelope)
+            notify_observers(self.closed, envelope, "envelope_closed")
+            scope.pop("genro.envelope", None)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         envelope = self.registry.open(scope)
         scope["genro.envelope"] = envelope

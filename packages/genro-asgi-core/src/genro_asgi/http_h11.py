@@ -13,7 +13,7 @@ import h11
 from uvicorn.config import Config
 from uvicorn.protocols.http import h11_impl
 
-from .http_protocol import _GUARD_SLOTS, _error_response, _ReadGuard, _UrlLimited, logger
+from .http_protocol import _GUARD_SLOTS, _ReadGuard, _UrlLimited, logger
 
 
 class H11Protocol(_ReadGuard, h11_impl.H11Protocol):
@@ -55,11 +55,24 @@ class H11Protocol(_ReadGuard, h11_impl.H11Protocol):
         if len(self.conn._receive_buffer) > self._limits.head_budget:
             logger.warning("%s: request head over %d bytes", self._who(),
                            self._limits.head_budget)
-            self._close_after(_error_response(
-                431, f"Request head larger than {self._limits.head_budget} bytes.",
-                self.server_state.default_headers))
+            self._refuse_head(f"Request head larger than {self._limits.head_budget} bytes.")
             return
         super().send_400_response(msg)
+
+    def _head_so_far(self) -> tuple[bytes, bytes, list[tuple[bytes, bytes]]] | None:
+        # h11 keeps a head unparsed until it is complete: its lines, read here once
+        data = bytes(self.conn._receive_buffer)
+        request_line, found, rest = data.partition(b"\r\n")
+        parts = request_line.split(b" ")
+        if not found or len(parts) != 3:
+            return None
+        headers = []
+        for line in rest.split(b"\r\n")[:-1]:  # the last line may still be arriving
+            name, colon, value = line.partition(b":")
+            if not line or not colon or not name.strip():
+                break
+            headers.append((name.strip().lower(), value.strip(b" \t")))
+        return parts[0], parts[1], headers
 
     def _current_cycle(self) -> Any:
         return self.cycle

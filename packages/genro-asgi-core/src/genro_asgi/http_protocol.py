@@ -17,7 +17,11 @@ add, per connection:
 - the head's size while it arrives: once the bytes of a head after its first read exceed
   ``max_url_size + max_header_size + 4 * max_header_count`` the connection gets a 414 (still in
   the URL) or 431 and is closed without reading the rest. The exact limits on a complete head
-  are checked by the envelope (header count and size) and here (URL size).
+  are checked by the envelope (header count and size) and here (URL size). When the served app
+  is an ``AsgiServer`` the 431 is the application's answer (the errors plugin's, decorated by
+  the middleware of its error chain) to the request line and the header lines that arrived,
+  rendered within ``_REFUSAL_TIMEOUT`` while the rest is dropped unread; any other app, or a
+  failure, gets the plain-text one.
 
 The limits come from the ``AsgiServer`` that uvicorn serves (``ServerSettings``), found once per
 uvicorn ``Config``; any other app gets the defaults. A request that arrives whole in one read,
@@ -28,14 +32,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 import httptools
 from uvicorn.config import Config
 from uvicorn.protocols.http import httptools_impl
 
 from .config import ServerSettings, Settings
+from .exceptions import RequestHeaderFieldsTooLarge
 from .lazy import lazy_exports
 
 if TYPE_CHECKING:
@@ -47,6 +54,10 @@ __getattr__, __dir__ = lazy_exports(__name__, {"H11Protocol": "genro_asgi.http_h
 logger = logging.getLogger("genro_asgi.http")
 
 _LIMITS_ATTRIBUTE = "_genro_asgi_http_limits"
+RefusalAnswer = Callable[[dict[str, Any], Any, Any, Exception], Awaitable[None]]
+_REFUSAL_TIMEOUT = 2.0  # seconds the application gets to render a refused head's answer
+_MAX_REFUSAL_BODY = 64 * 1024  # bytes of that answer; past them the plain one goes out
+_NOT_COPIED = frozenset({b"content-length", b"connection", b"transfer-encoding"})
 _HEAD_OVERHEAD = 4  # ": " and CRLF around each header name and value
 
 
@@ -60,16 +71,20 @@ class HttpLimits:
     max_url_size: int
     head_budget: int  # raw bytes a head may take while it arrives
     send_timeout: float  # seconds a full send buffer may wait for the client to read
+    # the AsgiServer's answer to a head refused while it arrives (AsgiServer.answer_refused);
+    # None for any other app: the plain answer
+    answer_refused: RefusalAnswer | None = field(default=None, compare=False)
 
     @classmethod
-    def from_settings(cls, settings: ServerSettings) -> HttpLimits:
+    def from_settings(cls, settings: ServerSettings,
+                      answer_refused: RefusalAnswer | None = None) -> HttpLimits:
         max_url_size = int(settings.max_url_size)
         budget = (max_url_size + int(settings.max_header_size)
                   + _HEAD_OVERHEAD * settings.max_header_count)
         rate = settings.body_min_rate
         return cls(settings.head_timeout, settings.body_timeout,
                    None if rate is None else float(rate), max_url_size, budget,
-                   settings.send_timeout)
+                   settings.send_timeout, answer_refused)
 
     async def url_too_long(self, scope: Any, receive: Any, send: Any) -> None:
         """The ASGI app answering a request whose URL is over ``max_url_size``."""
@@ -112,15 +127,17 @@ def limits_for(config: Config) -> HttpLimits:
         return cached
     app: Any = config.loaded_app
     settings = ServerSettings()
+    answer = None
     for _ in range(8):  # uvicorn's wrappers (proxy headers, message logger) keep it in .app
         found = getattr(app, "settings", None)
         if isinstance(found, Settings):
             settings = found.server
+            answer = getattr(app, "answer_refused", None)
             break
         app = getattr(app, "app", None)
         if app is None:
             break
-    limits = HttpLimits.from_settings(settings)
+    limits = HttpLimits.from_settings(settings, answer)
     setattr(config, _LIMITS_ATTRIBUTE, limits)
     return limits
 
@@ -137,6 +154,47 @@ def _error_response(status: int, message: str,
     return b"".join(content)
 
 
+def _compose(status: int, headers: Any, body: bytes,
+             default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    """An HTTP/1.1 response that closes the connection, from an ASGI start message's parts."""
+    content = [httptools_impl.STATUS_LINE.get(status) or b"HTTP/1.1 %d \r\n" % status]
+    for name, value in [*default_headers, *(headers or ())]:
+        if name.lower() not in _NOT_COPIED:
+            content.extend([name, b": ", value, b"\r\n"])
+    content.extend([b"content-length: ", str(len(body)).encode("ascii"), b"\r\n",
+                    b"connection: close\r\n\r\n", body])
+    return b"".join(content)
+
+
+async def _render_refusal(answer: RefusalAnswer, scope: dict[str, Any], exc: Exception,
+                          default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The bytes of the application's answer to a refused head (ValueError: none, or one
+    larger than ``_MAX_REFUSAL_BODY``)."""
+    start: dict[str, Any] | None = None
+    body: list[bytes] = []
+    size = 0
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal start, size
+        if message["type"] == "http.response.start":
+            start = message
+        elif message["type"] == "http.response.body":
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > _MAX_REFUSAL_BODY:
+                raise ValueError(f"the answer is over {_MAX_REFUSAL_BODY} bytes")
+            body.append(chunk)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}  # nothing more is read from this connection
+
+    await answer(scope, receive, send, exc)
+    if start is None:
+        raise ValueError("the application sent no response")
+    content = b"" if scope["method"] == "HEAD" else b"".join(body)
+    return _compose(start["status"], start.get("headers"), content, default_headers)
+
+
 _IDLE, _HEAD, _BODY = 0, 1, 2
 # Our per-connection state lives in slots: uvicorn's protocols already keep about 28
 # attributes in the instance dict, and past 30 CPython stops sharing dict keys, which slows
@@ -144,7 +202,7 @@ _IDLE, _HEAD, _BODY = 0, 1, 2
 # GET /hello).
 _GUARD_SLOTS = ("_limits", "_phase", "_timer", "_head_bytes", "_head_started", "_body_start",
                 "_body_last", "_body_bytes", "_upgraded", "_refused", "_write_timer",
-                "_continue_pending")
+                "_continue_pending", "_refusal")
 _LINGER = 2.0  # seconds a refused connection is drained before it is closed
 
 
@@ -164,6 +222,10 @@ class _ReadGuard:
     server_state: Any
     flow: Any
     client: tuple[str, int] | None
+    server: tuple[str, int | None] | None
+    scheme: Literal["http", "https"] | None
+    root_path: str
+    app_state: dict[str, Any]
 
     def _guard_init(self, config: Config) -> None:
         self._limits = limits_for(config)
@@ -178,6 +240,7 @@ class _ReadGuard:
         self._refused = False  # answered 408/414/431 (or will close after the response)
         self._write_timer: asyncio.TimerHandle | None = None
         self._continue_pending = False  # the client was waiting for our 100 Continue
+        self._refusal: asyncio.Task[None] | None = None  # the application answering a 431
 
     # -- what each protocol tells us ---------------------------------------------------------
 
@@ -186,6 +249,11 @@ class _ReadGuard:
 
     def _url_size(self) -> int:
         return 0
+
+    def _head_so_far(self) -> tuple[bytes, bytes, list[tuple[bytes, bytes]]] | None:
+        """The method, request target and complete header lines of the head that is
+        arriving, or None when the request line is not complete."""
+        return None
 
     # -- phases ------------------------------------------------------------------------------
 
@@ -345,7 +413,65 @@ class _ReadGuard:
         else:
             logger.warning("%s: request head over %d bytes", self._who(),
                            self._limits.head_budget)
-            self._refuse(431, f"Request head larger than {self._limits.head_budget} bytes.")
+            self._refuse_head(f"Request head larger than {self._limits.head_budget} bytes.")
+
+    def _refuse_head(self, message: str) -> None:
+        """A 431 for a head over the budget: the application's answer (its middleware decorate
+        it) when the served app is an AsgiServer, else the plain one. Nothing more is read
+        either way."""
+        answer = self._limits.answer_refused
+        cycle = self._current_cycle()
+        scope = None
+        if answer is not None and (cycle is None or cycle.response_complete):
+            scope = self._refused_scope()
+        if answer is None or scope is None:
+            self._refuse(431, message)
+            return
+        self._stop_watching()
+        self._refused = True
+        self._discard_input()
+        self._refusal = self.loop.create_task(self._answer_refused(answer, scope, message))
+
+    def _refused_scope(self) -> dict[str, Any] | None:
+        head = self._head_so_far()
+        if head is None:
+            return None
+        method, target, headers = head
+        try:
+            parsed = httptools.parse_url(target)
+            method_text = method.decode("ascii")
+        except (httptools.HttpParserInvalidURLError, UnicodeDecodeError):
+            return None
+        raw_path = parsed.path or b"/"
+        path = raw_path.decode("latin-1")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        return {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
+                "http_version": "1.1", "server": self.server, "client": self.client,
+                "scheme": self.scheme, "root_path": self.root_path, "method": method_text,
+                "path": self.root_path + path,
+                "raw_path": self.root_path.encode("ascii") + raw_path,
+                "query_string": parsed.query or b"", "headers": headers,
+                "state": dict(self.app_state)}
+
+    async def _answer_refused(self, answer: RefusalAnswer, scope: dict[str, Any],
+                              message: str) -> None:
+        default_headers = self.server_state.default_headers
+        try:
+            data = await asyncio.wait_for(
+                _render_refusal(answer, scope, RequestHeaderFieldsTooLarge(detail=message),
+                                default_headers), _REFUSAL_TIMEOUT)
+        except Exception as exc:  # a middleware that fails or hangs: the plain answer
+            logger.warning("%s: the application did not answer the 431 (%r); answered "
+                           "without it", self._who(), exc)
+            data = _error_response(431, message, default_headers)
+        transport = self.transport
+        if transport.is_closing():
+            return
+        transport.write(data)
+        if transport.can_write_eof():
+            transport.write_eof()
+        self._timer = self.loop.call_later(_LINGER, transport.close)
 
     def _refuse(self, status: int, message: str) -> None:
         """Answer ``status`` and close; behind a pipelined request still being answered, stop
@@ -455,6 +581,15 @@ class HttpToolsProtocol(_ReadGuard, httptools_impl.HttpToolsProtocol):
 
     def _url_size(self) -> int:
         return len(getattr(self, "url", b""))
+
+    def _head_so_far(self) -> tuple[bytes, bytes, list[tuple[bytes, bytes]]] | None:
+        url: bytes = getattr(self, "url", b"")
+        headers: list[tuple[bytes, bytes]] = getattr(self, "headers", [])
+        try:
+            method = self.parser.get_method()
+        except httptools.HttpParserError:
+            return None
+        return (method, url, list(headers)) if url and method else None
 
 
 def protocol_class(http: str = "auto") -> type[asyncio.Protocol]:

@@ -461,6 +461,16 @@ class AsgiServer:
                 scope.pop("genro.error", None)
         await self.render_uncaught_error(scope, receive, send, exc)
 
+    async def answer_refused(self, scope: Scope, receive: Receive, send: Send,
+                             exc: Exception) -> None:
+        """The answer to a request the HTTP protocol refused while its head was arriving (a
+        431 over the head budget; ``scope`` holds the request line and the headers that
+        arrived): with an envelope of its own, through the error chain. Called by
+        :mod:`genro_asgi.http_protocol`."""
+        app = self.build()
+        assert isinstance(app, EnvelopeMiddleware) and isinstance(exc, HTTPException)
+        await app.refuse(scope, receive, send, exc)
+
     def request(self, scope: Scope, receive: Receive) -> Request:
         """A ``Request`` for an http ``scope``, held to this server's limits
         (``server.max_body_size``, the number and multipart bounds): how a middleware reads a
