@@ -11,13 +11,14 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from genro_tytx import from_tytx
 from websockets.sync.client import ClientConnection, connect
 
-from genro_asgi import AsgiApplication, AsgiServer, route
+from genro_asgi import AsgiApplication, AsgiServer, Request, route
 from genro_asgi.testing import LiveServer
 from genro_asgi_executor import current_task, executor_of
 
@@ -170,3 +171,37 @@ def test_the_auth_rule_comes_before_the_parameters_over_wsx(live: LiveServer,
     with open_ws(live, OPS) as ws:  # admitted: the same parameters are checked
         answer = call(ws, {"id": 1, "path": "/_tasks", "data": hostile})
         assert answer["status"] == 400 and answer["error"]["code"] == "invalid_params"
+
+
+class OwnedJobs(AsgiApplication):
+    @route(methods=["POST"])
+    async def start(self, request: Request) -> str:
+        return await executor_of(self.server).submit(hold, pool="io", name="hold",
+                                                     owner=request.identity)
+
+
+def test_task_owners_over_wsx(tmp_path: Path) -> None:
+    """access: owner (the default) over WSX: the connection's identity owns what it starts;
+    another identity does not see it nor cancel it (404), an admin does."""
+    server = AsgiServer(tmp_path, environ={}, config={"plugins": {
+        "auth": {"anonymous": True,
+                 "bearer": {"ops": {"token": OPS, "tags": ["ops"]},
+                            "guest": {"token": GUEST, "tags": ["guest"]}}},
+        "executor": {"pools": {"io": {"kind": "thread", "workers": 2}}, "admin_rule": "ops"},
+        "wsx": {"heartbeat_interval": 0, "require_identity": False},
+    }})
+    server.mount("/jobs", OwnedJobs())
+    RELEASE.clear()
+    try:
+        with LiveServer(server) as live, open_ws(live, GUEST) as guest, \
+                open_ws(live, None) as anonymous, open_ws(live, OPS) as ops:
+            mine = data(call(guest, {"id": 1, "path": "/jobs/start"}))
+            listed = data(call(guest, {"id": 2, "path": "/_tasks"}))["tasks"]
+            assert [task["task_id"] for task in listed] == [mine]
+            assert data(call(anonymous, {"id": 3, "path": "/_tasks"}))["tasks"] == []
+            hidden = call(anonymous, {"id": 4, "path": f"/_tasks/{mine}/cancel"})
+            assert hidden["status"] == 404, hidden
+            cancelled = data(call(ops, {"id": 5, "path": f"/_tasks/{mine}/cancel"}))
+            assert cancelled["state"] == "cancelled" and cancelled["owner"] == "bearer:guest"
+    finally:
+        RELEASE.set()
