@@ -65,6 +65,16 @@ const ops = {
     setTimeout(() => location.reload(), 0);
     return "reloading";
   },
+  badtoken: async () => {
+    // another client in this tab with a token the server refuses: ready() rejects, and the
+    // error listeners hear it too
+    const other = new SpaClient({ token: "not-a-token-0123", storage: null, minDelay: 50 });
+    const heard = [];
+    other.on("error", (e) => heard.push([e.code, e.status]));
+    const refused = await other.ready().then(() => "ready", (e) => [e.code, e.status]);
+    other.close();
+    return { refused, heard };
+  },
   tamper: async () => {
     await fetch("/probe/tamper");       // the server overwrites the HttpOnly cookie
     await fetch("/probe/kick");         // and drops the sockets: the client reconnects
@@ -251,6 +261,10 @@ def run_the_tabs(probe: Probe, bob_page: dict[str, Any], open_b: Callable[[], No
         change = probe.wait_for(lambda r, n=name: r["name"] == n and r["kind"] == "change")
         assert change["data"] == ["user", "prefs.theme", "dark"]
     assert probe.send("b", op="get", level="user", path="prefs")["result"] == {"theme": "dark"}
+
+    # a token the server refuses: a clear error, to ready() and to the error listeners
+    assert probe.send("a", op="badtoken")["result"] == {
+        "refused": ["auth_required", 401], "heard": [["auth_required", 401]]}
 
     # a reload keeps the page: the same id, resumed, its page-level data still there
     probe.send("a", op="set", level="page", path="draft", value="half-written")

@@ -86,6 +86,7 @@ export class SpaClient {
     this.topics = new Map(); // topic -> [handler]
     this.wsx = null;
     this.final = null;
+    this.closed = false; // close() was called
     this._ready = this._start();
     this._ready.catch(() => {}); // surfaced through ready() and the "error" listeners
   }
@@ -93,8 +94,9 @@ export class SpaClient {
   /**
    * on(event, callback):
    *   "error" (SpaError or WsxError): a refusal not tied to a call of yours, such as the page
-   *     refused on (re)attach (tampered cookie, a page id of another user) or a data
-   *     subscription the server no longer takes after a reconnect;
+   *     refused on (re)attach (tampered cookie, a page id of another user), the client ended
+   *     by the WSX layer (a refused token, a final close code), or a data subscription the
+   *     server no longer takes after a reconnect;
    *   "reset" ({page, previous}): the stored page was gone (its grace period ended) or open in
    *     another tab, so a new page was registered: its page-level data starts empty;
    *   "attach" (page): the page is (re)attached, on the first socket and after each reconnect;
@@ -122,14 +124,18 @@ export class SpaClient {
     this.wsx = new WsxClient(this.wsxUrl, { token: this.token, ...this.wsxOptions });
     this.wsx.prepare((call) => this._attach(call));
     this.wsx.listen("spa", (data, channel) => this._event(data, channel));
+    if (this.closed) this.wsx.close();
     this.wsx.on("close", (code) => {
       this._emit("close", code);
-      if (this.wsx.final && !this.final) this.final = this.wsx.final;
+      // ended for a reason of the WSX layer (a refused token, a final close code): said too
+      if (this.wsx.final && !this.final && !this.closed) this._fail(SpaError.from(this.wsx.final));
     });
     try {
       await this.wsx.connected();
     } catch (error) {
-      throw SpaError.from(error);
+      const refusal = SpaError.from(error);
+      if (!this.final && !this.closed) this._fail(refusal);
+      throw refusal;
     }
   }
 
@@ -341,8 +347,8 @@ export class SpaClient {
   /** Close the socket for good. The page keeps its state for the server's grace period, so
    *  a reload that follows re-attaches it. */
   close() {
+    this.closed = true;
     if (this.wsx) this.wsx.close();
-    else this._ready.then(() => this.wsx.close(), () => {});
   }
 }
 
