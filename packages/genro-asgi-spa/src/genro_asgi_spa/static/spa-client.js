@@ -11,7 +11,7 @@
 // page with its data. The wire protocol is docs/spa.md, "Wire protocol": spa routes called
 // over WSX, and the page's events pushed as WSX events of the subscription "spa".
 
-// the server serves this file with its own wsx and spa paths in place of "/_wsx" and "/_spa"
+// served with this server's own wsx and spa paths in place of the defaults below
 import { WsxClient } from "/_wsx/client.js";
 
 export { Decimal, WsxDate, WsxTime, WsxError } from "/_wsx/client.js";
