@@ -463,10 +463,7 @@ class NatsSpaBackend(SpaBackend):
 
     async def put(self, record: Record) -> None:
         key = record_key(record.kind, record.key)
-        if record.process_id == self.process_id:
-            self._mine[key] = record
-        else:
-            self._mine.pop(key, None)
+        self._remember(key, record)
         if self.ready:
             try:
                 revision = await self._await(self._kv_().put(key, encode_record(record)))
@@ -476,6 +473,63 @@ class NatsSpaBackend(SpaBackend):
                 await self.replica.confirmed_put(key, record, revision)
                 return
         await self.replica.unconfirmed_put(key, record)
+
+    async def put_if(self, record: Record, expected: Record | None) -> bool:
+        """Compare-and-set on the KV revision: two processes resuming one page cannot both
+        win. With NATS away, compared with this process's copy (and written later)."""
+        key = record_key(record.kind, record.key)
+        if self.ready:
+            try:
+                return await self._put_if(key, record, expected)
+            except _KV_ERRORS as exc:
+                self._kv_failed(exc)
+        if await self.replica.get(record.kind, record.key) != expected:
+            return False
+        self._remember(key, record)
+        await self.replica.unconfirmed_put(key, record)
+        return True
+
+    async def _put_if(self, key: str, record: Record, expected: Record | None) -> bool:
+        kv = self._kv_()
+        body = encode_record(record)
+        known = self.replica.revisions.get(key)
+        if known and key not in self.replica.dirty \
+                and await self.replica.get(record.kind, record.key) == expected:
+            try:  # the copy is current: one round trip
+                revision = await self._await(kv.update(key, body, last=known))
+            except KeyWrongLastSequenceError:
+                pass  # the copy is behind: ask the store
+            else:
+                return await self._won(key, record, revision)
+        try:
+            entry = await self._await(kv.get(key))
+            current: Record | None = decode_record(entry.value or b"")
+            last = entry.revision or 0
+        except KeyNotFoundError:
+            current, last = None, 0
+        except ValueError:
+            return False
+        if current != expected:
+            return False
+        try:
+            if last:
+                revision = await self._await(kv.update(key, body, last=last))
+            else:
+                revision = await self._await(kv.create(key, body))
+        except KeyWrongLastSequenceError:
+            return False  # changed between our read and our write: the other one won
+        return await self._won(key, record, revision)
+
+    async def _won(self, key: str, record: Record, revision: int) -> bool:
+        self._remember(key, record)
+        await self.replica.confirmed_put(key, record, revision)
+        return True
+
+    def _remember(self, key: str, record: Record) -> None:
+        if record.process_id == self.process_id:
+            self._mine[key] = record
+        else:
+            self._mine.pop(key, None)
 
     async def get(self, kind: RecordKind, key: str) -> Record | None:
         found = await self.replica.get(kind, key)

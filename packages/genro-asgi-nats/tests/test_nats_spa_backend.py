@@ -1,0 +1,153 @@
+"""``NatsSpaBackend`` itself, two servers in one event loop (the project's test client) on a
+real nats-server: compare-and-set, adoption of a silent process and taking records back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from spa_helpers import make
+
+from genro_asgi.testing import AsyncTestClient
+from genro_asgi_nats.spa_backend import NatsSpaBackend
+from genro_asgi_nats.testing import NatsServer
+from genro_asgi_spa.backend import PageRecord, UserRecord
+
+TIMEOUT = 15.0  # a guard against a hang, never an assertion about speed
+
+
+def backend_of(client: AsyncTestClient) -> NatsSpaBackend:
+    app: Any = client._transport
+    server = app.app
+    backend = server.plugins.get("spa").manager.backend
+    assert isinstance(backend, NatsSpaBackend)
+    return backend
+
+
+async def until(check: Callable[[], Any]) -> Any:
+    deadline = time.monotonic() + TIMEOUT
+    while not (value := await check() if asyncio.iscoroutinefunction(check) else check()):
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+    return value
+
+
+@contextlib.asynccontextmanager
+async def two(tmp_path: Path, url: str, **backend: Any) -> AsyncIterator[
+        tuple[NatsSpaBackend, NatsSpaBackend]]:
+    async with AsyncTestClient(make(tmp_path, url, "a", backend=backend)) as a, \
+            AsyncTestClient(make(tmp_path, url, "b", backend=backend)) as b:
+        yield backend_of(a), backend_of(b)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+def test_two_processes_racing_for_one_page_cannot_both_win(
+        tmp_path: Path, nats_server: NatsServer) -> None:
+    async def go() -> None:
+        async with two(tmp_path, nats_server.url) as (a, b):
+            stored = PageRecord("page1", "s1", "c1", "u1", a.process_id, "grace",
+                                closed_at=1.0)
+            await a.put(stored)
+            await until(lambda: b.replica.revisions.get("r.page.page1"))
+            mine_a = dataclasses.replace(stored, state="live", process_id=a.process_id)
+            mine_b = dataclasses.replace(stored, state="live", process_id=b.process_id)
+            won = await asyncio.gather(a.put_if(mine_a, stored), b.put_if(mine_b, stored))
+            assert sorted(won) == [False, True]
+            winner = mine_a if won[0] else mine_b
+            for backend in (a, b):
+                assert await until(lambda backend=backend: backend.replica.records._records[
+                    "page"].get("page1") == winner)
+            # expected None: only when there is none
+            assert not await a.put_if(stored, None)
+            fresh = PageRecord("page2", "s1", "c1", "u1", a.process_id)
+            assert await b.put_if(fresh, None)
+            assert await a.get("page", "page2") == fresh  # read through to NATS if needed
+
+    run(go())
+
+
+def test_a_silent_process_is_adopted_and_a_live_one_takes_its_records_back(
+        tmp_path: Path, nats_server: NatsServer) -> None:
+    async def go() -> None:
+        async with two(tmp_path, nats_server.url, heartbeat_interval=0.1,
+                       process_ttl=0.5) as (a, b):
+            await until(lambda: len(a.processes()) == 2 and len(b.processes()) == 2)
+            user = UserRecord("u1", a.process_id)
+            page = PageRecord("p1", "s1", "c1", "u1", a.process_id, "live")
+            await a.put(user)
+            await a.put(page)
+            # a stops beating (a stalled loop, a partition): after process_ttl the process
+            # with the smallest id adopts it; here only b is left to
+            assert a._heartbeat is not None
+            a._heartbeat.cancel()
+            a._closing = True  # no take-back: it behaves as a process that is gone
+            adopted = await until(lambda: (p := b.replica.records._records["page"].get("p1"))
+                                  and p.process_id == b.process_id and p)
+            assert adopted.state == "grace" and adopted.closed_at is not None
+            assert [r.key for r in await b.own("user")] == ["u1"]
+            assert b.stats["adoptions"] == 1
+            # a was alive after all: it takes back what it wrote as its own
+            a._closing = False
+            user2 = dataclasses.replace(user, last_seen=5.0)
+            await a.put(user2)  # remembered as ours
+            await b.put(dataclasses.replace(user2, process_id=b.process_id))  # "adopted"
+            back = await until(lambda: (u := a.replica.records._records["user"].get("u1"))
+                               and u.process_id == a.process_id and u)
+            assert back == user2
+            await until(lambda: (u := b.replica.records._records["user"].get("u1"))
+                        and u.process_id == a.process_id)
+
+    run(go())
+
+
+def test_a_page_resumed_elsewhere_is_not_taken_back(
+        tmp_path: Path, nats_server: NatsServer) -> None:
+    async def go() -> None:
+        async with two(tmp_path, nats_server.url) as (a, b):
+            page = PageRecord("p1", "s1", "c1", "u1", a.process_id, "grace", closed_at=1.0)
+            await a.put(page)
+            await until(lambda: b.replica.revisions.get("r.page.p1"))
+            moved = dataclasses.replace(page, state="live", process_id=b.process_id)
+            assert await b.put_if(moved, page)
+            await until(lambda: a.replica.records._records["page"].get("p1") == moved)
+            await asyncio.sleep(0.3)  # a would have answered by now
+            assert b.replica.records._records["page"]["p1"] == moved
+            assert "r.page.p1" not in a._mine
+
+    run(go())
+
+
+def test_options_are_checked() -> None:
+    for bad in ({"process_id": "has space"}, {"process_id": "x" * 65}, {"storage": "disk"},
+                {"heartbeat_interval": 0}, {"heartbeat_interval": 1, "process_ttl": 1.5},
+                {"op_timeout": 0}, {"tombstone_ttl": 0.5}, {"max_depth": 0}):
+        with pytest.raises(ValueError):
+            NatsSpaBackend(**bad)
+    assert NatsSpaBackend(process_id="web-1").process_id == "web-1"
+    assert NatsSpaBackend().process_id != NatsSpaBackend().process_id
+
+
+def test_without_the_nats_plugin_the_error_says_what_to_add(tmp_path: Path) -> None:
+    from genro_asgi import AsgiServer, ConfigError
+
+    config = {"plugins": {"wsx": {}, "spa": {"backend": "genro_asgi_nats:NatsSpaBackend"}}}
+    server = AsgiServer(tmp_path, config=config, environ={})
+
+    async def go() -> None:
+        async with AsyncTestClient(server):
+            pass
+
+    with pytest.raises(Exception) as info:
+        run(go())
+    text = str(info.value) + str(getattr(info.value, "__cause__", ""))
+    assert "needs the nats plugin" in text, text
+    assert ConfigError  # the message is the ConfigError's, whatever wraps it
