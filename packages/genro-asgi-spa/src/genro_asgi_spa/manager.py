@@ -257,11 +257,10 @@ class SpaManager:
             record = await self._new_page(connection_id, user_id, session_id, info, now)
             await self.backend.put(record)
             resumed = False
-        if connection is None:
-            connection = ConnectionRecord(connection_id, user_id, self.process_id, now, now)
-        else:
-            connection = replace(connection, last_seen=now)
-        await self.backend.put(connection)
+        if connection is None:  # a known one is not written again: its idle time starts
+            # when its last session goes (the sweeper), not at each page
+            await self.backend.put(ConnectionRecord(connection_id, user_id, self.process_id,
+                                                    now, now))
         self._attach(record, socket, now)
         came_online = await self._user_seen(user_id, identity is None, now)
         if not resumed:
@@ -334,6 +333,8 @@ class SpaManager:
             user = UserRecord(user_id, self.process_id, anonymous, True, now, now)
             await self.backend.put(user)
             return user
+        if user.online and user.idle_since is None:
+            return None  # online with pages: nothing to write (one backend write less a page)
         seen = replace(user, online=True, idle_since=None, offline_at=None, last_seen=now)
         await self.backend.put(seen)
         return None if user.online else seen
