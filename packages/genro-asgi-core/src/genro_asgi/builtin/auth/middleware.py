@@ -64,7 +64,14 @@ class AuthMiddleware:
             return self._deny(scope, receive, send, exc)
         if identity is NEEDS_AWAIT:
             return self._identify_slowly(scope, receive, send)
-        return self._admit(identity, scope, receive, send)  # type: ignore[arg-type]
+        if identity is None:
+            return self._admit(None, scope, receive, send)
+        # _admit() for an identity, inline: the request of every authenticated client
+        scope[SCOPE_KEY] = identity
+        envelope = scope.get("genro.envelope")
+        if envelope is not None:
+            envelope.identity = identity
+        return self.app(scope, receive, send)
 
     def _admit(self, identity: Identity | None, scope: Scope, receive: Receive,
                send: Send) -> Awaitable[None]:
