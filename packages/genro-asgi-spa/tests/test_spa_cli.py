@@ -129,3 +129,15 @@ def test_bad_arguments(tmp_path: Path) -> None:
     listed = subprocess.run([sys.executable, "-m", "genro_asgi", "help-plugins", str(tmp_path)],
                             capture_output=True, text=True, timeout=TIMEOUT, check=False)
     assert listed.stdout.startswith("spa ") and "users|pages|tree" in listed.stdout
+
+
+def test_refusal_messages() -> None:
+    from genro_asgi_spa.cli import refusal
+
+    off = refusal("http://h/_spa/inspect/users", 404,
+                  "spa inspection is off: set plugins.spa.inspect_auth (a tag rule) or "
+                  "plugins.spa.inspect_token")
+    assert off.endswith("or plugins.spa.inspect_token")  # the server said why: no guess
+    elsewhere = refusal("http://h/_spa/inspect/users", 404, "no route for '/_spa/inspect'")
+    assert elsewhere.endswith("(is this a server with the spa plugin on, and its URL (--url)?)")
+    assert refusal("http://h/x", 500, "boom\x1b[2J") == "http://h/x: 500 boom\\x1b[2J"
