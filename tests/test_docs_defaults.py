@@ -36,6 +36,7 @@ TABLES = [
     ("openapi.md", None, "genro_asgi_openapi.config:OpenApiConfig"),
     ("nats.md", None, "genro_asgi_nats.config:NatsConfig"),
     ("mcp.md", None, "genro_asgi_mcp.config:McpConfig"),
+    ("spa.md", None, "genro_asgi_spa.config:SpaConfig"),
 ]
 
 BYTES = re.compile(r"^(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)$")
