@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from genro_asgi import AsgiApplication, AsgiServer, Plugin, hookimpl, route
+from genro_asgi.http_protocol import protocol_class
 from genro_asgi.testing import LiveServer, TestClient
 from genro_asgi.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -314,3 +315,39 @@ def test_a_middleware_that_hangs_gets_the_plain_answer(tmp_path: Path) -> None:
         assert status == 431
         assert headers["content-type"] == "text/plain; charset=utf-8"
         assert body.startswith(b"Request head larger than")
+
+
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_a_url_over_the_limit_is_answered_by_the_app_and_decorated(
+        tmp_path: Path, http: str) -> None:
+    server = make(tmp_path, {"stamp": plugin("Stamp"), "closed": plugin("Closed")}, http=http,
+                  max_url_size="1KiB")
+    with LiveServer(server) as live, \
+            socket.create_connection((live.host, live.port), timeout=WAIT) as sock:
+        sock.sendall(b"GET /app/hi?q=" + b"a" * 2000 + b" HTTP/1.1\r\nHost: test\r\n\r\n")
+        chunks = []
+        while chunk := sock.recv(65536):  # the server closes after its answer
+            chunks.append(chunk)
+        status, headers, body = parse(b"".join(chunks))
+    assert status == 414
+    assert headers["x-stamp"] == "yes"
+    assert json.loads(body)["error"]["message"] == "Request URL larger than 1024 bytes."
+    assert ("/app/hi", 414) in server.plugins.get("closed").seen
+
+
+def test_any_other_app_gets_the_plain_answers() -> None:
+    async def bare(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"bare"})
+
+    with LiveServer(bare, http=protocol_class()) as live, \
+            socket.create_connection((live.host, live.port), timeout=WAIT) as sock:
+        sock.sendall(b"GET /?q=" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: test\r\n\r\n")
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+        status, headers, body = parse(b"".join(chunks))
+    assert status == 414
+    assert headers["content-type"] == "text/plain; charset=utf-8"
+    assert body.startswith(b"Request URL larger than")

@@ -42,7 +42,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http import httptools_impl
 
 from .config import ServerSettings, Settings
-from .exceptions import RequestHeaderFieldsTooLarge
+from .exceptions import HTTPException, RequestHeaderFieldsTooLarge
 from .lazy import lazy_exports
 
 if TYPE_CHECKING:
@@ -87,11 +87,18 @@ class HttpLimits:
                    settings.send_timeout, answer_refused)
 
     async def url_too_long(self, scope: Any, receive: Any, send: Any) -> None:
-        """The ASGI app answering a request whose URL is over ``max_url_size``."""
+        """The ASGI app answering a request whose URL is over ``max_url_size``: the
+        AsgiServer's answer (decorated by its error chain), or a plain one for any other app.
+        Either way the connection closes after it."""
         client = scope.get("client")
         logger.warning("%s: request URL over %d bytes", f"{client[0]}:{client[1]}" if client
                        else "client", self.max_url_size)
-        body = f"Request URL larger than {self.max_url_size} bytes.".encode("ascii")
+        message = f"Request URL larger than {self.max_url_size} bytes."
+        if self.answer_refused is not None:
+            await self.answer_refused(scope, receive, send, HTTPException(
+                414, detail=message, headers={"Connection": "close"}))
+            return
+        body = message.encode("ascii")
         await send({"type": "http.response.start", "status": 414,
                     "headers": [(b"content-type", b"text/plain; charset=utf-8"),
                                 (b"content-length", str(len(body)).encode("ascii")),
