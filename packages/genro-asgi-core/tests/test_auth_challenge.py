@@ -8,11 +8,14 @@ headers. Malformed challenges stop the server where it is built.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import websockets
+from websockets.exceptions import InvalidStatus
 
 from genro_asgi import (
     AsgiApplication,
@@ -113,8 +116,22 @@ def test_a_malformed_challenge_stops_the_server(tmp_path: Path, declared: Any) -
         del globals()["Broken"]
 
 
+async def echo_socket(scope: Any, receive: Any, send: Any) -> None:
+    await receive()
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.close", "code": 1000})
+
+
 def test_over_uvicorn(tmp_path: Path) -> None:
     server = make(tmp_path, "TwoSchemes", basic={})
+    server.mount("/ws", echo_socket)
+
+    async def refused_handshake(url: str) -> Any:
+        with pytest.raises(InvalidStatus) as info:
+            async with websockets.connect(url, open_timeout=30):
+                pass
+        return info.value.response
+
     with LiveServer(server) as live, httpx.Client(base_url=live.url, timeout=30) as client:
         refused = client.get("/account")
         assert refused.status_code == 401
@@ -122,3 +139,7 @@ def test_over_uvicorn(tmp_path: Path) -> None:
         stale = client.get("/account", headers={"Cookie": "session=stale"})
         assert stale.headers["www-authenticate"] == 'Session error="expired"'
         assert client.get("/account", headers={"Cookie": "session=bo"}).text == "yours"
+        # a WebSocket handshake refused with an HTTP 401 carries the same challenge
+        handshake = asyncio.run(refused_handshake(f"{live.ws_url}/ws"))
+        assert handshake.status_code == 401
+        assert handshake.headers["WWW-Authenticate"] == 'Session realm="site", Negotiate'
