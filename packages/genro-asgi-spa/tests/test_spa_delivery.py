@@ -304,3 +304,20 @@ async def test_the_same_protocol_over_json_rpc(tmp_path: Path) -> None:
         assert again["error"] == {"code": -32000, "message": "Handler error", "data": {
             "status": 409, "detail": "spa_already_registered: this connection already holds "
             f"page {info['page_id']}"}}
+
+
+async def test_the_server_wide_data_budget(tmp_path: Path) -> None:
+    server = make_server(tmp_path, {"max_total_data_bytes": 2000, "max_data_bytes": 1024})
+    spa = spa_of(server)
+    async with AsyncTestClient(server) as client, AsyncExitStack() as stack:
+        alice = await open_page(stack, client, "alice")
+        bob = await open_page(stack, client, "bob")
+        await alice.ok("set", level="user", path="a", value="x" * 1000)
+        await bob.ok("set", level="user", path="b", value="y" * 1000)
+        assert await spa.backend.data_total() == 2 * (1 + 1002)
+        refused(await alice.call("set", level="page", path="c", value=1), 503,
+                "spa_server_full")
+        assert await alice.ok("get", level="user", path="a") == "x" * 1000  # reads still work
+        await bob.ok("delete", level="user", path="b")
+        assert await spa.backend.data_total() == 1003
+        await alice.ok("set", level="page", path="c", value=1)  # room again

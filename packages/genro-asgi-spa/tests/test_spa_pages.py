@@ -278,3 +278,32 @@ async def test_a_page_stored_live_without_a_socket_is_not_kept_forever(tmp_path:
         kept = await spa.backend.get("page", live["page_id"])
         assert isinstance(kept, PageRecord) and kept.state == "live"
         assert (await page.ok("whoami"))["page_id"] == live["page_id"]
+
+
+async def test_clients_that_leave_without_data_leave_nothing_behind(tmp_path: Path) -> None:
+    """A page's session, connection and user without data go as soon as they have nothing
+    under them (the idle times keep only records that hold data), so anonymous clients that
+    open a page and go cost nothing once the grace period and user_ttl are over."""
+    server = make_server(tmp_path, {"allow_anonymous": True, "grace_period": 30,
+                                    "user_ttl": 10}, auth=False)
+    clock = Clock()
+    spa = manager(server, clock)
+    backend = spa.backend
+    async with AsyncTestClient(server) as client:
+        for _ in range(20):
+            async with AsyncExitStack() as stack:
+                await (await open_page(stack, client, None)).register()
+        async with AsyncExitStack() as stack:  # one keeps connection-level data
+            keeper = await open_page(stack, client, None)
+            kept = await keeper.register()
+            await keeper.ok("set", level="connection", path="cart", value=[1])
+        assert len(await backend.users()) == 21
+        clock.advance(30)
+        await spa.sweep()  # pages over: their sessions and connections go (but the keeper's)
+        assert await backend.pages() == [] and await backend.sessions() == []
+        assert [c.connection_id for c in await backend.connections()] == [
+            kept["connection_id"]]
+        clock.advance(10)
+        await spa.sweep()  # offline, and without user data: gone
+        assert await backend.users() == []
+        assert await backend.data_get("connection", kept["connection_id"], "cart") == [1]

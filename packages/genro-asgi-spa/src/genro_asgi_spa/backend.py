@@ -268,6 +268,11 @@ class SpaBackend(ABC):
     async def data_size(self, level: Level, owner: str) -> int:
         """The tree's size in bytes (0 when it has none)."""
 
+    async def data_total(self) -> int | None:
+        """Bytes of every tree this backend holds, for ``max_total_data_bytes``; None (the
+        default) when it cannot tell cheaply: that limit is then not enforced."""
+        return None
+
     # -- delivery -----------------------------------------------------------------------------
 
     @abstractmethod
@@ -289,6 +294,7 @@ class MemoryBackend(SpaBackend):
             "user": {}, "connection": {}, "session": {}}
         self._sessions_by_connection: dict[str, set[str]] = {}
         self._trees: dict[tuple[str, str], DataTree] = {}
+        self._total = 0  # bytes of every tree
         self._sink: DeliverySink | None = None
 
     async def start(self, sink: DeliverySink) -> None:
@@ -378,25 +384,35 @@ class MemoryBackend(SpaBackend):
             tree = DataTree()
             tree.set(path, value, max_bytes)  # raises before the empty tree is kept
             self._trees[(level, owner)] = tree
+            self._total += tree.size
             return tree.size
+        before = tree.size
         tree.set(path, value, max_bytes)
+        self._total += tree.size - before
         return tree.size
 
     async def data_delete(self, level: Level, owner: str, path: str) -> bool:
         tree = self._trees.get((level, owner))
         if tree is None:
             return False
+        before = tree.size
         found = tree.delete(path)
+        self._total += tree.size - before
         if not tree.size:
             del self._trees[(level, owner)]
         return found
 
     async def data_drop(self, level: Level, owner: str) -> None:
-        self._trees.pop((level, owner), None)
+        tree = self._trees.pop((level, owner), None)
+        if tree is not None:
+            self._total -= tree.size
 
     async def data_size(self, level: Level, owner: str) -> int:
         tree = self._trees.get((level, owner))
         return 0 if tree is None else tree.size
+
+    async def data_total(self) -> int:
+        return self._total
 
     # -- delivery -----------------------------------------------------------------------------
 

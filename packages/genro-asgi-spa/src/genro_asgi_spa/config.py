@@ -53,6 +53,9 @@ class SpaConfig(BaseModel):
     max_data_bytes: ByteSize = Field(ByteSize(256 * 1024), ge=256)
     """Bytes of data in one tree (one user, connection, session or page); a change past it
     is refused (413) and changes nothing."""
+    max_total_data_bytes: ByteSize = Field(ByteSize(256 * 1024 * 1024), ge=1024)
+    """Bytes of data in all the trees of this server (when the backend can count them: the
+    memory backend does); past it a ``set`` is refused (503) until data expires."""
     change_rate: float = Field(50.0, gt=0)
     """Changes and messages per second one page may send (token bucket refill)..."""
     change_burst: int = Field(100, ge=1)

@@ -27,6 +27,7 @@ CODES: dict[str, int] = {
     "spa_too_many_subscriptions": 429,
     "spa_rate_limited": 429,  # the page's change rate (token bucket)
     "spa_unavailable": 503,  # the backend cannot answer now
+    "spa_server_full": 503,  # the server's data of every tree passed max_total_data_bytes
 }
 
 

@@ -445,6 +445,10 @@ class SpaManager:
         lv, path = self.check_level(level), self.check_path(path)
         if not path:
             raise SpaError("spa_bad_request", "set needs a path (delete '' clears the tree)")
+        total = await self.backend.data_total()
+        if total is not None and total >= self.config.max_total_data_bytes:
+            logger.warning("spa: the server's data is full (%d bytes); a set refused", total)
+            raise SpaError("spa_server_full", "the server holds all the data it may: try later")
         try:
             size = await self.backend.data_set(lv, owner, path, value,
                                                int(self.config.max_data_bytes))
@@ -613,10 +617,14 @@ class SpaManager:
             elif record.state == "grace" and record.closed_at is not None \
                     and now - record.closed_at >= config.grace_period:
                 await self._end_page(record, "expired")
+        # a record without children goes after its idle time when it holds data, at once when
+        # it holds none (nothing would be lost: a cookie that comes back makes a new one), so
+        # clients that open a page and leave cost only what they stored
         for record in await backend.own("session"):
             if isinstance(record, SessionRecord) \
-                    and now - record.last_seen >= config.session_idle \
-                    and not await backend.pages(session_id=record.session_id):
+                    and not await backend.pages(session_id=record.session_id) \
+                    and (now - record.last_seen >= config.session_idle
+                         or not await backend.data_size("session", record.session_id)):
                 await backend.delete("session", record.session_id)
                 await backend.data_drop("session", record.session_id)
                 connection = await backend.get("connection", record.connection_id)
@@ -624,8 +632,9 @@ class SpaManager:
                     await backend.put(replace(connection, last_seen=now))
         for record in await backend.own("connection"):
             if isinstance(record, ConnectionRecord) \
-                    and now - record.last_seen >= config.connection_idle \
-                    and not await backend.sessions(connection_id=record.connection_id):
+                    and not await backend.sessions(connection_id=record.connection_id) \
+                    and (now - record.last_seen >= config.connection_idle
+                         or not await backend.data_size("connection", record.connection_id)):
                 await backend.delete("connection", record.connection_id)
                 await backend.data_drop("connection", record.connection_id)
         for record in await backend.own("user"):
@@ -643,13 +652,16 @@ class SpaManager:
                 user = replace(user, idle_since=now)
                 await backend.put(user)
             idle_since = user.idle_since if user.idle_since is not None else now
-            if now - idle_since >= config.user_ttl:
-                offline = replace(user, online=False, offline_at=now)
-                if await backend.put_if(offline, user):  # not back online meanwhile
-                    await self.server.plugins.call("genro_asgi_spa_user_offline",
-                                                   strict=False, server=self.server,
-                                                   user=offline)
-        elif user.offline_at is not None and now - user.offline_at >= config.user_retention \
-                and not await backend.pages(user_id=user.user_id):
+            if now - idle_since < config.user_ttl:
+                return
+            offline = replace(user, online=False, offline_at=now)
+            if not await backend.put_if(offline, user):  # back online meanwhile
+                return
+            await self.server.plugins.call("genro_asgi_spa_user_offline", strict=False,
+                                           server=self.server, user=offline)
+            user = offline
+        if user.offline_at is not None and not await backend.pages(user_id=user.user_id) \
+                and (now - user.offline_at >= config.user_retention
+                     or not await backend.data_size("user", user.user_id)):
             await backend.delete("user", user.user_id)
             await backend.data_drop("user", user.user_id)
