@@ -321,3 +321,24 @@ async def test_the_server_wide_data_budget(tmp_path: Path) -> None:
         await bob.ok("delete", level="user", path="b")
         assert await spa.backend.data_total() == 1003
         await alice.ok("set", level="page", path="c", value=1)  # room again
+
+
+async def test_the_change_rate_holds_over_http_for_a_page_without_its_socket(
+        tmp_path: Path) -> None:
+    """A page in its grace period (or live on another process) called over HTTP is paced by
+    the same bucket: closing the socket is no way around the change rate."""
+    server = make_server(tmp_path, {"change_rate": 1, "change_burst": 3, "grace_period": 60})
+    manager(server, Clock())
+    async with AsyncTestClient(server) as client:
+        async with AsyncExitStack() as stack:
+            page = await open_page(stack, client, "alice")
+            await page.ok("set", level="page", path="n", value=0)  # one token spent
+        sent = {"authorization": f"Bearer {TOKENS['alice']}",
+                "cookie": f"spa_connection_id={page.info['connection_token']}",
+                "x-spa-page": page.info["page_id"]}
+        statuses = []
+        for n in range(4):
+            answer = await client.post("/_spa/set", headers=sent,
+                                       json={"level": "page", "path": "n", "value": n})
+            statuses.append(answer.status_code)
+        assert statuses == [200, 200, 429, 429]

@@ -54,6 +54,7 @@ MESSAGE = "spa.message"
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _TOPIC = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){0,15}")
 MAX_TOPIC = 200
+MAX_BUCKETS = 100_000  # token buckets kept (the oldest goes first past it)
 ORPHAN_AFTER = 10.0  # seconds a page may be stored live before its register attaches it
 _OWNER_FIELD = {"user": "user_id", "connection": "connection_id", "session": "session_id",
                 "page": "page_id"}
@@ -68,17 +69,15 @@ class PageSocket(Protocol):
 
 
 class LivePage:
-    """This process's side of a live page: its socket, data subscriptions, token bucket."""
+    """This process's side of a live page: its socket and its data subscriptions."""
 
-    __slots__ = ("_next_sub", "record", "socket", "stamp", "subscriptions", "tokens")
+    __slots__ = ("_next_sub", "record", "socket", "subscriptions")
 
-    def __init__(self, record: PageRecord, socket: PageSocket, burst: float, now: float) -> None:
+    def __init__(self, record: PageRecord, socket: PageSocket) -> None:
         self.record = record
         self.socket = socket
         self.subscriptions: dict[str, tuple[str, str]] = {}  # id -> (level, path)
         self._next_sub = 0
-        self.tokens = burst
-        self.stamp = now
 
     def new_subscription_id(self) -> str:
         self._next_sub += 1
@@ -151,6 +150,9 @@ class SpaManager:
             "session": {}, "connection": {}, "user": {}}
         self._sweeper: asyncio.Task[None] | None = None
         self._backlog = False  # a delivery left a page with a backlog: the sender yields
+        # page id -> (tokens, when): the change rate of each page that changed something
+        # here, over WSX or HTTP, live here or not (closing the socket does not reset it)
+        self._buckets: dict[str, tuple[float, float]] = {}
         self.stats = SpaStats()  # plain counters, read by the metrics collector
 
     @property
@@ -261,7 +263,7 @@ class SpaManager:
             # when its last session goes (the sweeper), not at each page
             await self.backend.put(ConnectionRecord(connection_id, user_id, self.process_id,
                                                     now, now))
-        self._attach(record, socket, now)
+        self._attach(record, socket)
         came_online = await self._user_seen(user_id, identity is None, now)
         if not resumed:
             await self.server.plugins.call("genro_asgi_spa_page_opened", strict=False,
@@ -339,8 +341,8 @@ class SpaManager:
         await self.backend.put(seen)
         return None if user.online else seen
 
-    def _attach(self, record: PageRecord, socket: PageSocket, now: float) -> None:
-        live = LivePage(record, socket, float(self.config.change_burst), now)
+    def _attach(self, record: PageRecord, socket: PageSocket) -> None:
+        live = LivePage(record, socket)
         self.live[record.page_id] = live
         self._by_socket[id(socket)] = live
         for level in ("session", "connection", "user"):
@@ -397,6 +399,7 @@ class SpaManager:
         now = self.clock()
         await self.backend.delete("page", record.page_id)
         await self.backend.data_drop("page", record.page_id)
+        self._buckets.pop(record.page_id, None)
         session = await self.backend.get("session", record.session_id)
         if isinstance(session, SessionRecord):
             await self.backend.put(replace(session, last_seen=now))
@@ -407,17 +410,21 @@ class SpaManager:
 
     def spend(self, context: PageContext) -> None:
         """Take one token from the page's bucket (a change or a message); 429 when empty."""
-        live = self.live.get(context.page_id)
-        if live is None:
-            return  # over HTTP, a page whose socket is closed: nothing to pace
         now = self.clock()
         rate, burst = self.config.change_rate, float(self.config.change_burst)
-        live.tokens = min(burst, live.tokens + max(0.0, now - live.stamp) * rate)
-        live.stamp = now
-        if live.tokens < 1.0:
+        buckets = self._buckets
+        found = buckets.pop(context.page_id, None)  # popped: put back last, the newest
+        if found is None:
+            tokens = burst
+            if len(buckets) >= MAX_BUCKETS:
+                del buckets[next(iter(buckets))]
+        else:
+            tokens = min(burst, found[0] + max(0.0, now - found[1]) * rate)
+        if tokens < 1.0:
+            buckets[context.page_id] = (tokens, now)
             raise SpaError("spa_rate_limited", f"more than {rate:g} changes per second "
                            f"(burst {int(burst)})")
-        live.tokens -= 1.0
+        buckets[context.page_id] = (tokens - 1.0, now)
 
     def check_path(self, path: Any) -> str:
         problem = check_path(path, self.config.max_path_length, self.config.max_path_depth)
