@@ -130,7 +130,9 @@ async def test_forged_and_foreign_page_ids_are_refused_and_touch_nothing(
         # bob's session
         refused(await attempt.call("register", session_id=bob["session_id"]), 403,
                 "spa_foreign")
-        assert sum("refused" in r.getMessage() for r in caplog.records) == 3
+        assert sum("refused" in r.getMessage() for r in caplog.records) == 6 + 3
+        assert sum("malformed page_id" in r.getMessage() for r in caplog.records) == 6
+        assert all(len(r.getMessage()) < 200 for r in caplog.records)  # values cut at 80
         # bob is untouched: his page is live, his data is his, and he still hears his user
         record = await manager(server).backend.get("page", bob["page_id"])
         assert isinstance(record, PageRecord) and record.state == "live"

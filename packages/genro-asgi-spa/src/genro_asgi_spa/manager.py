@@ -211,6 +211,8 @@ class SpaManager:
                            f"this connection already holds page {held}")
         for name, value in (("page_id", page_id), ("session_id", session_id)):
             if value is not None and not (isinstance(value, str) and _ID.fullmatch(value)):
+                logger.warning("spa: a register with a malformed %s refused (user %r): %.80r",
+                               name, identity.id if identity is not None else None, value)
                 raise SpaError("spa_bad_request", f"{name} must be 1 to 64 characters of "
                                "letters, digits, '_' or '-'")
         if info is None:
