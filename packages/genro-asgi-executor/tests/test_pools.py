@@ -132,6 +132,30 @@ async def test_full_pool_fails_fast_with_retry_after(tmp_path: Path) -> None:
         assert await queued == 1
 
 
+async def test_a_pool_is_bounded_by_default(tmp_path: Path) -> None:
+    started, release = threading.Event(), threading.Event()
+    pools = {"io": {"kind": "thread", "workers": 1}}
+    async with running(tmp_path, pools=pools) as executor:
+        pool = executor.pool("io")
+        assert pool.max_pending == 1000
+        busy = asyncio.ensure_future(executor.run_blocking(jobs.ignore_cancel, started, release))
+        await until(lambda: pool.running == 1, "the worker to be busy")
+        queued = [asyncio.ensure_future(executor.run_blocking(jobs.add, n)) for n in range(1000)]
+        await until(lambda: pool.pending == 1000, "a thousand pending jobs")
+        with pytest.raises(PoolFull) as info:  # the flood is refused, not queued
+            await executor.run_blocking(jobs.add, -1)
+        assert info.value.status_code == 503
+        release.set()
+        assert await busy == "finished anyway"
+        assert await asyncio.gather(*queued) == list(range(1000))
+
+
+async def test_max_pending_null_is_unbounded(tmp_path: Path) -> None:
+    pools = {"io": {"kind": "thread", "workers": 1, "max_pending": None}}
+    async with running(tmp_path, pools=pools) as executor:
+        assert executor.pool("io").max_pending is None
+
+
 async def test_full_pool_can_wait_for_room(tmp_path: Path) -> None:
     started, release = threading.Event(), threading.Event()
     pools = {"io": {"kind": "thread", "workers": 1, "max_pending": 1, "when_full": "wait"}}

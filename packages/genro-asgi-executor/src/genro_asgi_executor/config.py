@@ -32,8 +32,10 @@ class PoolConfig(BaseModel):
     """``thread``, ``process``, or a kind a plugin provides (``remote``: genro-asgi-nats)."""
     workers: int | None = Field(None, ge=1, le=1024)
     """Threads or processes; default: min(32, cpus + 4) threads, or one process per cpu."""
-    max_pending: int | None = Field(None, ge=1)
-    """Jobs accepted but not started; None is unbounded."""
+    max_pending: int | None = Field(1000, ge=1)
+    """Jobs accepted but not started (memory held for callers that have not been served); past
+    it ``when_full`` applies. None (``~`` in YAML) is unbounded: only for a pool whose callers
+    bound themselves."""
     when_full: Literal["wait", "fail"] = "fail"
     """With ``max_pending`` reached: ``wait`` for room, or ``fail`` at once (503 over HTTP)."""
     retry_after: int = Field(5, ge=1, le=3600)
