@@ -126,25 +126,19 @@ def test_changes_from_two_processes_to_one_tree_are_all_kept(
 
 def test_a_page_closed_on_a_goes_offline_on_b_after_grace(
         tmp_path: Path, nats_server: NatsServer, pages: list[Page]) -> None:
-    quick = {"grace_period": 0.5, "user_ttl": 0.3, "sweep_interval": 0.1}
+    quick = {"grace_period": 2.0, "user_ttl": 0.3, "sweep_interval": 0.1}
     with LiveServer(make(tmp_path, nats_server.url, "a", spa=quick)) as a, \
             LiveServer(make(tmp_path, nats_server.url, "b", spa=quick)) as b:
         page = open_page(pages, a)
         user = page.info["user_id"]
+        page.ok("set", level="user", path="name", value="Ada")  # kept while offline
         eventually(lambda: probe(b, "pages", user_id=user))
         eventually(lambda: (probe(b, "user", user_id=user) or {}).get("online"))
         page.close()
         # first in grace (resumable), then gone; the user goes offline after user_ttl
-        states: set[str] = set()
-
-        def gone() -> bool:
-            found = probe(b, "pages", user_id=user)
-            states.update(p["state"] for p in found)
-            return not found
-
-        eventually(gone)
-        assert "grace" in states or states == set()
-        assert eventually(lambda: probe(b, "user", user_id=user)) is not None
+        eventually(lambda: [p["state"] for p in probe(b, "pages", user_id=user)] == ["grace"])
+        assert probe(b, "user", user_id=user)["online"] is True  # not before the page ends
+        eventually(lambda: probe(b, "pages", user_id=user) == [])
         eventually(lambda: probe(b, "user", user_id=user)["online"] is False)
 
 

@@ -114,6 +114,8 @@ class NatsSpaBackend(SpaBackend):
         if not 1 <= max_depth <= 400:
             raise ValueError("max_depth must be 1 to 400")
         self.process_id = process_id or default_process_id()
+        self._origin = key_token(self.process_id)[:48]  # the id of our deliveries starts so
+        self._own_mark = codec.MARK + self._origin.encode("ascii") + b":"
         self.storage = storage
         self.heartbeat_interval = heartbeat_interval
         self.process_ttl = process_ttl
@@ -213,7 +215,7 @@ class NatsSpaBackend(SpaBackend):
             if self._deliveries is None:
                 self._deliveries = await nc.subscribe(link.subject("spa", "d"),
                                                       cb=self._on_delivery)
-            await self._watch_records(js, kv)
+            await self._watch_records(js, kv, self.replica)
             self._kv = kv
             await self._replay_dirty()
 
@@ -232,8 +234,9 @@ class NatsSpaBackend(SpaBackend):
         except NatsError:  # another process created it first
             return await js.key_value(name)
 
-    async def _watch_records(self, js: JetStreamContext, kv: KeyValue) -> None:
-        """Subscribe to ``r.>`` from the last value of each key; return once caught up."""
+    async def _watch_records(self, js: JetStreamContext, kv: KeyValue, replica: Replica) -> None:
+        """Subscribe to ``r.>`` from the last value of each key, into ``replica``; return
+        once caught up (or after ``sync_timeout``)."""
         if self._watch is not None:
             with contextlib.suppress(NatsError):
                 await self._watch.unsubscribe()
@@ -248,7 +251,7 @@ class NatsSpaBackend(SpaBackend):
 
         async def on_entry(msg: Msg) -> None:
             try:
-                await self._apply_watched(msg.subject[prefix:], msg)
+                await self._apply_watched(replica, msg.subject[prefix:], msg)
             except Exception:
                 logger.exception("spa: a record from NATS could not be applied")
             if msg.metadata.num_pending == 0:
@@ -266,17 +269,20 @@ class NatsSpaBackend(SpaBackend):
     def _bucket_name(self) -> str:
         return f"{self.link.prefix.replace('.', '_')}_spa"
 
-    async def _apply_watched(self, key: str, msg: Msg) -> None:
+    async def _apply_watched(self, replica: Replica, key: str, msg: Msg) -> None:
         revision = msg.metadata.sequence.stream
         op = msg.header.get(KV_OP) if msg.header else None
         if op is None and msg.header and "Nats-Marker-Reason" in msg.header:
             op = KV_PURGE
         is_node = key.startswith("r.node.")
+        if op is None and not is_node and revision <= replica.revisions.get(key, 0):
+            replica.position = max(replica.position, revision)
+            return  # the echo of our own write, applied when NATS confirmed it
         if op in (KV_DEL, KV_PURGE):
             if is_node:
                 await self._node_gone(key[len("r.node."):])
             else:
-                await self.replica.watched_delete(key, revision)
+                await replica.watched_delete(key, revision)
             return
         if is_node:
             self._node_seen(key[len("r.node."):], msg.data)
@@ -289,7 +295,7 @@ class NatsSpaBackend(SpaBackend):
         if record_key(record.kind, record.key) != key:
             self._drop("garbage", key, "a record under another record's key")
             return
-        await self.replica.watched_put(key, record, revision)
+        await replica.watched_put(key, record, revision)
         mine = self._mine.get(key)
         if mine is not None and record.process_id != self.process_id:
             if isinstance(record, PageRecord) and record.state == "live":
@@ -326,16 +332,17 @@ class NatsSpaBackend(SpaBackend):
             return
         self.stats["resyncs"] += 1
         fresh = Replica()
-        for key, record in self.replica.dirty.items():
-            if record is None:
-                fresh.dirty[key] = None
-            else:
-                await fresh.unconfirmed_put(key, record)
-        self.replica = fresh
         now = time.monotonic()
         self._nodes = dict.fromkeys(self._nodes, now)  # silence while we were away is ours
         try:
-            await self._watch_records(self._js, self._kv)
+            # the old copy answers until the new one has read everything
+            await self._watch_records(self._js, self._kv, fresh)
+            for key, record in self.replica.dirty.items():
+                if record is None:
+                    await fresh.local_delete(key, confirmed=False)
+                else:
+                    await fresh.unconfirmed_put(key, record)
+            self.replica = fresh
             await self._replay_dirty()
         except _KV_ERRORS as exc:
             logger.warning("spa: resynchronising with NATS failed (%s); retrying at the next "
@@ -697,7 +704,7 @@ class NatsSpaBackend(SpaBackend):
         fields = {name: getattr(delivery, name) for name in _DELIVERY_FIELDS}
         fields["origin"] = self.process_id
         try:
-            body = codec.encode(f"{key_token(self.process_id)}:{next(self._seq)}", fields)
+            body = codec.encode(f"{self._origin}:{next(self._seq)}", fields)
         except (ValueError, TypeError, RecursionError) as exc:
             raise ValueError(f"the delivery cannot be encoded ({type(exc).__name__}: "
                              f"{exc})") from exc
@@ -725,6 +732,8 @@ class NatsSpaBackend(SpaBackend):
     async def _on_delivery(self, msg: Msg) -> None:
         link = self.link
         payload = msg.data
+        if payload.startswith(self._own_mark):
+            return  # ours: our sink had it when we published
         link.stats.messages_in += 1
         link.stats.bytes_in += len(payload)
         if len(payload) > link.config.max_message_size:
@@ -740,7 +749,7 @@ class NatsSpaBackend(SpaBackend):
             self._drop("garbage", msg.subject, str(exc))
             return
         if delivery.origin == self.process_id:
-            return  # ours: our sink had it when we published
+            return
         self.stats["deliveries_in"] += 1
         sink = self._sink
         if sink is not None:
