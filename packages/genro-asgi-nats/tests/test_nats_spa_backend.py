@@ -151,3 +151,18 @@ def test_without_the_nats_plugin_the_error_says_what_to_add(tmp_path: Path) -> N
     text = str(info.value) + str(getattr(info.value, "__cause__", ""))
     assert "needs the nats plugin" in text, text
     assert ConfigError  # the message is the ConfigError's, whatever wraps it
+
+
+def test_data_total_is_the_buckets_size_shared_by_every_process(
+        tmp_path: Path, nats_server: NatsServer) -> None:
+    async def go() -> None:
+        async with two(tmp_path, nats_server.url, heartbeat_interval=0.05,
+                       process_ttl=1.0) as (a, b):
+            await until(a.data_total)
+            before = await a.data_total()
+            assert before is not None
+            await b.data_set("user", "u1", "blob", "x" * 20_000, 1 << 20)
+            await until(lambda: (a._bucket_bytes or 0) >= before + 20_000)
+            assert await a.data_size("user", "u1") > 20_000
+
+    run(go())

@@ -76,6 +76,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("genro_asgi_nats.spa")
 
+SIZE_EVERY = 5  # heartbeats between two reads of the bucket's size (data_total)
 CAS_TRIES = 8  # compare-and-set attempts of one data change before it is refused (busy tree)
 LOG_EVERY = 10.0  # seconds between two log lines about one kind of dropped message
 _KV_ERRORS = (NatsError, asyncio.TimeoutError, TimeoutError)
@@ -141,6 +142,7 @@ class NatsSpaBackend(SpaBackend):
         self._logged: dict[str, float] = {}
         self._closing = False
         self._setup_lock = asyncio.Lock()
+        self._bucket_bytes: int | None = None
         self._mine: dict[str, Record] = {}  # KV key -> the last record we wrote as ours
         self._tasks: set[asyncio.Future[Any]] = set()
 
@@ -376,6 +378,7 @@ class NatsSpaBackend(SpaBackend):
     # -- processes ----------------------------------------------------------------------------
 
     async def _beat(self) -> None:
+        beats = 0
         while True:
             try:
                 if self.ready:
@@ -384,6 +387,10 @@ class NatsSpaBackend(SpaBackend):
                         tytx_text({"process_id": self.process_id, "at": time.time()}
                                   ).encode("utf-8")))
                     await self._adopt_silent()
+                    if beats % SIZE_EVERY == 0:
+                        self._bucket_bytes = (await self._await(self._kv_().status())
+                                              ).stream_info.state.bytes
+                    beats += 1
             except _KV_ERRORS as exc:
                 self.stats["kv_errors"] += 1
                 self._log_limited("beat", "spa: heartbeat not written: %s", _reason(exc))
@@ -690,6 +697,12 @@ class NatsSpaBackend(SpaBackend):
     async def data_size(self, level: Level, owner: str) -> int:
         tree, _ = await self._tree(level, owner)
         return 0 if tree is None else tree.size
+
+    async def data_total(self) -> int | None:
+        """The bytes the KV bucket holds (every process's trees and records), read every
+        ``SIZE_EVERY`` heartbeats: ``max_total_data_bytes`` bounds the application's shared
+        data, not one process's. None before the first read."""
+        return self._bucket_bytes
 
     # -- delivery -----------------------------------------------------------------------------
 
