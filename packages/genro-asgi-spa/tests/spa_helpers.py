@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 from genro_asgi import AsgiServer, Plugin, hookimpl
 from genro_asgi.testing.client import WebSocketSession
-from genro_asgi_spa import PageRecord, SpaManager, spa_of
+from genro_asgi_spa import MemoryBackend, PageRecord, SpaManager, spa_of
 
 TOKENS = {"alice": "t-alice-0123456789", "bob": "t-bob-0123456789",
           "root": "t-root-0123456789"}
@@ -138,3 +139,20 @@ class Recorder(Plugin):
     @hookimpl
     def genro_asgi_spa_user_offline(self, user: Any) -> None:
         self.seen.append(("offline", user.user_id))
+
+
+class YieldingBackend(MemoryBackend):
+    """The memory backend, but every read and write waits a turn of the event loop, as a network
+    backend's would: concurrent calls interleave (``backend: spa_helpers:YieldingBackend``)."""
+
+    async def get(self, kind: Any, key: str) -> Any:
+        await asyncio.sleep(0)
+        return await super().get(kind, key)
+
+    async def put(self, record: Any) -> None:
+        await asyncio.sleep(0)
+        await super().put(record)
+
+    async def pages(self, **filters: Any) -> Any:
+        await asyncio.sleep(0)
+        return await super().pages(**filters)

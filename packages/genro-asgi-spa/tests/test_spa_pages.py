@@ -3,6 +3,7 @@ lifecycle with an injectable clock, hooks."""
 
 from __future__ import annotations
 
+import json
 import logging
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -309,3 +310,19 @@ async def test_clients_that_leave_without_data_leave_nothing_behind(tmp_path: Pa
         await spa.sweep()  # offline, and without user data: gone
         assert await backend.users() == []
         assert await backend.data_get("connection", kept["connection_id"], "cart") == [1]
+
+
+async def test_two_registers_at_once_on_one_socket_make_one_page(tmp_path: Path) -> None:
+    """WSX runs a socket's calls concurrently; with a backend that waits (a network one),
+    a second register sent before the first is answered is refused, not a second page."""
+    server = make_server(tmp_path, {"backend": "spa_helpers:YieldingBackend"})
+    spa = manager(server)
+    async with AsyncTestClient(server) as client, AsyncExitStack() as stack:
+        page = await open_page(stack, client, "alice")
+        for msg_id in (1, 2):
+            await page.ws.send_text("WSX://" + json.dumps({"id": msg_id, "path": "/_spa/register"}))
+        frames = {f["id"]: f for f in [await page.next_frame(), await page.next_frame()]}
+        assert frames[1]["status"] == 200
+        refused(frames[2], 409, "spa_already_registered")
+        assert len(await spa.backend.pages()) == 1 and len(spa.live) == 1
+        assert (await page.ok("whoami"))["page_id"] == json.loads(frames[1]["data"])["page_id"]

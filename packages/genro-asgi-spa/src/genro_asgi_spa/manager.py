@@ -146,6 +146,7 @@ class SpaManager:
         self._key = secret.get_secret_value() if secret is not None else secrets.token_hex(32)
         self.live: dict[str, LivePage] = {}  # page id -> live page, in this process
         self._by_socket: dict[int, LivePage] = {}  # id(socket) -> live page
+        self._registering: set[int] = set()  # id(socket) of the registers in flight
         self._local: dict[str, dict[str, set[str]]] = {
             "session": {}, "connection": {}, "user": {}}
         self._sweeper: asyncio.Task[None] | None = None
@@ -205,10 +206,22 @@ class SpaManager:
                        info: Any = None) -> dict[str, Any]:
         """Register a page on ``socket`` (new, or resumed when ``page_id`` names one this
         connection and user own that is live elsewhere, or in its grace period)."""
-        if id(socket) in self._by_socket:
-            held = self._by_socket[id(socket)].record.page_id
+        key = id(socket)
+        if key in self._by_socket:
+            held = self._by_socket[key].record.page_id
             raise SpaError("spa_already_registered",
                            f"this connection already holds page {held}")
+        if key in self._registering:  # WSX runs a socket's calls concurrently
+            raise SpaError("spa_already_registered", "this connection is registering a page")
+        self._registering.add(key)
+        try:
+            return await self._register(socket, identity, token, page_id, session_id, info)
+        finally:
+            self._registering.discard(key)
+
+    async def _register(self, socket: PageSocket, identity: Identity | None,
+                        token: str | None, page_id: Any, session_id: Any,
+                        info: Any) -> dict[str, Any]:
         for name, value in (("page_id", page_id), ("session_id", session_id)):
             if value is not None and not (isinstance(value, str) and _ID.fullmatch(value)):
                 logger.warning("spa: a register with a malformed %s refused (user %r): %.80r",
