@@ -14,8 +14,9 @@ import httpx
 from spa_helpers import TOKENS, make_server
 from websockets.sync.client import ClientConnection, connect
 
+from genro_asgi import AsgiApplication, Request, route
 from genro_asgi.testing import LiveServer
-from genro_asgi_spa import PageRecord, spa_of
+from genro_asgi_spa import PageRecord, page_context, spa_of
 
 TIMEOUT = 10.0  # a guard against a hang, never an assertion about speed
 
@@ -172,3 +173,47 @@ def _record(spa: Any, page_id: str) -> PageRecord | None:
 def _state(spa: Any, page_id: str) -> str | None:
     record = _record(spa, page_id)
     return None if record is None else record.state
+
+
+class Shop(AsgiApplication):
+    """The handler of docs/spa.md's Python API example."""
+
+    @route()
+    async def add_to_cart(self, request: Request, sku: str) -> int:
+        page = await page_context(self.server, request)
+        cart = await page.get("user", "cart.items") or []
+        cart.append(sku)
+        await page.set("user", "cart.items", cart)
+        return len(cart)
+
+
+def test_a_handler_reaches_the_callers_page_over_wsx_and_http(tmp_path: Path) -> None:
+    server = make_server(tmp_path)
+    server.mount("/shop", Shop())
+    with LiveServer(server) as live:
+        one, two = LivePage(live, "alice"), LivePage(live, "alice")
+        try:
+            first = one.ok("register")
+            two.ok("register")
+            two.ok("subscribe", level="user", path="cart")
+            one.ws.send("WSX://" + json.dumps({"id": 99, "path": "/shop/add_to_cart",
+                                               "data": {"sku": "p1"}}))
+            assert one.frame() == {"id": 99, "status": 200, "data": "1"}
+            assert two.event()["value"] == ["p1"]
+            # over HTTP: the page named by X-Spa-Page, checked against cookie and identity
+            headers = {"Authorization": f"Bearer {TOKENS['alice']}",
+                       "Cookie": f"spa_connection_id={first['connection_token']}",
+                       "X-Spa-Page": first["page_id"]}
+            answer = httpx.post(live.url + "/shop/add_to_cart", json={"sku": "p2"},
+                                headers=headers, timeout=TIMEOUT)
+            assert answer.status_code == 200 and answer.json() == 2
+            assert two.event()["value"] == ["p1", "p2"]
+            forged = httpx.post(live.url + "/shop/add_to_cart", json={"sku": "p3"},
+                                headers={**headers,
+                                         "Authorization": f"Bearer {TOKENS['bob']}"},
+                                timeout=TIMEOUT)
+            assert forged.status_code == 403 and "spa_foreign" in forged.text
+            two.quiet()
+        finally:
+            one.close()
+            two.close()
