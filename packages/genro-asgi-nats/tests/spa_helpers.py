@@ -54,8 +54,8 @@ class Probe(AsgiApplication):
 
 
 def make(tmp_path: Path, nats_url: str, name: str, *, spa: dict[str, Any] | None = None,
-         backend: dict[str, Any] | None = None, nats: dict[str, Any] | None = None
-         ) -> AsgiServer:
+         backend: dict[str, Any] | None = None, nats: dict[str, Any] | None = None,
+         plugins: dict[str, Any] | None = None) -> AsgiServer:
     directory = tmp_path / name
     directory.mkdir(exist_ok=True)
     config = {"plugins": {
@@ -67,6 +67,7 @@ def make(tmp_path: Path, nats_url: str, name: str, *, spa: dict[str, Any] | None
                 "backend_options": {"heartbeat_interval": 0.2, "process_ttl": 2.0,
                                     **(backend or {})},
                 **(spa or {})},
+        **(plugins or {}),
     }}
     server = AsgiServer(directory, config=config, environ={})
     server.mount("/probe", Probe())

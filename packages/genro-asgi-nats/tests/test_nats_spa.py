@@ -259,3 +259,30 @@ def test_nats_down_keeps_this_process_working_and_heals(
     second.ok("set", level="user", path="prefs.x", value=2)
     got = first.until(lambda e: e[0] == "spa.change")
     assert got[-1][1]["value"] == 2
+
+
+def test_metrics_count_deliveries_processes_and_pending_writes(
+        tmp_path: Path, nats_server: NatsServer, pages: list[Page]) -> None:
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def scrape(live: LiveServer) -> dict[str, float]:
+        text = httpx.get(f"{live.url}/metrics", timeout=TIMEOUT).text
+        return {f"{s.name}{sorted(s.labels.items())}": s.value
+                for family in text_string_to_metric_families(text) for s in family.samples
+                if s.name.startswith("nats_spa_")}
+
+    with LiveServer(make(tmp_path, nats_server.url, "a", plugins={"metrics": {}})) as a, \
+            LiveServer(make(tmp_path, nats_server.url, "b")) as b:
+        eventually(lambda: scrape(a).get("nats_spa_processes[]") == 2.0)
+        on_a = open_page(pages, a)
+        on_b = open_page(pages, b, connection=on_a.info["connection_token"])
+        on_b.ok("send", to="user", topic="t", data=1)
+        on_a.until(message_topic("t"))
+        on_a.ok("send", to="user", topic="u", data=2)
+        got = eventually(lambda: (m := scrape(a))["nats_spa_deliveries_total[('direction', "
+                         "'in')]"] >= 1 and m)
+        assert got["nats_spa_deliveries_total[('direction', 'out')]"] >= 1
+        assert got["nats_spa_deliveries_not_sent_total[]"] == 0
+        assert got["nats_spa_pending_writes[]"] == 0
+        assert got["nats_spa_adoptions_total[]"] == 0

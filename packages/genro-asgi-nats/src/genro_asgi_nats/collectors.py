@@ -52,6 +52,34 @@ class NatsCollector(Collector):
             dropped.add_metric([reason], stats.dropped.get(reason, 0))
         yield from (connected, state, reconnects, disconnects, messages, sizes, dropped)
         yield from self._remote()
+        if link.spa is not None:
+            yield from self._spa(link.spa)
+
+    @staticmethod
+    def _spa(backend: Any) -> Iterator[Any]:
+        stats = backend.stats
+        deliveries = CounterMetricFamily("nats_spa_deliveries", "spa deliveries sent to the "
+                                         "other processes and received from them",
+                                         labels=["direction"])
+        deliveries.add_metric(["out"], stats["deliveries_out"])
+        deliveries.add_metric(["in"], stats["deliveries_in"])
+        not_sent = CounterMetricFamily("nats_spa_deliveries_not_sent",
+                                       "spa deliveries that reached this process's pages only "
+                                       "(NATS could not take them)")
+        not_sent.add_metric([], stats["deliveries_not_sent"])
+        adoptions = CounterMetricFamily("nats_spa_adoptions",
+                                        "Gone or silent processes whose records this one took")
+        adoptions.add_metric([], stats["adoptions"])
+        kv_errors = CounterMetricFamily("nats_spa_kv_errors", "spa KV operations that failed "
+                                        "(records kept here and written when NATS answers)")
+        kv_errors.add_metric([], stats["kv_errors"])
+        processes = GaugeMetricFamily("nats_spa_processes",
+                                      "Processes this one hears beating, itself included")
+        processes.add_metric([], len(backend.processes()))
+        pending = GaugeMetricFamily("nats_spa_pending_writes",
+                                    "spa records written here that NATS has not confirmed")
+        pending.add_metric([], len(backend.replica.dirty))
+        yield from (deliveries, not_sent, adoptions, kv_errors, processes, pending)
 
     def _remote(self) -> Iterator[Any]:
         submitted = CounterMetricFamily("nats_remote_jobs_submitted",

@@ -62,6 +62,7 @@ class NatsLink:
         self._retry: asyncio.Task[None] | None = None
         self._last_error: Exception | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.spa: Any = None  # the NatsSpaBackend on this connection, read by the metrics
 
     @property
     def connected(self) -> bool:

@@ -172,6 +172,7 @@ class NatsSpaBackend(SpaBackend):
                               "nats plugin: add 'nats: {servers: [nats://host:4222]}' under "
                               "plugins")
         self._link = link
+        link.spa = self
         self._sink = sink
         self._closing = False
         link.on_connect(self._setup)
