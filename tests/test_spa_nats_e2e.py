@@ -35,7 +35,8 @@ class Health(AsgiApplication):
 '''
 
 
-def site(tmp_path: Path, name: str, nats_url: str, grace: float = 30.0) -> Path:
+def site(tmp_path: Path, name: str, nats_url: str, grace: float = 30.0,
+         process_ttl: float = 10.0) -> Path:
     directory = tmp_path / name
     directory.mkdir()
     (directory / "healthapp.py").write_text(APP)
@@ -52,7 +53,7 @@ def site(tmp_path: Path, name: str, nats_url: str, grace: float = 30.0) -> Path:
             user_ttl: 0.5
             sweep_interval: 0.1
             backend: "genro_asgi_nats:NatsSpaBackend"
-            backend_options: {{heartbeat_interval: 0.2, process_ttl: 1.5}}
+            backend_options: {{heartbeat_interval: 0.2, process_ttl: {process_ttl}}}
         apps:
           app: {{module: "healthapp:Health"}}
     """))
@@ -183,8 +184,8 @@ def test_two_processes_share_presence_data_and_delivery(
 def test_a_killed_process_pages_resume_on_the_other_with_their_data(
         tmp_path: Path, nats: NatsServer, serve: Callable[..., ServerProcess],
         pages: list[Page]) -> None:
-    a = serve(site(tmp_path, "a", nats.url), ready_path="/app/health")
-    b = serve(site(tmp_path, "b", nats.url), ready_path="/app/health")
+    a = serve(site(tmp_path, "a", nats.url, process_ttl=1.5), ready_path="/app/health")
+    b = serve(site(tmp_path, "b", nats.url, process_ttl=1.5), ready_path="/app/health")
     page = Page(a)
     pages.append(page)
     page.info = page.ok("register")

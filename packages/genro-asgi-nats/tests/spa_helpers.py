@@ -64,7 +64,7 @@ def make(tmp_path: Path, nats_url: str, name: str, *, spa: dict[str, Any] | None
         "wsx": {"heartbeat_interval": 0},
         "spa": {"allow_anonymous": True, "cookie_secret": SECRET, "presence_auth": None,
                 "backend": "genro_asgi_nats:NatsSpaBackend",
-                "backend_options": {"heartbeat_interval": 0.2, "process_ttl": 2.0,
+                "backend_options": {"heartbeat_interval": 0.2, "process_ttl": 10.0,
                                     **(backend or {})},
                 **(spa or {})},
         **(plugins or {}),

