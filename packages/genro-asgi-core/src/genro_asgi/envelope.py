@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import HTTPException, RequestHeaderFieldsTooLarge
+from .sync_pool import SCOPE_KEY as SYNC_POOL
 from .types import ASGIApp, Message, Receive, Scope, Send
 from .tytx import transport_from_content_type
 
@@ -214,6 +215,8 @@ class EnvelopeMiddleware:
         self.app = app
         self.websocket_app = websocket_app or app
         self.registry = server.envelopes
+        # blocking steps of a request (large bodies, static files) run in the server's pool
+        self.sync_pool = server.sync.pool
         self.opened = server.compiled.envelope_opened
         self.closed = server.compiled.envelope_closed
         # the errors it answers itself go through the error chain (AsgiServer.answer_error)
@@ -255,6 +258,7 @@ class EnvelopeMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         envelope = self.registry.open(scope)
         scope["genro.envelope"] = envelope
+        scope[SYNC_POOL] = self.sync_pool
         headers = scope.get("headers")
         # One pass over the headers (inline: this runs for every request): their size for the
         # limits, the request id and the TYTX transport the client asks for.

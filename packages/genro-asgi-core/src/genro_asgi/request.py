@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -15,6 +14,7 @@ from .datastructures import QueryParams
 from .exceptions import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from .multipart import DEFAULT_MULTIPART, FormValue, MultipartLimits, read_multipart
 from .numbers import DEFAULT_LIMITS, NumberLimits, NumberOutOfRange, describe_decode_error
+from .sync_pool import off_loop
 from .types import Receive, Scope
 from .tytx import Transport as TytxTransport
 from .uploads import UploadFile
@@ -133,7 +133,7 @@ class Request(Connection):
         """The body decoded as JSON; malformed JSON, or numbers over the limits, are a 400."""
         body = await self.body()
         if len(body) > DECODE_IN_THREAD_ABOVE:
-            return await asyncio.to_thread(self._decode_json, body)
+            return await off_loop(self.scope, self._decode_json, body)
         return self._decode_json(body)
 
     def _decode_json(self, body: bytes) -> Any:
@@ -190,8 +190,8 @@ class Request(Connection):
 
     async def _decode_tytx(self, body: bytes, transport: TytxTransport) -> Any:
         if len(body) > DECODE_IN_THREAD_ABOVE:
-            return await asyncio.to_thread(tytx.decode, body, transport,
-                                           limits=self.number_limits)
+            return await off_loop(self.scope, tytx.decode, body, transport,
+                                  limits=self.number_limits)
         return tytx.decode(body, transport, limits=self.number_limits)
 
     async def body_params(self) -> dict[str, Any]:

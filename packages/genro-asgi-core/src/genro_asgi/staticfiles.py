@@ -26,6 +26,7 @@ from urllib.parse import quote, unquote_to_bytes
 from .exceptions import ConfigError, HTTPException, MethodNotAllowed, NotFound
 from .request import Request
 from .response import PlainTextResponse, RedirectResponse, Response
+from .sync_pool import off_loop, off_loop_step
 from .types import Message, RawHeaders, Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -122,7 +123,7 @@ class FileResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         st = self.stat_result
         if st is None:
-            st = await asyncio.to_thread(self._stat)
+            st = await off_loop_step(scope, self._stat)
         etag = make_etag(st)
         headers = self._validators(etag, formatdate(st.st_mtime, usegmt=True))
         method = scope.get("method")
@@ -143,7 +144,7 @@ class FileResponse(Response):
             return
         start = {"type": "http.response.start", "status": status,
                  "headers": self._full_headers(headers)}
-        await self._send_file(receive, send, start, first, length)
+        await self._send_file(scope, receive, send, start, first, length)
 
     def _stat(self) -> os.stat_result:
         try:
@@ -177,30 +178,30 @@ class FileResponse(Response):
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
 
-    async def _send_file(self, receive: Receive, send: Send, start: Message, first: int,
-                         length: int) -> None:
+    async def _send_file(self, scope: Scope, receive: Receive, send: Send, start: Message,
+                         first: int, length: int) -> None:
         """The file is opened before the headers go out, so a vanished file is still a 404."""
         if length <= self.chunk_size:
-            data = await asyncio.to_thread(_read_span, self.path, first, length)
+            data = await off_loop_step(scope, _read_span, self.path, first, length)
             await send(start)
             await send({"type": "http.response.body", "body": data})
             return
-        handle = await asyncio.to_thread(_open_at, self.path, first)
+        handle = await off_loop_step(scope, _open_at, self.path, first)
         # A big body keeps being read only while the client is there to receive it.
         gone = asyncio.create_task(_wait_for_disconnect(receive))
         try:
             await send(start)
-            await self._stream(handle, send, length, gone)
+            await self._stream(scope, handle, send, length, gone)
         finally:
             gone.cancel()
             await asyncio.wait((gone,))  # unlike awaiting it, never swallows our own cancel
             handle.close()
 
-    async def _stream(self, handle: IO[bytes], send: Send, length: int,
+    async def _stream(self, scope: Scope, handle: IO[bytes], send: Send, length: int,
                       gone: asyncio.Task[None]) -> None:
         remaining = length
         while remaining:
-            chunk = await asyncio.to_thread(handle.read, min(self.chunk_size, remaining))
+            chunk = await off_loop_step(scope, handle.read, min(self.chunk_size, remaining))
             if not chunk:
                 raise OSError(f"{self.path} shrank while it was being sent")
             remaining -= len(chunk)
@@ -281,8 +282,8 @@ class StaticRouter:
         if scope["method"] not in ALLOWED_METHODS:
             raise MethodNotAllowed(list(ALLOWED_METHODS))
         segments, is_dir = self._segments(scope)
-        return await asyncio.to_thread(self._lookup, segments, is_dir,
-                                       scope.get("query_string", b""))
+        return await off_loop(scope, self._lookup, segments, is_dir,  # type: ignore[no-any-return]
+                              scope.get("query_string", b""))
 
     def _segments(self, scope: Scope) -> tuple[list[str], bool]:
         """The path as checked segments, and whether it ends with a slash; NotFound if hostile."""

@@ -23,7 +23,7 @@ import queue
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from .exceptions import ServiceUnavailable
@@ -37,6 +37,31 @@ _Job = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], contextvars.Co
              "asyncio.Future[Any]", asyncio.AbstractEventLoop,
              Callable[["asyncio.Future[Any]", Any, BaseException | None], None]]
 InlineReport = Callable[[str, float], None]
+
+# where the envelope middleware puts the serving server's SyncPool in each request's scope
+SCOPE_KEY = "genro.sync"
+
+
+def off_loop(scope: Mapping[str, Any], fn: Callable[..., Any], /, *args: Any,
+             **kwargs: Any) -> Awaitable[Any]:
+    """Blocking work a request needs before its answer starts (decoding a large body, finding
+    a static file) in the serving server's sync pool: bounded, so past it a 503 with
+    ``Retry-After`` instead of a queue without limit. Outside a server (no pool in the scope),
+    asyncio's default executor."""
+    pool: SyncPool | None = scope.get(SCOPE_KEY)
+    if pool is None:
+        return asyncio.to_thread(fn, *args, **kwargs)
+    return pool.submit(fn, *args, **kwargs)
+
+
+def off_loop_step(scope: Mapping[str, Any], fn: Callable[..., Any], /,
+                  *args: Any) -> Awaitable[Any]:
+    """Like ``off_loop`` for the next step of an answer already decided (a file's next chunk),
+    which is never refused: it must not fail halfway for lack of room."""
+    pool: SyncPool | None = scope.get(SCOPE_KEY)
+    if pool is None:
+        return asyncio.to_thread(fn, *args)
+    return pool.step(fn, *args)
 
 
 class SyncPool:

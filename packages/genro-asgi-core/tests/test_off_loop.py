@@ -1,0 +1,156 @@
+"""The blocking steps of a request that are not its handler (decoding a large body, finding and
+reading a static file) run in the serving server's own sync pool, like ``def`` handlers: bounded
+(a full pool answers 503 with ``Retry-After`` instead of queueing without limit), one per
+server, and never in asyncio's process-wide default executor. Outside a server, a ``Request``
+or ``FileResponse`` still works (default executor).
+
+Handlers that must keep the pool busy wait on a ``threading.Event`` the test sets; every wait
+is bounded by ``SAFETY`` against a hang and is never an assertion about speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from genro_asgi import AsgiApplication, AsgiServer, Request, StaticRouter, route
+from genro_asgi import staticfiles as staticfiles_module
+from genro_asgi.request import DECODE_IN_THREAD_ABOVE
+from genro_asgi.staticfiles import FileResponse
+from genro_asgi.sync_pool import off_loop
+from genro_asgi.testing import AsyncTestClient, LiveServer
+
+SAFETY = 20.0  # seconds: a guard against a hung test, never an assertion
+BIG_JSON = ('{"pad": "' + "x" * DECODE_IN_THREAD_ABOVE + '", "a": 1}').encode()
+
+
+class Busy(AsgiApplication):
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    @route()
+    def hold(self) -> str:
+        self.entered.set()
+        if not self.release.wait(SAFETY):
+            raise RuntimeError("the test never released the handler")
+        return "released"
+
+    @route(methods=["POST"])
+    async def raw_json(self, request: Request) -> int:
+        return len(await request.json())
+
+
+def _thread_names(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[str]:
+    names: list[str] = []
+    original = getattr(owner, name)
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        names.append(threading.current_thread().name)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, wrapper)
+    return names
+
+
+def _server(tmp_path: Path, **overrides: Any) -> tuple[AsgiServer, Busy]:
+    (tmp_path / "public").mkdir(exist_ok=True)
+    (tmp_path / "public" / "big.bin").write_bytes(b"z" * (3 * 64 * 1024 + 5))
+    server = AsgiServer(tmp_path, config={}, environ={}, **overrides)
+    app = Busy()
+    server.mount("/b", app)
+    server.mount("/files", StaticRouter(tmp_path / "public"))
+    return server, app
+
+
+async def test_a_large_body_is_decoded_in_the_servers_pool(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import genro_asgi.request as request_module
+
+    names = _thread_names(monkeypatch, request_module.json, "loads")
+    server, _ = _server(tmp_path)
+    async with AsyncTestClient(server) as client:
+        answer = await client.post("/b/raw_json", content=BIG_JSON,
+                                   headers={"content-type": "application/json"})
+    assert answer.status_code == 200, answer.text
+    assert names and names[0].startswith(server.sync.pool.name)
+
+
+async def test_a_static_file_is_found_and_read_in_the_servers_pool(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lookups = _thread_names(monkeypatch, StaticRouter, "_lookup")
+    reads = _thread_names(monkeypatch, staticfiles_module, "_open_at")
+    server, _ = _server(tmp_path)
+    async with AsyncTestClient(server) as client:
+        answer = await client.get("/files/big.bin")
+    assert answer.status_code == 200 and len(answer.content) == 3 * 64 * 1024 + 5
+    pool = server.sync.pool.name
+    assert lookups and all(name.startswith(pool) for name in lookups)
+    assert reads and all(name.startswith(pool) for name in reads)
+
+
+async def test_a_full_pool_refuses_a_large_body_and_a_static_lookup_with_503(
+        tmp_path: Path) -> None:
+    server, app = _server(tmp_path, sync_workers=1, sync_queue=0, sync_retry_after=3)
+    async with AsyncTestClient(server) as client:
+        held = asyncio.ensure_future(client.get("/b/hold"))
+        while not app.entered.is_set():
+            await asyncio.sleep(0.01)
+        decoded = await client.post("/b/raw_json", content=BIG_JSON,
+                                    headers={"content-type": "application/json"})
+        found = await client.get("/files/big.bin")
+        small = await client.post("/b/raw_json", content=b'{"a": 1}',
+                                  headers={"content-type": "application/json"})
+        app.release.set()
+        assert (await asyncio.wait_for(held, SAFETY)).text == "released"
+        after = await client.post("/b/raw_json", content=BIG_JSON,
+                                  headers={"content-type": "application/json"})
+    for refused in (decoded, found):
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["retry-after"] == "3"
+    assert small.status_code == 200  # a small body decodes on the loop: never refused
+    assert after.status_code == 200  # room again once the pool has a free worker
+
+
+async def test_outside_a_server_the_default_executor_is_used() -> None:
+    loop_thread = threading.current_thread().name
+    name = await off_loop({}, lambda: threading.current_thread().name)
+    assert name != loop_thread and not name.startswith("genro-sync")
+
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    response = FileResponse(__file__)
+    await response({"type": "http", "method": "GET", "headers": []}, receive, send)
+    assert sent[0]["status"] == 200
+
+
+@pytest.mark.e2e
+def test_over_uvicorn_a_full_pool_refuses_a_large_body(tmp_path: Path) -> None:
+    server, app = _server(tmp_path, sync_workers=1, sync_queue=0)
+    with LiveServer(server) as live, ThreadPoolExecutor(1) as pool, \
+            httpx.Client(base_url=live.url, timeout=SAFETY) as http:
+        held = pool.submit(http.get, "/b/hold")
+        assert app.entered.wait(SAFETY)
+        refused = http.post("/b/raw_json", content=BIG_JSON,
+                            headers={"content-type": "application/json"})
+        app.release.set()
+        assert held.result(SAFETY).text == "released"
+        served = http.post("/b/raw_json", content=BIG_JSON,
+                           headers={"content-type": "application/json"})
+        file = http.get("/files/big.bin")
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    assert served.status_code == 200 and served.json() == 2
+    assert file.status_code == 200 and len(file.content) == 3 * 64 * 1024 + 5
