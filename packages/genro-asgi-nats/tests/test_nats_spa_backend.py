@@ -166,3 +166,20 @@ def test_data_total_is_the_buckets_size_shared_by_every_process(
             assert await a.data_size("user", "u1") > 20_000
 
     run(go())
+
+
+def test_a_drop_held_through_an_outage_spares_an_owner_that_came_back(
+        tmp_path: Path, nats_server: NatsServer) -> None:
+    async def go() -> None:
+        async with two(tmp_path, nats_server.url) as (a, b):
+            for owner in ("back", "gone"):
+                await b.data_set("user", owner, "k", 1, 1000)
+            await b.put(UserRecord("back", b.process_id))  # returned on b while a was cut off
+            # what a held while NATS was away (the sweeper dropped both users' trees)
+            a._pending_drops = {"t.user.back": ("user", "back"), "t.user.gone": ("user", "gone")}
+            await a._replay_dirty()
+            assert a._pending_drops == {}
+            assert await a.data_get("user", "back", "k") == 1
+            assert await a.data_get("user", "gone", "k") is None
+
+    run(go())

@@ -137,7 +137,7 @@ class NatsSpaBackend(SpaBackend):
         self._deliveries: Subscription | None = None
         self._nodes: dict[str, float] = {}  # other live processes -> last heartbeat (monotonic)
         self._heartbeat: asyncio.Task[None] | None = None
-        self._pending_drops: dict[str, None] = {}
+        self._pending_drops: dict[str, tuple[Level, str]] = {}
         self._seq = itertools.count(1)
         self._logged: dict[str, float] = {}
         self._closing = False
@@ -372,8 +372,10 @@ class NatsSpaBackend(SpaBackend):
             else:
                 revision = await self._await(self._kv_().put(key, encode_record(record)))
                 await replica.confirmed_put(key, record, revision)
-        for key in list(self._pending_drops):
-            await self._await(self._kv_().purge(key, msg_ttl=self.tombstone_ttl))
+        for key, (level, owner) in list(self._pending_drops.items()):
+            # its owner came back meanwhile (on another process): the tree is theirs again
+            if await self.get(level, owner) is None:
+                await self._await(self._kv_().purge(key, msg_ttl=self.tombstone_ttl))
             self._pending_drops.pop(key, None)
 
     # -- processes ----------------------------------------------------------------------------
@@ -693,7 +695,7 @@ class NatsSpaBackend(SpaBackend):
                 return
             except _KV_ERRORS as exc:
                 self._kv_failed(exc)
-        self._pending_drops[key] = None  # dropped when NATS is back
+        self._pending_drops[key] = (level, owner)  # dropped when NATS is back
 
     async def data_size(self, level: Level, owner: str) -> int:
         tree, _ = await self._tree(level, owner)
