@@ -183,3 +183,34 @@ def test_a_drop_held_through_an_outage_spares_an_owner_that_came_back(
             assert await a.data_get("user", "gone", "k") is None
 
     run(go())
+
+
+def test_writes_held_through_an_outage_do_not_overwrite_newer_ones_from_elsewhere(
+        tmp_path: Path, nats_server: NatsServer) -> None:
+    async def go() -> None:
+        async with two(tmp_path, nats_server.url) as (a, b):
+            page = PageRecord("p1", "s1", "c1", "u1", a.process_id, "live")
+            other = PageRecord("p2", "s1", "c1", "u1", a.process_id, "live")
+            await a.put(page)
+            await a.put(other)
+            await until(lambda: b.replica.revisions.get("r.page.p1")
+                        and b.replica.revisions.get("r.page.p2"))
+            # a, cut off, saw both sockets close: grace, kept in a to be written later
+            for record in (page, other):
+                key = f"r.page.{record.page_id}"
+                await a.replica.unconfirmed_put(key, dataclasses.replace(
+                    record, state="grace", closed_at=1.0))
+            # meanwhile the first page was resumed on b
+            resumed = dataclasses.replace(page, process_id=b.process_id)
+            assert await b.put_if(resumed, page)
+            await a._replay_dirty()
+            assert a.replica.dirty == {}
+            assert await b.get("page", "p1") == resumed  # b's newer claim kept
+            assert (await a.replica.get("page", "p1")) == resumed
+            stored = await until(lambda: (r := b.replica.records._records["page"].get("p2"))
+                                 and r.state == "grace" and r)
+            assert stored.process_id == a.process_id  # the other one written as a held it
+            await asyncio.sleep(0.3)  # b would have seen a's write by now
+            assert b.stats["take_backs"] == 0  # nothing of b's was overwritten
+
+    run(go())

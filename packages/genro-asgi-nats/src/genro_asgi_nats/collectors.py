@@ -70,6 +70,9 @@ class NatsCollector(Collector):
         adoptions = CounterMetricFamily("nats_spa_adoptions",
                                         "Gone or silent processes whose records this one took")
         adoptions.add_metric([], stats["adoptions"])
+        take_backs = CounterMetricFamily("nats_spa_take_backs", "Records of this process "
+                                         "another adopted while it was alive, taken back")
+        take_backs.add_metric([], stats["take_backs"])
         kv_errors = CounterMetricFamily("nats_spa_kv_errors", "spa KV operations that failed "
                                         "(records kept here and written when NATS answers)")
         kv_errors.add_metric([], stats["kv_errors"])
@@ -79,7 +82,7 @@ class NatsCollector(Collector):
         pending = GaugeMetricFamily("nats_spa_pending_writes",
                                     "spa records written here that NATS has not confirmed")
         pending.add_metric([], len(backend.replica.dirty))
-        yield from (deliveries, not_sent, adoptions, kv_errors, processes, pending)
+        yield from (deliveries, not_sent, adoptions, take_backs, kv_errors, processes, pending)
 
     def _remote(self) -> Iterator[Any]:
         submitted = CounterMetricFamily("nats_remote_jobs_submitted",

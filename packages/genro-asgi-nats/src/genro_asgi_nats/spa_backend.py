@@ -127,7 +127,7 @@ class NatsSpaBackend(SpaBackend):
         self.replica = Replica()
         self.stats: dict[str, int] = dict.fromkeys(
             ("deliveries_out", "deliveries_in", "deliveries_not_sent", "adoptions",
-             "resyncs", "kv_errors"), 0)
+             "take_backs", "resyncs", "kv_errors"), 0)
         self._server: weakref.ref[AsgiServer] | None = None
         self._link: NatsLink | None = None
         self._kv: KeyValue | None = None
@@ -319,6 +319,7 @@ class NatsSpaBackend(SpaBackend):
             self._kv_failed(exc)
             return
         await self.replica.confirmed_put(key, mine, new)
+        self.stats["take_backs"] += 1
         self._log_limited("take-back", "spa: records of this process were adopted by "
                           "another while it was alive; taken back")
 
@@ -340,7 +341,9 @@ class NatsSpaBackend(SpaBackend):
         try:
             # the old copy answers until the new one has read everything
             await self._watch_records(self._js, self._kv, fresh)
-            for key, record in self.replica.dirty.items():
+            old = self.replica
+            for key, record in old.dirty.items():
+                fresh.base[key] = old.base.get(key, 0)
                 if record is None:
                     await fresh.local_delete(key, confirmed=False)
                 else:
@@ -362,21 +365,56 @@ class NatsSpaBackend(SpaBackend):
         return list(await replica.records.pages())
 
     async def _replay_dirty(self) -> None:
-        replica = self.replica
+        """Write what this process changed while NATS was away, in order; a key another
+        process changed meanwhile keeps their value (compare-and-set on the revision the
+        key had when we first changed it)."""
+        replica, kv = self.replica, self._kv_()
         for key, record in list(replica.dirty.items()):
             if replica.dirty.get(key, 0) is not record:
                 continue  # written again meanwhile
-            if record is None:
-                await self._await(self._kv_().purge(key, msg_ttl=self.tombstone_ttl))
-                replica.dirty.pop(key, None)
-            else:
-                revision = await self._await(self._kv_().put(key, encode_record(record)))
-                await replica.confirmed_put(key, record, revision)
+            base = replica.base.get(key, 0)
+            try:
+                if record is None:
+                    if await self._revision_of(key) in (base, 0):
+                        await self._await(kv.purge(key, msg_ttl=self.tombstone_ttl))
+                elif base:
+                    revision = await self._await(kv.update(key, encode_record(record),
+                                                           last=base))
+                    await replica.confirmed_put(key, record, revision)
+                    continue
+                else:
+                    revision = await self._await(kv.create(key, encode_record(record)))
+                    await replica.confirmed_put(key, record, revision)
+                    continue
+            except KeyWrongLastSequenceError:
+                logger.info("spa: %s changed elsewhere while NATS was away: theirs kept", key)
+            replica.dirty.pop(key, None)
+            replica.base.pop(key, None)
+            replica.tombstones.discard(key)
+            await self._refresh(key)
         for key, (level, owner) in list(self._pending_drops.items()):
             # its owner came back meanwhile (on another process): the tree is theirs again
             if await self.get(level, owner) is None:
                 await self._await(self._kv_().purge(key, msg_ttl=self.tombstone_ttl))
             self._pending_drops.pop(key, None)
+
+    async def _revision_of(self, key: str) -> int:
+        try:
+            entry = await self._await(self._kv_().get(key))
+        except KeyNotFoundError:
+            return 0
+        return int(entry.revision or 0)
+
+    async def _refresh(self, key: str) -> None:
+        """Put the store's value of ``key`` into the copy (after a write of ours lost)."""
+        try:
+            entry = await self._await(self._kv_().get(key))
+            record = decode_record(entry.value or b"")
+        except KeyNotFoundError:
+            return
+        except ValueError:
+            return
+        await self.replica.watched_put(key, record, entry.revision or 0)
 
     # -- processes ----------------------------------------------------------------------------
 

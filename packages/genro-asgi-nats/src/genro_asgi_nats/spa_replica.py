@@ -9,8 +9,9 @@ watch echoes them back). Revisions keep an older value from overwriting a newer 
 - a value is applied only when its revision is newer than the key's;
 - a key this process deleted stays deleted (a tombstone) until the watch shows the delete,
   so a late echo of an older put cannot bring it back;
-- a write NATS did not confirm (an outage) is applied at once and remembered as *dirty*:
-  written again, in order, when NATS is back.
+- a write NATS did not confirm (an outage) is applied at once and remembered as *dirty*,
+  with the revision the key had then: written again, in order, when NATS is back, unless
+  another process changed the key meanwhile (its newer value wins).
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class Replica:
         self.revisions: dict[str, int] = {}
         self.tombstones: set[str] = set()
         self.dirty: dict[str, Record | None] = {}  # key -> record to put, None: to delete
+        self.base: dict[str, int] = {}  # dirty key -> the revision it had when it became dirty
         self.position = 0  # the last stream sequence the watch brought
 
     async def _store(self, key: str, record: Record) -> None:
@@ -92,6 +94,7 @@ class Replica:
     async def confirmed_put(self, key: str, record: Record, revision: int) -> None:
         self.tombstones.discard(key)
         self.dirty.pop(key, None)
+        self.base.pop(key, None)
         # the watch has passed it: what the copy holds for the key is that or newer
         if revision > self.position and revision > self.revisions.get(key, 0):
             self.revisions[key] = revision
@@ -99,6 +102,7 @@ class Replica:
 
     async def unconfirmed_put(self, key: str, record: Record) -> None:
         self.tombstones.discard(key)
+        self.base.setdefault(key, self.revisions.get(key, 0))
         self.dirty.pop(key, None)  # re-inserted last: replayed in the order written
         self.dirty[key] = record
         await self._store(key, record)
@@ -106,7 +110,10 @@ class Replica:
     async def local_delete(self, key: str, confirmed: bool) -> None:
         self.tombstones.add(key)
         self.dirty.pop(key, None)
-        if not confirmed:
+        if confirmed:
+            self.base.pop(key, None)
+        else:
+            self.base.setdefault(key, self.revisions.get(key, 0))
             self.dirty[key] = None
         await self._forget(key)
 
