@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from nats_helpers import raw_publish
-from spa_helpers import TIMEOUT, Page, eventually, make, message_topic, probe
+from spa_nats_helpers import TIMEOUT, Page, eventually, make, message_topic, probe
 
 from genro_asgi.testing import LiveServer
 from genro_asgi_nats.testing import NatsServer

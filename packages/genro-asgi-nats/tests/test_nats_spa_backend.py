@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from spa_helpers import make
+from spa_nats_helpers import make
 
 from genro_asgi.testing import AsyncTestClient
 from genro_asgi_nats.spa_backend import NatsSpaBackend
