@@ -85,7 +85,7 @@ class CallRunner:
 
         ``call_scope`` is the connection's template of a call's scope (WsxConnection).
         """
-        if not isinstance(path, str) or not path or len(path) > MAX_PATH:
+        if not (isinstance(path, str) and 0 < len(path) <= MAX_PATH):
             raise WsxError(E.INVALID_REQUEST, f"path must be a string of 1 to {MAX_PATH} "
                            "characters")
         if path[0] != "/":

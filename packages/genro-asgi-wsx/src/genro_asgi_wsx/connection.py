@@ -99,6 +99,10 @@ class WsxConnection:
         self.queue: asyncio.Queue[tuple[str | tuple[str, str] | _Unfinished, int]] = \
             asyncio.Queue()
         self.max_frames = config.outbound_queue
+        self.max_in_flight = config.max_in_flight
+        # a plain JSON frame this long or shorter cannot nest deeper than max_depth: the
+        # subprotocols walk no frame of this size (read per frame: a plain attribute)
+        self.short_frame = 2 * config.max_depth
         self.max_bytes = int(config.max_queued_bytes)
         # past a quarter of either budget the connection has a backlog: a publisher yields
         # to let the writer send before publishing more
@@ -236,6 +240,7 @@ class WsxConnection:
         ws = self.ws
         receive = self._receive
         max_size = self.max_size
+        quarter = max_size // 4  # frames up to this many characters are never too big
         protocol = self.protocol
         assert protocol is not None
         runner = _runner()
@@ -250,7 +255,7 @@ class WsxConnection:
                 text = message.get("text")
                 data = message.get("bytes") if text is None else None
                 size = len(text) if text is not None else len(data or b"")
-                if size > max_size // 4 and (
+                if size > quarter and (
                     len(text.encode("utf-8")) if text is not None else size
                 ) > max_size:
                     self.close(CloseCode.MESSAGE_TOO_BIG)
@@ -446,7 +451,7 @@ class WsxConnection:
         Called from ``protocol.handle``, the first call of a frame runs in the reader right
         after it (see the module docstring); any other gets a task.
         """
-        if len(self.tasks) >= self.config.max_in_flight or self.close_code is not None:
+        if len(self.tasks) >= self.max_in_flight or self.close_code is not None:
             work.close()
             return False
         if self._handling and self._next_call is None:

@@ -110,7 +110,9 @@ class JsonRpcProtocol:
                     len(stripped) > 1 and stripped[0] == '"' == stripped[-1])
                 payload = decode_tytx(stripped, depth)[0] if typed \
                     else parse_json(text, max_depth=depth)
-            if not typed:  # decode_tytx() checked the depth of a typed frame
+            # decode_tytx() checked the depth of a typed frame; a plain one needs more than
+            # twice max_depth characters to nest deeper (check_depth's first test, inline)
+            if not typed and len(text) > conn.short_frame:
                 check_depth(text, payload, conn.config.max_depth)
             if "\\u" in text:  # the frame may spell a surrogate escape (no call otherwise)
                 refuse_lone_surrogates(payload, text)

@@ -92,7 +92,10 @@ class WsxProtocol:
                     message = parse_json(text, 6)
             except (StopIteration, ValueError, RecursionError):
                 message = parse_json(text, 6, max_depth=conn.config.max_depth)
-            check_depth(text, message, conn.config.max_depth)
+            # a frame needs more than twice max_depth characters to nest deeper (check_depth's
+            # first test, inline: every frame's path)
+            if len(text) > conn.short_frame:
+                check_depth(text, message, conn.config.max_depth)
             if "\\u" in text:  # the frame may spell a surrogate escape (no call otherwise)
                 refuse_lone_surrogates(message, text)
             if type(message) is not dict:
