@@ -40,8 +40,9 @@ def load_app(target: str) -> ASGIApp:
     return app
 
 
-def http_scope(path: str) -> dict[str, Any]:
-    """A GET scope with the keys and headers uvicorn + httptools would send for a wrk request."""
+def http_scope(path: str, headers: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
+    """A GET scope with the keys and headers uvicorn + httptools would send for a wrk request
+    (``headers``: more request headers, after Host)."""
     return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -54,7 +55,9 @@ def http_scope(path: str) -> dict[str, Any]:
         "path": path,
         "raw_path": path.encode("ascii"),
         "query_string": b"",
-        "headers": [(b"host", b"127.0.0.1:8000")],
+        "headers": [(b"host", b"127.0.0.1:8000"),
+                    *((name.lower().encode("latin-1"), value.encode("latin-1"))
+                      for name, value in headers)],
         "state": {},
     }
 
@@ -102,14 +105,18 @@ class Lifespan:
         self.task = None
 
 
-async def check_response(app: ASGIApp, endpoint: str, path: str) -> None:
-    """One request with a recording ``send``: status 200 and the expected body, or raise."""
+async def check_response(app: ASGIApp, endpoint: str, path: str,
+                         headers: tuple[tuple[str, str], ...] = ()) -> None:
+    """One request with a recording ``send``: status 200 and the expected body, or raise
+    (without Accept-Encoding: a compressed body would not compare equal)."""
     messages: list[Message] = []
 
     async def record(message: Message) -> None:
         messages.append(message)
 
-    await app(dict(http_scope(path)), _receive, record)
+    await app(dict(http_scope(path, tuple((k, v) for k, v in headers
+                                          if k.lower() != "accept-encoding"))),
+              _receive, record)
     start = next((m for m in messages if m["type"] == "http.response.start"), None)
     body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
     if start is None or start["status"] != 200:
@@ -194,19 +201,23 @@ async def _measure(frameworks: tuple[Framework, ...], rounds: int, iterations: i
         for lifespan in lifespans:
             await lifespan.start()
         scopes = {endpoint: http_scope(path) for endpoint, path in ENDPOINTS}
+        headers = {fw.key: fw.headers for fw in frameworks}
+        framework_scopes = {fw.key: {endpoint: http_scope(path, fw.headers)
+                                     for endpoint, path in ENDPOINTS} for fw in frameworks}
         for key, app in apps.items():
             result.samples[key] = {endpoint: [] for endpoint, _ in ENDPOINTS}
             result.cpu_samples[key] = {endpoint: [] for endpoint, _ in ENDPOINTS}
             for endpoint, path in ENDPOINTS:
-                await check_response(app, endpoint, path)
-                await time_app(app, scopes[endpoint], warmup)
+                await check_response(app, endpoint, path, headers[key])
+                await time_app(app, framework_scopes[key][endpoint], warmup)
         for round_no in range(1, rounds + 1):
             if not wait_for_quiet():
                 result.busy_rounds += 1
             result.harness_us.append((await time_app(_null_app, scopes["hello"], iterations))[0])
             for key, app in apps.items():
                 for endpoint, _ in ENDPOINTS:
-                    us, cpu_us = await time_app(app, scopes[endpoint], iterations)
+                    us, cpu_us = await time_app(app, framework_scopes[key][endpoint],
+                                                iterations)
                     result.samples[key][endpoint].append(us)
                     result.cpu_samples[key][endpoint].append(cpu_us)
             summary = "  ".join(

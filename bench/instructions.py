@@ -49,7 +49,12 @@ from bench.inprocess import (  # noqa: E402
     http_scope,
     load_app,
 )
-from bench.through_uvicorn import Pinning, UvicornServer, parse_wrk  # noqa: E402
+from bench.through_uvicorn import (  # noqa: E402
+    Pinning,
+    UvicornServer,
+    parse_wrk,
+    wrk_header_args,
+)
 
 WARMUP = 300
 TIMEOUT_S = 1800
@@ -162,8 +167,9 @@ def _callgrind_control(option: str, pid: int) -> None:
         raise RuntimeError(f"callgrind_control {option} failed: {completed.stderr}")
 
 
-def _wrk_count(url: str, duration_s: int) -> int:
-    completed = subprocess.run(["wrk", "-t1", "-c4", f"-d{duration_s}s", "--latency", url],
+def _wrk_count(url: str, duration_s: int, headers: tuple[tuple[str, str], ...] = ()) -> int:
+    completed = subprocess.run(["wrk", "-t1", "-c4", f"-d{duration_s}s", "--latency",
+                                *wrk_header_args(headers), url],
                                capture_output=True, text=True, check=False,
                                timeout=duration_s + 120)
     if completed.returncode != 0:
@@ -194,10 +200,10 @@ def run_server_instructions(frameworks: tuple[Framework, ...] = FRAMEWORKS,
                 server.start()
                 server.wait_ready()
                 for endpoint, path in ENDPOINTS:
-                    _wrk_count(server.url(path), 2)  # warm-up
+                    _wrk_count(server.url(path), 2, framework.headers)  # warm-up
                     before = len(list(Path(tmp).glob(f"{framework.key}.out.*")))
                     _callgrind_control("-z", server.pid)
-                    requests = _wrk_count(server.url(path), duration_s)
+                    requests = _wrk_count(server.url(path), duration_s, framework.headers)
                     _callgrind_control("-d", server.pid)
                     dump = Path(f"{out}.{before + 1}")
                     summary = re.search(r"^summary:\s+(\d+)", dump.read_text(), re.MULTILINE)

@@ -13,6 +13,12 @@ and its idle RSS is Starlette's alone.
 | ``genro_to_thread`` | genro-asgi, ``async def`` awaiting ``asyncio.to_thread(def)``: the |
 | | cost of a ``def`` handler before the pool (smartasync did this) |
 | ``starlette_def`` | Starlette, ``def`` endpoints (its threadpool, anyio) |
+| ``fastapi_async`` | FastAPI, ``async def`` path operations (text, and a dict as JSON) |
+| ``fastapi_def`` | FastAPI, ``def`` path operations (its threadpool) |
+| ``genro_plugins`` | genro-asgi ``async def`` with cors, auth, compression and metrics on: every |
+| | request carries ``REQUEST_HEADERS`` (Origin, a bearer token, Accept-Encoding), |
+| | so CORS checks and echoes the origin, auth checks the token and compression |
+| | negotiates (the bodies are below its minimum size, as most API answers) |
 """
 
 from __future__ import annotations
@@ -23,7 +29,19 @@ from typing import Any
 
 from bench.apps import HELLO_PATH, HELLO_TEXT, JSON_PATH, JSON_PAYLOAD
 
-VARIANTS = ("genro_async", "genro_def", "genro_inline", "genro_to_thread", "starlette_def")
+VARIANTS = ("genro_async", "genro_def", "genro_inline", "genro_to_thread", "genro_plugins",
+            "starlette_def", "fastapi_async", "fastapi_def")
+ORIGIN = "https://app.example"
+TOKEN = "bench-token-0123456789"
+# what every request of the side-by-side run carries (bench/sync_handlers.py)
+REQUEST_HEADERS = (("Origin", ORIGIN), ("Authorization", f"Bearer {TOKEN}"),
+                   ("Accept-Encoding", "gzip"))
+PLUGINS: dict[str, Any] = {
+    "cors": {"allow_origins": [ORIGIN], "allow_credentials": True},
+    "auth": {"bearer": {"bench": {"token": TOKEN, "tags": ["user"]}}},
+    "compression": {},
+    "metrics": {},
+}
 
 
 def _hello() -> str:
@@ -37,7 +55,7 @@ def _json() -> dict[str, Any]:
 def _genro(variant: str) -> Any:
     from genro_asgi import AsgiApplication, AsgiServer, route
 
-    if variant == "genro_async":
+    if variant in ("genro_async", "genro_plugins"):
         class App(AsgiApplication):
             @route()
             async def hello(self) -> str:
@@ -75,7 +93,10 @@ def _genro(variant: str) -> Any:
                 return await asyncio.to_thread(_json)
 
     directory = tempfile.mkdtemp(prefix="genro-asgi-bench-sync-")
-    server = AsgiServer(directory, config={"logging": {"access_log": False}}, environ={})
+    config: dict[str, Any] = {"logging": {"access_log": False}}
+    if variant == "genro_plugins":
+        config["plugins"] = PLUGINS
+    server = AsgiServer(directory, config=config, environ={})
     server.mount("/", App())
     return server
 
@@ -96,9 +117,35 @@ def _starlette_def() -> Any:
                              Route(JSON_PATH, json_endpoint, methods=["GET"])])
 
 
+def _fastapi(variant: str) -> Any:
+    from fastapi import FastAPI
+    from fastapi.responses import PlainTextResponse
+
+    app = FastAPI()
+    if variant == "fastapi_async":
+        @app.get(HELLO_PATH, response_class=PlainTextResponse)
+        async def hello() -> str:
+            return _hello()
+
+        @app.get(JSON_PATH)
+        async def json_endpoint() -> dict[str, Any]:
+            return _json()
+    else:
+        @app.get(HELLO_PATH, response_class=PlainTextResponse)
+        def hello() -> str:  # type: ignore[misc]
+            return _hello()
+
+        @app.get(JSON_PATH)
+        def json_endpoint() -> dict[str, Any]:  # type: ignore[misc]
+            return _json()
+    return app
+
+
 def __getattr__(name: str) -> Any:
     if name == "starlette_def":
         return _starlette_def()
+    if name in ("fastapi_async", "fastapi_def"):
+        return _fastapi(name)
     if name in VARIANTS:
         return _genro(name)
     raise AttributeError(name)

@@ -1,5 +1,10 @@
-"""``def`` handlers side by side (issue 18): genro-asgi's sync pool and inline option against
-``async def``, the old ``asyncio.to_thread`` hop, a bare ASGI callable and Starlette.
+"""The side-by-side run of issue 18: ``def`` handlers (genro-asgi's sync pool and inline
+option), ``async def`` and all four plugins on, against a bare ASGI callable, Starlette and
+FastAPI (each async and ``def``), plus the old ``asyncio.to_thread`` hop.
+
+Every request of every row carries the same headers (``bench.sync_apps.REQUEST_HEADERS``:
+Origin, a bearer token, Accept-Encoding: gzip), so the row with cors, auth, compression and
+metrics on does their real work and every server parses the same request.
 
 - In-process: µs per request (median of interleaved rounds, ``bench/inprocess.py``'s harness).
 - Through uvicorn: one uvicorn per app (1 worker, uvloop, httptools), ``wrk -t1 -c64
@@ -31,23 +36,30 @@ if str(REPO_ROOT) not in sys.path:
 
 from bench.apps import ENDPOINTS, Framework  # noqa: E402
 from bench.inprocess import run_inprocess  # noqa: E402
+from bench.sync_apps import REQUEST_HEADERS  # noqa: E402
 from bench.through_uvicorn import UvicornServer, WrkRun, choose_pinning, run_wrk  # noqa: E402
 
-FRAMEWORKS: tuple[Framework, ...] = (
-    Framework("bare", "bench.apps.bare_app:app", "bare ASGI callable"),
-    Framework("starlette", "bench.apps.starlette_app:app", "Starlette async"),
-    Framework("starlette_def", "bench.sync_apps:starlette_def", "Starlette def (threadpool)"),
-    Framework("genro_async", "bench.sync_apps:genro_async", "genro async def"),
-    Framework("genro_def", "bench.sync_apps:genro_def", "genro def (sync pool)"),
-    Framework("genro_inline", "bench.sync_apps:genro_inline", "genro def inline"),
-    Framework("genro_to_thread", "bench.sync_apps:genro_to_thread",
-              "genro def via to_thread (old)"),
+_ROWS = (
+    ("bare", "bench.apps.bare_app:app", "bare ASGI callable"),
+    ("starlette", "bench.apps.starlette_app:app", "Starlette async"),
+    ("starlette_def", "bench.sync_apps:starlette_def", "Starlette def (threadpool)"),
+    ("fastapi_async", "bench.sync_apps:fastapi_async", "FastAPI async"),
+    ("fastapi_def", "bench.sync_apps:fastapi_def", "FastAPI def (threadpool)"),
+    ("genro_async", "bench.sync_apps:genro_async", "genro async def"),
+    ("genro_def", "bench.sync_apps:genro_def", "genro def (sync pool)"),
+    ("genro_inline", "bench.sync_apps:genro_inline", "genro def inline"),
+    ("genro_plugins", "bench.sync_apps:genro_plugins", "genro async, 4 plugins on"),
+    ("genro_to_thread", "bench.sync_apps:genro_to_thread", "genro def via to_thread (old)"),
 )
+FRAMEWORKS: tuple[Framework, ...] = tuple(
+    Framework(key, target, label, REQUEST_HEADERS) for key, target, label in _ROWS)
 LABELS = {fw.key: fw.label for fw in FRAMEWORKS}
 # what each row is read against in the issue's goals: in-process, a def path against
 # Starlette's threadpool path, an async one against Starlette async
 INPROCESS_REFERENCE = {"genro_async": "starlette", "genro_inline": "starlette",
-                       "genro_def": "starlette_def", "genro_to_thread": "starlette_def"}
+                       "genro_def": "starlette_def", "genro_to_thread": "starlette_def",
+                       "fastapi_async": "starlette", "fastapi_def": "starlette_def",
+                       "genro_plugins": "genro_async"}
 
 
 def rss_kib(pid: int) -> int:
@@ -137,17 +149,41 @@ def report_uvicorn(runs: dict[str, dict[str, list[WrkRun]]],
         idle, loaded = rss[key]["idle_kib"] / 1024, rss[key].get("loaded_kib", 0) / 1024
         cells += f"  RSS {idle:.1f}/{loaded:.1f}"
         print(f"{LABELS[key]:<30}{cells}")
-    print("\nAgainst the issue's goals:")
-    for endpoint, _ in ENDPOINTS:
-        row = table["genro_def"][endpoint]
-        p99_async = table["genro_async"][endpoint]["p99_ms"]
-        inline = table["genro_inline"][endpoint]["requests_per_s"]
-        asynchronous = table["genro_async"][endpoint]["requests_per_s"]
-        print(f"  {endpoint}: def (pool) {row['ratio_to_bare']:.2f}x bare (goal >= 0.8), p99 "
-              f"{row['p99_ms'] / p99_async:.2f}x the async handler's (goal <= 2); inline "
-              f"{inline / asynchronous:.3f}x async req/s (goal within 5%); old to_thread path "
-              f"{table['genro_to_thread'][endpoint]['ratio_to_bare']:.2f}x bare")
     return table
+
+
+def report_goals(results: dict[str, Any]) -> None:
+    """The issue's goals, each with the figures of this run it is read against."""
+    print("\nAgainst the issue's goals (this run):")
+    uvicorn = results.get("uvicorn")
+    instructions = results.get("instructions")
+    inprocess = results.get("inprocess")
+    for index, (endpoint, _) in enumerate(ENDPOINTS):
+        print(f"  {endpoint}:")
+        if uvicorn is not None:
+            pool, asynchronous = uvicorn["genro_def"][endpoint], uvicorn["genro_async"][endpoint]
+            inline = uvicorn["genro_inline"][endpoint]["requests_per_s"]
+            plugins = uvicorn["genro_plugins"][endpoint]["ratio_to_bare"]
+            print(f"    def (pool) {pool['ratio_to_bare']:.2f}x bare req/s (goal >= 0.8), p99 "
+                  f"{pool['p99_ms'] / asynchronous['p99_ms']:.2f}x the async handler's "
+                  "(goal <= 2)")
+            print(f"    def inline {inline / asynchronous['requests_per_s']:.3f}x async req/s "
+                  "(goal within 5%)")
+            print(f"    4 plugins on {plugins:.2f}x bare req/s (goal >= 0.85)")
+        if instructions is not None:
+            bare = instructions["bare"][endpoint]
+            print("    instructions bare/this: " + ", ".join(
+                f"{key} {bare / instructions[key][endpoint]:.2f}"
+                for key in ("genro_async", "genro_def", "genro_inline", "genro_plugins")))
+        if inprocess is not None:
+            print("    in-process: " + ", ".join(
+                f"{key} {inprocess[key]['ratio_to_reference'][index]:.2f}x {ref}"
+                for key, ref in (("genro_async", "starlette"), ("genro_def", "starlette_def")))
+                + " (goal <= 0.5)")
+    if uvicorn is not None:
+        idle = {key: uvicorn[key]["rss_kib"]["idle_kib"] for key in uvicorn}
+        print(f"  idle RSS: genro async {idle['genro_async'] / idle['starlette']:.2f}x, 4 plugins "
+              f"{idle['genro_plugins'] / idle['starlette']:.2f}x Starlette's (goal <= 1.2)")
 
 
 def run_instructions(duration_s: int) -> dict[str, Any]:
@@ -188,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                                          args.connections, not args.no_pin)
     if args.instructions:
         results["instructions"] = run_instructions(max(args.duration, 4))
+    report_goals(results)
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

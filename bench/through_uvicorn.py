@@ -127,7 +127,7 @@ class UvicornServer:
                 raise RuntimeError(f"{self.framework.key}: uvicorn exited early:\n{self.log()}")
             try:
                 for endpoint, path in ENDPOINTS:
-                    check_http(HOST, self.port, endpoint, path)
+                    check_http(HOST, self.port, endpoint, path, self.framework.headers)
                 return
             except (OSError, http.client.HTTPException) as exc:
                 last_error = exc
@@ -165,10 +165,14 @@ class UvicornServer:
             self._log = None
 
 
-def check_http(host: str, port: int, endpoint: str, path: str) -> None:
+def check_http(host: str, port: int, endpoint: str, path: str,
+               headers: tuple[tuple[str, str], ...] = ()) -> None:
     connection = http.client.HTTPConnection(host, port, timeout=5)
     try:
-        connection.request("GET", path)
+        # no Accept-Encoding unless the framework's headers ask for one: a gzipped body would
+        # not compare equal
+        connection.request("GET", path, headers={k: v for k, v in headers
+                                                 if k.lower() != "accept-encoding"})
         response = connection.getresponse()
         body = response.read()
     finally:
@@ -237,13 +241,19 @@ def parse_wrk(output: str) -> tuple[float, float, float, int, int]:
     return float(rps.group(1)), _ms(p50.group(1)), _ms(p99.group(1)), int(total.group(1)), errors
 
 
+def wrk_header_args(headers: tuple[tuple[str, str], ...]) -> list[str]:
+    """``-H 'name: value'`` for each header every request carries."""
+    return [arg for name, value in headers for arg in ("-H", f"{name}: {value}")]
+
+
 def run_wrk(server: UvicornServer, path: str, pinning: Pinning, *, threads: int,
             connections: int, duration_s: int, quiet: bool = False) -> WrkRun:
     """One wrk run; with ``quiet``, first wait (bounded) for the machine to be idle."""
     started_quiet = wait_for_quiet() if quiet else True
     command = [
         *pinning.prefix(pinning.wrk_cpu), "wrk", f"-t{threads}", f"-c{connections}",
-        f"-d{duration_s}s", "--latency", server.url(path),
+        f"-d{duration_s}s", "--latency", *wrk_header_args(server.framework.headers),
+        server.url(path),
     ]
     cpu_before, wrk_before, busy_before = (server.cpu_seconds(), children_cpu_seconds(),
                                            machine_busy_seconds())

@@ -18,11 +18,13 @@ JSON_PAYLOAD: dict[str, Any] = {"id": 1, "name": "widget", "tags": ["a", "b"], "
 
 @dataclass(frozen=True)
 class Framework:
-    """One benchmarked framework: a short key, the import string of its ASGI app, a label."""
+    """One benchmarked framework: a short key, the import string of its ASGI app, a label,
+    and the headers every request to it carries besides Host (none unless given)."""
 
     key: str
     target: str
     label: str
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 FRAMEWORKS: tuple[Framework, ...] = (
