@@ -466,7 +466,7 @@ class AsgiServer:
         """The answer to a request the HTTP protocol refused while its head was arriving (a
         431 over the head budget; ``scope`` holds the request line and the headers that
         arrived): with an envelope of its own, through the error chain. Called by
-        :mod:`genro_asgi.http_protocol`."""
+        ``genro_asgi.http_protocol``."""
         app = self.build()
         assert isinstance(app, EnvelopeMiddleware) and isinstance(exc, HTTPException)
         await app.refuse(scope, receive, send, exc)
