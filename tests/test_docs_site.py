@@ -21,6 +21,8 @@ BUILD_LIMIT = 600.0  # seconds: a guard against a hung build, never an assertion
 # the pages that list the others: index.md lists the guides and these two indexes
 INDEXES = ("index.md", "hooks/index.md", "api/index.md")
 LINK = re.compile(r"\]\(([^)#\s]+\.md)(?:#[^)]*)?\)")
+NESTED_ITEM = re.compile(r"^- .*\n(?:  \S.*\n)*  - ", re.M)
+NESTED_LIST = re.compile(r"<li>(?:(?!</li>).)*?<ul>", re.S)
 REST_ROLE = re.compile(r":(?:class|func|meth|attr|exc|mod|obj|data):[`<]")
 
 
@@ -41,6 +43,13 @@ def test_docs_build_strict(tmp_path: Path) -> None:
     # the API reference is rendered from the docstrings, not left as a `:::` directive
     server_page = (tmp_path / "site" / "api" / "server" / "index.html").read_text()
     assert "AsgiServer" in server_page and ":::" not in server_page
+    # a list item indented by two spaces (as GitHub reads it) is nested, not flattened
+    for page in DOCS.rglob("*.md"):
+        if NESTED_ITEM.search(page.read_text()):
+            html = (tmp_path / "site" / page.relative_to(DOCS).with_suffix("") / "index.html")
+            if page.name == "index.md":
+                html = tmp_path / "site" / page.relative_to(DOCS).parent / "index.html"
+            assert NESTED_LIST.search(html.read_text()), f"{page.name}: nested list flattened"
     # docstrings are Markdown: a reST role (:class:`X`) would show as raw text
     for page in sorted((tmp_path / "site" / "api").rglob("index.html")):
         roles = REST_ROLE.findall(page.read_text())
