@@ -77,9 +77,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger("genro_asgi_nats.spa")
 
 SIZE_EVERY = 5  # heartbeats between two reads of the bucket's size (data_total)
+ADOPTED = b"adopted-by "  # the value an adopter writes on the heartbeat key it claims
 CAS_TRIES = 8  # compare-and-set attempts of one data change before it is refused (busy tree)
 LOG_EVERY = 10.0  # seconds between two log lines about one kind of dropped message
-_KV_ERRORS = (NatsError, asyncio.TimeoutError, TimeoutError)
+# NatsUnavailable: the connection went (shutdown, a drop) between our look and the call
+_KV_ERRORS = (NatsError, asyncio.TimeoutError, TimeoutError, NatsUnavailable)
 _DELIVERY_FIELDS = ("target", "target_id", "channel", "data", "level", "path", "origin", "id")
 _TARGETS = ("page", "session", "connection", "user", "all")
 
@@ -144,6 +146,7 @@ class NatsSpaBackend(SpaBackend):
         self._setup_lock = asyncio.Lock()
         self._bucket_bytes: int | None = None
         self._mine: dict[str, Record] = {}  # KV key -> the last record we wrote as ours
+        self._adoption: tuple[str, float] = ("", 0.0)  # who adopted us, until when it counts
         self._tasks: set[asyncio.Future[Any]] = set()
 
     @property
@@ -288,7 +291,11 @@ class NatsSpaBackend(SpaBackend):
                 await replica.watched_delete(key, revision)
             return
         if is_node:
-            self._node_seen(key[len("r.node."):], msg.data)
+            token = key[len("r.node."):]
+            if token == key_token(self.process_id) and msg.data.startswith(ADOPTED):
+                self._adopted(msg.data)
+            else:
+                self._node_seen(token, msg.data)
             return
         try:
             record = decode_record(msg.data)
@@ -303,8 +310,30 @@ class NatsSpaBackend(SpaBackend):
         if mine is not None and record.process_id != self.process_id:
             if isinstance(record, PageRecord) and record.state == "live":
                 del self._mine[key]  # resumed on another process: its page now
-            elif not self._closing:
+            elif self._adopted_by(record.process_id):
                 self._spawn(self._take_back(key, mine, revision))
+
+    def _adopted_by(self, process_id: str) -> bool:
+        """Whether ``process_id`` adopted this process lately, while it is alive (only such
+        changes are taken back: the adopter never fights back, so nothing flaps)."""
+        adopter, until = self._adoption
+        return (adopter == process_id and time.monotonic() < until
+                and not self._closing)
+
+    def _adopted(self, payload: bytes) -> None:
+        """Our heartbeat key claimed by an adopter: we were silent too long, but we live.
+        Take back what it took of ours (and what it takes in the next moments)."""
+        adopter = payload[len(ADOPTED):].decode("ascii", "replace")
+        self._adoption = (adopter, time.monotonic() + 2 * self.process_ttl)
+        logger.warning("spa: process %s took this process for gone (silent for process_ttl); "
+                       "taking its records back", adopter)
+        for key, mine in list(self._mine.items()):
+            current = self.replica.ids.get(key)
+            revision = self.replica.revisions.get(key)
+            if current is not None and revision:
+                record = self.replica.records._records[current[0]].get(current[1])
+                if record is not None and record.process_id == adopter:
+                    self._spawn(self._take_back(key, mine, revision))
 
     async def _take_back(self, key: str, mine: Record, revision: int) -> None:
         """A record of ours was adopted while we are alive (we were cut off from NATS, or
@@ -469,8 +498,8 @@ class NatsSpaBackend(SpaBackend):
             if now - seen > self.process_ttl and process_id in self._nodes:
                 del self._nodes[process_id]
                 if self._adopter_of(process_id):
-                    logger.warning("spa: process %s silent for %.1fs: adopting its records",
-                                   process_id, now - seen)
+                    logger.warning("spa: process %s silent for %.1fs: %s adopts its records",
+                                   process_id, now - seen, self.process_id)
                     await self._adopt(process_id, revision=await self._node_revision(process_id))
 
     async def _node_revision(self, process_id: str) -> int | None:
@@ -483,11 +512,13 @@ class NatsSpaBackend(SpaBackend):
 
     async def _adopt(self, gone: str, revision: int | None) -> None:
         """Take ``gone``'s records: ours from now on, its live pages into grace. The claim
-        on its heartbeat key (compare-and-set) makes one adopter win a race."""
+        on its heartbeat key (compare-and-set) makes one adopter win a race, and tells
+        ``gone``, if it lives after all, who to take its records back from."""
         kv = self._kv_()
         if revision is not None:
             try:
-                await self._await(kv.update(node_key(gone), b"adopted", last=revision))
+                await self._await(kv.update(node_key(gone), ADOPTED + self.process_id.encode(),
+                                            last=revision))
             except KeyWrongLastSequenceError:
                 return  # it beat again, or another process adopted it first
         self.stats["adoptions"] += 1
@@ -495,24 +526,50 @@ class NatsSpaBackend(SpaBackend):
         count = 0
         for kind in RECORD_KINDS:
             for record in await self._all(self.replica, kind):
-                if record.process_id != gone:
-                    continue
-                record = dataclasses.replace(record, process_id=self.process_id)
-                if isinstance(record, PageRecord) and record.state == "live":
-                    record.state = "grace"
-                    record.closed_at = now
-                key = record_key(kind, record.key)
-                last = self.replica.revisions.get(key)
-                try:
-                    new = await self._await(kv.update(key, encode_record(record), last=last))
-                except KeyWrongLastSequenceError:
-                    continue  # resumed or changed elsewhere meanwhile: theirs wins
-                await self.replica.confirmed_put(key, record, new)
-                self._mine[key] = record
-                count += 1
-        with contextlib.suppress(*_KV_ERRORS):
-            await self._await(kv.purge(node_key(gone), msg_ttl=self.tombstone_ttl))
-        logger.warning("spa: adopted %d record(s) of process %s", count, gone)
+                if record.process_id == gone and await self._adopt_one(kind, record, now):
+                    count += 1
+        if revision is None:  # it left (its own purge): nothing to tell it
+            with contextlib.suppress(*_KV_ERRORS):
+                await self._await(kv.purge(node_key(gone), msg_ttl=self.tombstone_ttl))
+        else:
+            self._spawn(self._forget_node_later(gone))
+        logger.warning("spa: process %s adopted %d record(s) of process %s", self.process_id,
+                       count, gone)
+
+    async def _forget_node_later(self, gone: str) -> None:
+        """The claim stays while ``gone`` may still come back and read it; then it goes
+        (unless ``gone`` beat again meanwhile)."""
+        await asyncio.sleep(max(60.0, 6 * self.process_ttl))
+        with contextlib.suppress(*_KV_ERRORS, KeyNotFoundError):
+            entry = await self._await(self._kv_().get(node_key(gone)))
+            if (entry.value or b"").startswith(ADOPTED):
+                await self._await(self._kv_().purge(node_key(gone), msg_ttl=self.tombstone_ttl))
+
+    async def _adopt_one(self, kind: RecordKind, record: Record, now: float) -> bool:
+        gone, key = record.process_id, record_key(kind, record.key)
+        new = dataclasses.replace(record, process_id=self.process_id)
+        if isinstance(new, PageRecord) and new.state == "live":
+            new.state = "grace"
+            new.closed_at = now
+        last = self.replica.revisions.get(key)
+        for _ in range(2):
+            try:
+                revision = await self._await(self._kv_().update(key, encode_record(new),
+                                                                last=last))
+            except KeyWrongLastSequenceError:
+                try:  # our copy was behind: adopt what the store holds, if still gone's
+                    entry = await self._await(self._kv_().get(key))
+                    stored = decode_record(entry.value or b"")
+                except (KeyNotFoundError, ValueError):
+                    return False
+                if stored.process_id != gone:
+                    return False  # resumed or changed elsewhere meanwhile: theirs wins
+                last = entry.revision
+                continue
+            await self.replica.confirmed_put(key, new, revision)
+            self._mine[key] = new
+            return True
+        return False
 
     # -- records ------------------------------------------------------------------------------
 
