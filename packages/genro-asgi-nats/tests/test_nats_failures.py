@@ -201,6 +201,12 @@ def test_nats_restarted_mid_traffic(tmp_path: Path, nats_server: NatsServer) -> 
         assert received == sorted(set(received))  # once each, in order
         assert errors == []  # publishers never saw an error: the client buffered
         links = [live.server.config.app.plugins.get("nats").link for live in (a, b)]
+        # the client calls its reconnected callback in a task of its own: it may come a
+        # moment after the first messages flow again
+        deadline = time.monotonic() + TIMEOUT
+        while not all(link.state == "connected" and link.stats.reconnects >= 1
+                      for link in links) and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert all(link.state == "connected" and link.stats.reconnects >= 1 for link in links)
         print(f"delivery resumed {resumed_after:.2f}s after the restart")
 
