@@ -206,5 +206,6 @@ def test_a_killed_process_pages_resume_on_the_other_with_their_data(
     assert resumed["resumed"] is True and resumed["process_id"] == watcher.info["process_id"]
     assert again.ok("get", level="page", path="draft") == "half-written"
     assert again.ok("get", level="user", path="name") == "Ada"
-    assert b.stop() in (0, -signal.SIGTERM)
+    code = b.stop()
+    assert code in (0, -signal.SIGTERM), (code, b.output())
     assert "Traceback" not in b.output(), b.output()
