@@ -121,7 +121,7 @@ class NatsLink:
             logger.warning("NATS drain did not finish cleanly: %s", _reason(exc))
         if not nc.is_closed:
             try:
-                await nc.close()
+                await asyncio.wait_for(nc.close(), self.config.drain_timeout)
             except Exception as exc:  # the socket was already gone: nothing left to close
                 logger.info("NATS close: %s", _reason(exc))
 

@@ -207,8 +207,8 @@ class NatsSpaBackend(SpaBackend):
                                                     msg_ttl=self.tombstone_ttl))
         for sub in (self._watch, self._deliveries):
             if sub is not None:
-                with contextlib.suppress(NatsError):
-                    await sub.unsubscribe()
+                with contextlib.suppress(*_KV_ERRORS):
+                    await self._await(sub.unsubscribe())
         self._watch = self._deliveries = None
         self._kv = None
         self._sink = None
@@ -250,8 +250,8 @@ class NatsSpaBackend(SpaBackend):
         """Subscribe to ``r.>`` from the last value of each key, into ``replica``; return
         once caught up (or after ``sync_timeout``)."""
         if self._watch is not None:
-            with contextlib.suppress(NatsError):
-                await self._watch.unsubscribe()
+            with contextlib.suppress(*_KV_ERRORS):
+                await self._await(self._watch.unsubscribe())
             self._watch = None
         caught_up = asyncio.Event()
         stream = f"KV_{self._bucket_name()}"
@@ -273,7 +273,8 @@ class NatsSpaBackend(SpaBackend):
                                          deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
                                          cb=on_entry)
         try:
-            await asyncio.wait_for(caught_up.wait(), self.sync_timeout)
+            async with asyncio.timeout(self.sync_timeout):
+                await caught_up.wait()
         except TimeoutError:
             logger.warning("spa: the records on NATS were not all read within %.1fs "
                            "(sync_timeout); presence fills in as they arrive", self.sync_timeout)
@@ -455,7 +456,7 @@ class NatsSpaBackend(SpaBackend):
 
     async def _beat(self) -> None:
         beats = 0
-        while True:
+        while not self._closing:
             try:
                 if self.ready:
                     await self._await(self._kv_().put(
@@ -889,8 +890,11 @@ class NatsSpaBackend(SpaBackend):
 
     async def _await(self, operation: Any) -> Any:
         """A KV operation, bounded by ``op_timeout`` (JetStream's own timeout may not fire
-        while the connection is down)."""
-        return await asyncio.wait_for(operation, self.op_timeout)
+        while the connection is down). ``asyncio.timeout``, not ``wait_for``: on Python 3.11
+        ``wait_for`` can swallow a cancellation that comes as the operation ends, and a
+        heartbeat or sweeper loop cancelled that way never stopped (a shutdown hung)."""
+        async with asyncio.timeout(self.op_timeout):
+            return await operation
 
     def _kv_failed(self, exc: BaseException) -> None:
         self.stats["kv_errors"] += 1
