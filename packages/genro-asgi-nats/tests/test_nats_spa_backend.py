@@ -157,7 +157,7 @@ def test_options_are_checked() -> None:
 
 
 def test_without_the_nats_plugin_the_error_says_what_to_add(tmp_path: Path) -> None:
-    from genro_asgi import AsgiServer, ConfigError
+    from genro_asgi import AsgiServer
 
     config = {"plugins": {"wsx": {}, "spa": {"backend": "genro_asgi_nats:NatsSpaBackend"}}}
     server = AsgiServer(tmp_path, config=config, environ={})
@@ -170,7 +170,6 @@ def test_without_the_nats_plugin_the_error_says_what_to_add(tmp_path: Path) -> N
         run(go())
     text = str(info.value) + str(getattr(info.value, "__cause__", ""))
     assert "needs the nats plugin" in text, text
-    assert ConfigError  # the message is the ConfigError's, whatever wraps it
 
 
 def test_data_total_is_the_buckets_size_shared_by_every_process(
