@@ -149,10 +149,13 @@ class SyncPool:
 
     def caller(self, target: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
         """An awaitable-returning stand-in for the sync ``target``, run in this pool."""
-        submit = self.submit
+        submit, put = self.submit, self._put
 
         def call(*args: Any, **kwargs: Any) -> Awaitable[Any]:
-            return submit(target, *args, **kwargs)
+            # submit(), inline but for the refusal: this runs for every sync handler call
+            if self.admitted >= self._limit:
+                return submit(target, *args, **kwargs)
+            return put(target, args, kwargs)
 
         return call
 
