@@ -293,6 +293,9 @@ class MemoryBackend(SpaBackend):
         self._pages_by: dict[str, dict[str, set[str]]] = {
             "user": {}, "connection": {}, "session": {}}
         self._sessions_by_connection: dict[str, set[str]] = {}
+        # session and connection ids by user (the per-user limits count them at each register)
+        self._sessions_by_user: dict[str, set[str]] = {}
+        self._connections_by_user: dict[str, set[str]] = {}
         self._trees: dict[tuple[str, str], DataTree] = {}
         self._total = 0  # bytes of every tree
         self._sink: DeliverySink | None = None
@@ -329,6 +332,10 @@ class MemoryBackend(SpaBackend):
         elif isinstance(record, SessionRecord):
             self._sessions_by_connection.setdefault(record.connection_id, set()).add(
                 record.session_id)
+            self._sessions_by_user.setdefault(record.user_id, set()).add(record.session_id)
+        elif isinstance(record, ConnectionRecord):
+            self._connections_by_user.setdefault(record.user_id, set()).add(
+                record.connection_id)
 
     def _unindex(self, record: Record) -> None:
         if isinstance(record, PageRecord):
@@ -337,6 +344,9 @@ class MemoryBackend(SpaBackend):
                 _discard(self._pages_by[by], owner, record.page_id)
         elif isinstance(record, SessionRecord):
             _discard(self._sessions_by_connection, record.connection_id, record.session_id)
+            _discard(self._sessions_by_user, record.user_id, record.session_id)
+        elif isinstance(record, ConnectionRecord):
+            _discard(self._connections_by_user, record.user_id, record.connection_id)
 
     async def pages(self, *, user_id: str | None = None, connection_id: str | None = None,
                     session_id: str | None = None) -> list[PageRecord]:
@@ -356,13 +366,17 @@ class MemoryBackend(SpaBackend):
         table: dict[str, Any] = self._records["session"]
         if connection_id is not None:
             found = [table[s] for s in self._sessions_by_connection.get(connection_id, ())]
+        elif user_id is not None:
+            return [table[s] for s in self._sessions_by_user.get(user_id, ())]
         else:
             found = list(table.values())
         return [s for s in found if user_id is None or s.user_id == user_id]
 
     async def connections(self, *, user_id: str | None = None) -> list[ConnectionRecord]:
         table: dict[str, Any] = self._records["connection"]
-        return [c for c in table.values() if user_id is None or c.user_id == user_id]
+        if user_id is not None:
+            return [table[c] for c in self._connections_by_user.get(user_id, ())]
+        return list(table.values())
 
     async def users(self, *, online: bool | None = None) -> list[UserRecord]:
         table: dict[str, Any] = self._records["user"]

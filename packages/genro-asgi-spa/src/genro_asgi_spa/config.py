@@ -50,6 +50,12 @@ class SpaConfig(BaseModel):
     """Pages (live and in grace) one user may hold; more are refused (429)."""
     max_pages_per_connection: int = Field(20, ge=1)
     """Pages (live and in grace) one browser connection may hold; more are refused (429)."""
+    max_connections_per_user: int = Field(20, ge=1)
+    """Browser connections one user may hold (with a session, or holding data: one without
+    either goes at the next sweep); a page that would mint one more is refused (429)."""
+    max_sessions_per_user: int = Field(100, ge=1)
+    """Sessions one user may hold (with pages, or holding data until ``session_idle``); a
+    master page that would open one more is refused (429)."""
     max_data_bytes: ByteSize = Field(ByteSize(256 * 1024), ge=256)
     """Bytes of data in one tree (one user, connection, session or page); a change past it
     is refused (413) and changes nothing."""

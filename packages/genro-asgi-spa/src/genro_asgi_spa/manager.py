@@ -263,6 +263,15 @@ class SpaManager:
             connection_id = get_uuid()
             minted = self.connection_token(connection_id)
         user_id = identity.id if identity is not None else f"anon:{connection_id}"
+        if connection is None and identity is not None:  # one more connection for this user
+            held = len(await self.backend.connections(user_id=user_id))
+            if held >= self.config.max_connections_per_user:
+                logger.warning("spa: user %r holds %d connections: a new one refused",
+                               user_id, held)
+                raise SpaError("spa_too_many_connections", f"at most "
+                               f"{self.config.max_connections_per_user} browser connections "
+                               "per user (one with no session and no data goes at the next "
+                               "sweep)")
         if page_id is not None:
             found = await self._resumable(page_id, connection_id, user_id)
             record = replace(found, state="live", closed_at=None, process_id=self.process_id,
@@ -334,6 +343,13 @@ class SpaManager:
                 raise SpaError("spa_foreign", "the session belongs to another connection or "
                                "user")
         else:
+            held = len(await self.backend.sessions(user_id=user_id))
+            if held >= config.max_sessions_per_user:
+                logger.warning("spa: user %r holds %d sessions: a new one refused",
+                               user_id, held)
+                raise SpaError("spa_too_many_sessions", f"at most "
+                               f"{config.max_sessions_per_user} sessions per user (one with no "
+                               "page and no data goes at the next sweep)")
             session = SessionRecord(get_uuid(), connection_id, user_id, self.process_id,
                                     page_id, now, now)
         await self.backend.put(replace(session, last_seen=now))

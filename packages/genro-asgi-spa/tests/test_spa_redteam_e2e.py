@@ -1,0 +1,69 @@
+"""A hostile client over a real uvicorn: what one user may pile up beyond its pages.
+
+Each attack is a user opening a page, storing data at a level that outlives the page
+(connection, session), closing it and starting again: without a bound per user, one user
+fills the server's ``max_total_data_bytes`` and every other user's ``set`` is refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from spa_helpers import make_server
+from test_spa_e2e import LivePage
+
+from genro_asgi.testing import LiveServer
+from genro_asgi_spa import spa_of
+
+
+def _refused(frame: dict[str, object], status: int, code: str) -> None:
+    assert frame["status"] == status, frame
+    error = frame["error"]
+    assert isinstance(error, dict) and str(error["message"]).startswith(code + ":"), frame
+
+
+def test_one_user_cannot_pile_up_connections_holding_data(tmp_path: Path) -> None:
+    server = make_server(tmp_path, {"max_connections_per_user": 3, "grace_period": 0})
+    with LiveServer(server) as live:
+        tokens = []
+        for _ in range(3):  # a new browser connection each time (no cookie)
+            page = LivePage(live, "alice")
+            answer = page.ok("register")
+            tokens.append(answer["connection_token"])
+            page.ok("set", level="connection", path="blob", value="x" * 100)
+            page.close()
+        attacker = LivePage(live, "alice")
+        _refused(attacker.call("register"), 429, "spa_too_many_connections")
+        # the refusal changed nothing: alice's known connections still open pages
+        attacker.ok("register", connection=tokens[0])
+        assert attacker.ok("get", level="connection", path="blob") == "x" * 100
+        attacker.close()
+        other = LivePage(live, "bob")  # another user is not counted with alice
+        other.ok("register")
+        other.ok("set", level="connection", path="k", value=1)
+        other.close()
+        manager = spa_of(server)
+        assert len(manager.backend._records["connection"]) <= 4  # type: ignore[attr-defined]
+
+
+def test_one_user_cannot_pile_up_sessions_holding_data(tmp_path: Path) -> None:
+    server = make_server(tmp_path, {"max_sessions_per_user": 3})
+    with LiveServer(server) as live:
+        page = LivePage(live, "alice")
+        first = page.ok("register")
+        token = first["connection_token"]
+        page.ok("set", level="session", path="blob", value="x" * 100)
+        page.ok("unregister")
+        for _ in range(2):  # one socket: register a master page, store, unregister, again
+            page.ok("register", connection=token)
+            page.ok("set", level="session", path="blob", value="x" * 100)
+            page.ok("unregister")
+        _refused(page.call("register", connection=token), 429, "spa_too_many_sessions")
+        # joining a session the user holds is no new session
+        joined = page.ok("register", connection=token, session_id=first["session_id"])
+        assert joined["session_id"] == first["session_id"]
+        assert page.ok("get", level="session", path="blob") == "x" * 100
+        page.close()
+        other = LivePage(live, "bob")
+        other.ok("register")
+        other.close()
