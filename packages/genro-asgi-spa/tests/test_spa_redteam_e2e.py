@@ -67,3 +67,17 @@ def test_one_user_cannot_pile_up_sessions_holding_data(tmp_path: Path) -> None:
         other = LivePage(live, "bob")
         other.ok("register")
         other.close()
+
+
+def test_a_level_of_the_wrong_type_is_a_400_not_a_500(tmp_path: Path) -> None:
+    server = make_server(tmp_path)
+    with LiveServer(server) as live:
+        page = LivePage(live, "alice")
+        page.ok("register")
+        for name, data in (("set", {"level": ["user"], "path": "x", "value": 1}),
+                           ("get", {"level": {"a": 1}}),
+                           ("delete", {"level": ["page"]}),
+                           ("subscribe", {"level": ["user"], "path": ""})):
+            _refused(page.call(name, **data), 400, "spa_bad_request")
+        assert page.ok("set", level="user", path="x", value=1) == {"size": 2}
+        page.close()

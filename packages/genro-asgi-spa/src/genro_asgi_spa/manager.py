@@ -115,7 +115,7 @@ class PageContext:
 
     def owner(self, level: str) -> str:
         """The id owning this page's tree at ``level``."""
-        if level not in _OWNER_FIELD:
+        if not isinstance(level, str) or level not in _OWNER_FIELD:
             raise SpaError("spa_bad_request", f"level must be one of {', '.join(LEVELS)}")
         return str(getattr(self.page, _OWNER_FIELD[level]))
 
@@ -466,7 +466,7 @@ class SpaManager:
 
     @staticmethod
     def check_level(level: Any) -> Level:
-        if level not in _OWNER_FIELD:
+        if not isinstance(level, str) or level not in _OWNER_FIELD:  # a list is unhashable
             raise SpaError("spa_bad_request", f"level must be one of {', '.join(LEVELS)}")
         return level  # type: ignore[no-any-return]
 
