@@ -468,7 +468,7 @@ class SpaManager:
     def check_level(level: Any) -> Level:
         if not isinstance(level, str) or level not in _OWNER_FIELD:  # a list is unhashable
             raise SpaError("spa_bad_request", f"level must be one of {', '.join(LEVELS)}")
-        return level  # type: ignore[no-any-return]
+        return level  # type: ignore[return-value]
 
     # -- data ---------------------------------------------------------------------------------
 
