@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from spa_helpers import make_server
+from spa_helpers import Clock, make_server
 from test_spa_e2e import LivePage
 
 from genro_asgi.testing import LiveServer
@@ -80,4 +80,35 @@ def test_a_level_of_the_wrong_type_is_a_400_not_a_500(tmp_path: Path) -> None:
                            ("subscribe", {"level": ["user"], "path": ""})):
             _refused(page.call(name, **data), 400, "spa_bad_request")
         assert page.ok("set", level="user", path="x", value=1) == {"size": 2}
+        page.close()
+
+
+def test_new_pages_do_not_refill_a_users_change_rate(tmp_path: Path) -> None:
+    # each page has its own bucket: without one per user, register/unregister in a loop on
+    # one socket gave a full burst each time (20 changes for a burst of 5, clock stopped)
+    server = make_server(tmp_path, {"change_rate": 1, "change_burst": 5,
+                                    "user_change_rate": 1, "user_change_burst": 10})
+    spa_of(server).clock = Clock()  # stopped: no token comes back during the test
+    with LiveServer(server) as live:
+        page = LivePage(live, "alice")
+        token = page.ok("register")["connection_token"]  # the user's first token
+        accepted = 0
+        for _ in range(5):
+            for _ in range(4):
+                frame = page.call("set", level="user", path="x", value=1)
+                if frame["status"] == 200:
+                    accepted += 1
+                else:
+                    _refused(frame, 429, "spa_rate_limited")
+            page.ok("unregister")
+            frame = page.call("register", connection=token)
+            if frame["status"] != 200:
+                _refused(frame, 429, "spa_rate_limited")
+                break
+        assert accepted < 10
+        _refused(page.call("register", connection=token), 429, "spa_rate_limited")
+        other = LivePage(live, "bob")  # another user keeps his own budget
+        other.ok("register")
+        other.ok("set", level="user", path="x", value=1)
+        other.close()
         page.close()

@@ -66,6 +66,12 @@ class SpaConfig(BaseModel):
     """Changes and messages per second one page may send (token bucket refill)..."""
     change_burst: int = Field(100, ge=1)
     """... and how many it may send at once (the bucket's size); past it: 429."""
+    user_change_rate: float = Field(200.0, gt=0)
+    """Changes, messages and page registers per second of one user, all its pages
+    together (a page registered anew starts with a full bucket of its own: this one does
+    not)..."""
+    user_change_burst: int = Field(400, ge=1)
+    """... and at once; past it: 429."""
     max_path_length: int = Field(200, ge=1, le=1024)
     """Characters in a data path."""
     max_path_depth: int = Field(16, ge=1, le=64)

@@ -155,6 +155,8 @@ class SpaManager:
         # page id -> (tokens, when): the change rate of each page that changed something
         # here, over WSX or HTTP, live here or not (closing the socket does not reset it)
         self._buckets: dict[str, tuple[float, float]] = {}
+        # user id -> (tokens, when): every page of the user, and its registers, together
+        self._user_buckets: dict[str, tuple[float, float]] = {}
         self.stats = SpaStats()  # plain counters, read by the metrics collector
 
     @property
@@ -263,6 +265,7 @@ class SpaManager:
             connection_id = get_uuid()
             minted = self.connection_token(connection_id)
         user_id = identity.id if identity is not None else f"anon:{connection_id}"
+        self.spend_register(user_id)
         if connection is None and identity is not None:  # one more connection for this user
             held = len(await self.backend.connections(user_id=user_id))
             if held >= self.config.max_connections_per_user:
@@ -441,22 +444,37 @@ class SpaManager:
     # -- limits -------------------------------------------------------------------------------
 
     def spend(self, context: PageContext) -> None:
-        """Take one token from the page's bucket (a change or a message); 429 when empty."""
-        now = self.clock()
-        rate, burst = self.config.change_rate, float(self.config.change_burst)
-        buckets = self._buckets
-        found = buckets.pop(context.page_id, None)  # popped: put back last, the newest
-        if found is None:
-            tokens = burst
-            if len(buckets) >= MAX_BUCKETS:
-                del buckets[next(iter(buckets))]
-        else:
-            tokens = min(burst, found[0] + max(0.0, now - found[1]) * rate)
-        if tokens < 1.0:
-            buckets[context.page_id] = (tokens, now)
+        """Take one token from the page's bucket and one from its user's (a change or a
+        message); 429, taking none, when either is empty."""
+        config, now = self.config, self.clock()
+        page = _refill(self._buckets, context.page_id, config.change_rate,
+                       config.change_burst, now)
+        user = _refill(self._user_buckets, context.user_id, config.user_change_rate,
+                       config.user_change_burst, now)
+        if page < 1.0 or user < 1.0:
+            self._buckets[context.page_id] = (page, now)
+            self._user_buckets[context.user_id] = (user, now)
+            rate, burst = (config.change_rate, config.change_burst) if page < 1.0 \
+                else (config.user_change_rate, config.user_change_burst)
             raise SpaError("spa_rate_limited", f"more than {rate:g} changes per second "
-                           f"(burst {int(burst)})")
-        buckets[context.page_id] = (tokens - 1.0, now)
+                           f"(burst {burst}) {'on this page' if page < 1.0 else 'of this user'}")
+        self._buckets[context.page_id] = (page - 1.0, now)
+        self._user_buckets[context.user_id] = (user - 1.0, now)
+
+    def spend_register(self, user_id: str) -> None:
+        """Take one token from the user's bucket for a page register (new or resumed): a
+        page registered anew starts with a full bucket of its own, its user's does not."""
+        config, now = self.config, self.clock()
+        user = _refill(self._user_buckets, user_id, config.user_change_rate,
+                       config.user_change_burst, now)
+        if user < 1.0:
+            self._user_buckets[user_id] = (user, now)
+            logger.warning("spa: user %r registers pages faster than user_change_rate: refused",
+                           user_id)
+            raise SpaError("spa_rate_limited", f"more than {config.user_change_rate:g} "
+                           f"changes or page registers per second of this user (burst "
+                           f"{config.user_change_burst})")
+        self._user_buckets[user_id] = (user - 1.0, now)
 
     def check_path(self, path: Any) -> str:
         problem = check_path(path, self.config.max_path_length, self.config.max_path_depth)
@@ -721,3 +739,15 @@ class SpaManager:
                      or not await backend.data_size("user", user.user_id)):
             await backend.delete("user", user.user_id)
             await backend.data_drop("user", user.user_id)
+
+
+def _refill(buckets: dict[str, tuple[float, float]], key: str, rate: float, burst: int,
+            now: float) -> float:
+    """The tokens of ``key``'s bucket now, popped from ``buckets`` (the caller puts it back,
+    last: the newest); a new bucket is full, and the oldest goes past ``MAX_BUCKETS``."""
+    found = buckets.pop(key, None)
+    if found is None:
+        if len(buckets) >= MAX_BUCKETS:
+            del buckets[next(iter(buckets))]
+        return float(burst)
+    return min(float(burst), found[0] + max(0.0, now - found[1]) * rate)
