@@ -112,3 +112,22 @@ def test_new_pages_do_not_refill_a_users_change_rate(tmp_path: Path) -> None:
         other.ok("set", level="user", path="x", value=1)
         other.close()
         page.close()
+
+
+def test_a_message_past_max_message_bytes_is_refused_and_not_delivered(tmp_path: Path) -> None:
+    # without a bound a page could fan 900 KB per message out to each of its user's pages
+    server = make_server(tmp_path, {"max_message_bytes": 1024})
+    with LiveServer(server) as live:
+        sender, receiver = LivePage(live, "alice"), LivePage(live, "alice")
+        sender.ok("register")
+        receiver.ok("register")
+        _refused(sender.call("send", to="user", topic="t", data="y" * 2000), 413,
+                 "spa_message_too_large")
+        _refused(sender.call("send", to="user", topic="t", data={"a": ["y" * 600] * 3}), 413,
+                 "spa_message_too_large")
+        assert sender.ok("send", to="user", topic="t", data="y" * 500) == {"sent": True}
+        event = receiver.event()
+        assert event["channel"] == "spa.message" and event["data"] == "y" * 500
+        receiver.quiet()
+        sender.close()
+        receiver.close()

@@ -72,6 +72,9 @@ class SpaConfig(BaseModel):
     not)..."""
     user_change_burst: int = Field(400, ge=1)
     """... and at once; past it: 429."""
+    max_message_bytes: ByteSize = Field(ByteSize(64 * 1024), ge=64)
+    """Bytes of the ``data`` of one message a page sends (measured as a tree's values are);
+    more is refused (413)."""
     max_path_length: int = Field(200, ge=1, le=1024)
     """Characters in a data path."""
     max_path_depth: int = Field(16, ge=1, le=64)

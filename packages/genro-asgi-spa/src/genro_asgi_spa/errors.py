@@ -23,6 +23,7 @@ CODES: dict[str, int] = {
     "spa_already_registered": 409,  # this WSX connection already holds a page
     "spa_page_in_use": 409,  # the page is live on another socket
     "spa_data_too_large": 413,  # the level's tree would pass max_data_bytes
+    "spa_message_too_large": 413,  # a page's message past max_message_bytes
     "spa_too_many_pages": 429,  # max_pages_per_user / max_pages_per_connection
     "spa_too_many_connections": 429,  # max_connections_per_user
     "spa_too_many_sessions": 429,  # max_sessions_per_user

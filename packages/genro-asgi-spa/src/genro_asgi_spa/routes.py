@@ -21,6 +21,7 @@ from .errors import SpaError
 from .inspection import InspectionApp
 from .manager import PageContext
 from .stats import counts_refusals
+from .tree import DataLimitExceeded, measure
 
 if TYPE_CHECKING:
     from .manager import SpaManager
@@ -146,6 +147,15 @@ class SpaApp(AsgiApplication):
                 raise SpaError("spa_foreign", f"a page may send only to its own {to}")
         else:
             raise SpaError("spa_bad_request", "to must be page, session, connection or user")
+        limit = int(manager.config.max_message_bytes)
+        try:
+            measure(0, data, limit)
+        except DataLimitExceeded as exc:
+            logger.info("spa: page %s (user %r) sent a message over %d bytes: refused",
+                        context.page_id, context.user_id, limit)
+            raise SpaError("spa_message_too_large", f"data: {exc}") from None
+        except ValueError as exc:
+            raise SpaError("spa_bad_request", f"data: {exc}") from None
         manager.spend(context)
         await manager.send(to, target_id, topic, data, sender=context)
         return {"sent": True}
