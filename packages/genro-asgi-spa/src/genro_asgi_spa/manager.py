@@ -739,6 +739,7 @@ class SpaManager:
                      or not await backend.data_size("user", user.user_id)):
             await backend.delete("user", user.user_id)
             await backend.data_drop("user", user.user_id)
+            self._user_buckets.pop(user.user_id, None)  # full long since: nothing forgotten
 
 
 def _refill(buckets: dict[str, tuple[float, float]], key: str, rate: float, burst: int,
