@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from genro_toolbox import sign
 from spa_helpers import Clock, make_server
 from test_spa_e2e import LivePage
 
@@ -131,3 +132,21 @@ def test_a_message_past_max_message_bytes_is_refused_and_not_delivered(tmp_path:
         receiver.quiet()
         sender.close()
         receiver.close()
+
+
+def test_a_value_signed_with_the_key_for_another_purpose_is_no_connection_token(
+        tmp_path: Path) -> None:
+    # the same secret signing something else (an app reusing cookie_secret with genro-toolbox
+    # sign) must not let a client pick its connection id
+    server = make_server(tmp_path)
+    with LiveServer(server) as live:
+        other_use = str(sign("Z0HHchosenbyattacker1", "test-secret-0123456789"))
+        page = LivePage(live, "alice")
+        _refused(page.call("register", connection=other_use), 401, "spa_bad_cookie")
+        answer = page.ok("register")
+        assert answer["connection_id"] != "Z0HHchosenbyattacker1"
+        page.close()
+        again = LivePage(live, "alice")  # a token the server minted still works
+        assert again.ok("register", connection=answer["connection_token"])[
+            "connection_id"] == answer["connection_id"]
+        again.close()

@@ -54,6 +54,9 @@ MESSAGE = "spa.message"
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _TOPIC = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){0,15}")
 MAX_TOPIC = 200
+# what a connection token signs before the id: a value signed with the same key for another
+# purpose (an app reusing cookie_secret) never reads as a connection id
+TOKEN_PURPOSE = "spa.connection:"
 MAX_BUCKETS = 100_000  # token buckets kept (the oldest goes first past it)
 SWEEP_SLICE = 500  # records the sweeper looks at between two turns of the event loop
 ORPHAN_AFTER = 10.0  # seconds a page may be stored live before its register attaches it
@@ -187,7 +190,8 @@ class SpaManager:
 
     def connection_token(self, connection_id: str) -> str:
         """The signed value of the connection cookie for ``connection_id``."""
-        return str(sign(connection_id, self._key, expires_in=self.config.cookie_max_age))
+        return str(sign(TOKEN_PURPOSE + connection_id, self._key,
+                        expires_in=self.config.cookie_max_age))
 
     def read_connection_token(self, token: str) -> str:
         """The connection id a signed token names; SpaError ``spa_bad_cookie`` when it does
@@ -198,9 +202,10 @@ class SpaManager:
             value = verify(token, self._key)
         except (SignatureError, ValueError, TypeError):
             value = None
-        if not isinstance(value, str) or not _ID.fullmatch(value):
+        if not isinstance(value, str) or not value.startswith(TOKEN_PURPOSE) \
+                or not _ID.fullmatch(value[len(TOKEN_PURPOSE):]):
             raise SpaError("spa_bad_cookie", "the connection cookie does not verify")
-        return value
+        return value[len(TOKEN_PURPOSE):]
 
     # -- registration -------------------------------------------------------------------------
 
