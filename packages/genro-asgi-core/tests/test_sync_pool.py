@@ -327,6 +327,27 @@ async def test_a_call_sees_its_callers_context_and_raises_its_errors() -> None:
         await pool.close(SAFETY)
 
 
+def test_a_worker_goes_on_after_its_callers_loop_closed() -> None:
+    """A call whose event loop is gone when it returns (a server stopped mid-call) cannot be
+    settled: its worker drops it and serves the next call, on another loop."""
+    pool, gate = SyncPool(1, 1), Gate()
+
+    async def leave_a_call_running() -> None:
+        pool.submit(gate.hold)  # never awaited: this loop closes while the call runs
+        await until(gate.entered)
+
+    asyncio.run(leave_a_call_running())
+    gate.release.set()  # the worker now settles onto a closed loop
+
+    async def call_again() -> str:
+        try:
+            return await asyncio.wait_for(pool.submit(str, "served"), SAFETY)
+        finally:
+            await pool.close(SAFETY)
+
+    assert asyncio.run(call_again()) == "served"
+
+
 async def test_a_closed_pool_refuses_with_503() -> None:
     pool = SyncPool(1, 0)
     pool.start()
