@@ -3,10 +3,12 @@ every grace period, idle time and retention has passed (records, indexes, trees,
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import AsyncExitStack
 from pathlib import Path
 
-from spa_helpers import Clock, Page, headers, make_server, manager
+import pytest
+from spa_helpers import Clock, Page, headers, make_server, manager, refused
 
 from genro_asgi.testing import AsyncTestClient
 from genro_asgi_spa import MemoryBackend
@@ -47,3 +49,28 @@ async def test_a_flood_of_pages_leaves_nothing_once_every_timeout_passed(
         assert backend._sessions_by_user == {} and backend._connections_by_user == {}
         assert spa._by_socket == {} and not any(spa._local.values())
         assert spa._buckets == {} and spa._user_buckets == {}
+
+
+@pytest.mark.parametrize(("limits", "code", "count"), [
+    ({"max_pages_per_user": 4}, "spa_too_many_pages", "pages"),
+    ({"max_sessions_per_user": 4}, "spa_too_many_sessions", "sessions"),
+    ({"max_connections_per_user": 4}, "spa_too_many_connections", "connections"),
+])
+async def test_concurrent_registers_of_one_user_do_not_pass_its_limits(
+        tmp_path: Path, limits: dict[str, int], code: str, count: str) -> None:
+    # on a backend that yields (as NATS does) every register counted before any wrote: all
+    # 12 passed a limit of 4
+    server = make_server(tmp_path, {"backend": "spa_helpers:YieldingBackend",
+                                    "max_pages_per_connection": 100, **limits})
+    async with AsyncTestClient(server) as client, AsyncExitStack() as stack:
+        pages = [Page(await stack.enter_async_context(client.websocket_connect(
+            "/_wsx", subprotocols=["wsx"], headers=headers("alice"))))
+            for _ in range(12)]
+        frames = await asyncio.gather(*(page.call("register") for page in pages))
+        assert sorted(frame["status"] for frame in frames) == [200] * 4 + [429] * 8
+        for frame in frames:
+            if frame["status"] != 200:
+                refused(frame, 429, code)
+        backend = manager(server).backend
+        assert len(await getattr(backend, count)(user_id="alice")) == 4
+        assert manager(server)._user_locks == {}

@@ -16,7 +16,8 @@ import re
 import secrets
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -160,6 +161,7 @@ class SpaManager:
         self._buckets: dict[str, tuple[float, float]] = {}
         # user id -> (tokens, when): every page of the user, and its registers, together
         self._user_buckets: dict[str, tuple[float, float]] = {}
+        self._user_locks: dict[str, list[Any]] = {}  # user id -> [lock, holders+waiters]
         self.stats = SpaStats()  # plain counters, read by the metrics collector
 
     @property
@@ -271,33 +273,37 @@ class SpaManager:
             minted = self.connection_token(connection_id)
         user_id = identity.id if identity is not None else f"anon:{connection_id}"
         self.spend_register(user_id)
-        if connection is None and identity is not None:  # one more connection for this user
-            held = len(await self.backend.connections(user_id=user_id))
-            if held >= self.config.max_connections_per_user:
-                logger.warning("spa: user %r holds %d connections: a new one refused",
-                               user_id, held)
-                raise SpaError("spa_too_many_connections", f"at most "
-                               f"{self.config.max_connections_per_user} browser connections "
-                               "per user (one with no session and no data goes at the next "
-                               "sweep)")
-        if page_id is not None:
-            found = await self._resumable(page_id, connection_id, user_id)
-            record = replace(found, state="live", closed_at=None, process_id=self.process_id,
-                             last_seen=now)
-            if not await self.backend.put_if(record, found):  # another socket won the race
-                raise SpaError("spa_page_in_use", "the page is live on another socket: "
-                               "register a new one")
-            resumed = True
-        else:
-            record = await self._new_page(connection_id, user_id, session_id, info, now)
-            await self.backend.put(record)
-            resumed = False
-        if connection is None:  # a known one is not written again: its idle time starts
-            # when its last session goes (the sweeper), not at each page
-            await self.backend.put(ConnectionRecord(connection_id, user_id, self.process_id,
-                                                    now, now))
-        self._attach(record, socket)
-        came_online = await self._user_seen(user_id, identity is None, now)
+        # the limits count what the backend holds, then write: one user's registers take
+        # turns in this process, or concurrent ones on a backend that yields (NATS) all
+        # pass the count (30 pages for a limit of 5 in a test)
+        async with self._user_lock(user_id):
+            if connection is None and identity is not None:  # one more connection for this user
+                held = len(await self.backend.connections(user_id=user_id))
+                if held >= self.config.max_connections_per_user:
+                    logger.warning("spa: user %r holds %d connections: a new one refused",
+                                   user_id, held)
+                    raise SpaError("spa_too_many_connections", f"at most "
+                                   f"{self.config.max_connections_per_user} browser connections "
+                                   "per user (one with no session and no data goes at the next "
+                                   "sweep)")
+            if page_id is not None:
+                found = await self._resumable(page_id, connection_id, user_id)
+                record = replace(found, state="live", closed_at=None, process_id=self.process_id,
+                                 last_seen=now)
+                if not await self.backend.put_if(record, found):  # another socket won the race
+                    raise SpaError("spa_page_in_use", "the page is live on another socket: "
+                                   "register a new one")
+                resumed = True
+            else:
+                record = await self._new_page(connection_id, user_id, session_id, info, now)
+                await self.backend.put(record)
+                resumed = False
+            if connection is None:  # a known one is not written again: its idle time starts
+                # when its last session goes (the sweeper), not at each page
+                await self.backend.put(ConnectionRecord(connection_id, user_id, self.process_id,
+                                                        now, now))
+            self._attach(record, socket)
+            came_online = await self._user_seen(user_id, identity is None, now)
         if not resumed:
             await self.server.plugins.call("genro_asgi_spa_page_opened", strict=False,
                                            server=self.server, page=record)
@@ -311,6 +317,22 @@ class SpaManager:
         if minted is not None:
             answer["connection_token"] = minted
         return answer
+
+    @asynccontextmanager
+    async def _user_lock(self, user_id: str) -> AsyncIterator[None]:
+        """This process's lock for one user's registers; it goes when nobody holds or waits
+        for it."""
+        found = self._user_locks.get(user_id)
+        if found is None:
+            found = self._user_locks[user_id] = [asyncio.Lock(), 0]
+        found[1] += 1
+        try:
+            async with found[0]:
+                yield
+        finally:
+            found[1] -= 1
+            if not found[1]:
+                del self._user_locks[user_id]
 
     async def _resumable(self, page_id: str, connection_id: str, user_id: str) -> PageRecord:
         found = await self.backend.get("page", page_id)
