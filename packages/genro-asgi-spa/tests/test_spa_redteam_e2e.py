@@ -150,3 +150,20 @@ def test_a_value_signed_with_the_key_for_another_purpose_is_no_connection_token(
         assert again.ok("register", connection=answer["connection_token"])[
             "connection_id"] == answer["connection_id"]
         again.close()
+
+
+def test_keys_inside_a_value_are_counted_in_utf8_bytes(tmp_path: Path) -> None:
+    # a key of 600 two-byte characters is 1,200 bytes: counted as 600 characters, a tree
+    # could hold several times max_data_bytes in keys
+    server = make_server(tmp_path, {"max_data_bytes": 1024})
+    with LiveServer(server) as live:
+        page = LivePage(live, "alice")
+        page.ok("register")
+        _refused(page.call("set", level="page", path="k", value={"é" * 600: 1}), 413,
+                 "spa_data_too_large")
+        _refused(page.call("set", level="page", path="k", value={"a": {"😀" * 300: 1}}), 413,
+                 "spa_data_too_large")
+        assert page.ok("get", level="page") is None  # nothing changed
+        size = page.ok("set", level="page", path="k", value={"é" * 100: 1})["size"]
+        assert size == len("k.") + 200 + 1
+        page.close()

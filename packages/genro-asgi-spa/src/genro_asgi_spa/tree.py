@@ -6,9 +6,9 @@ grammar), at most ``max_length`` characters; ``""`` is the root. A dict value is
 carries (None, bool, int, finite float, str, Decimal, date, datetime, time, lists and dicts
 with str keys); anything else is a ValueError before the tree changes.
 
-The size of a tree is, for each leaf (a value that is not a non-empty dict), the length of its
-full path plus the UTF-8 length of its JSON text (escapes not counted; a typed value's TYTX
-text), worked out without encoding plain values. It is kept up to date on every ``set`` and
+The size of a tree is, for each leaf (a value that is not a non-empty dict), the UTF-8 length
+of its full path (a value's keys may be any characters) plus the UTF-8 length of its JSON text
+(escapes not counted; a typed value's TYTX text), worked out without encoding plain values. It is kept up to date on every ``set`` and
 ``delete`` by measuring only the value set and the one it replaces, never the whole tree, so
 the limit costs what the change costs, and the count is exact whatever order the changes come
 in (a subtree replaced by a value, a value by a subtree).
@@ -173,18 +173,30 @@ def measure(path_length: int, value: Any, limit: int | None = None) -> int:
         for key, item in items:
             if not isinstance(key, str):
                 raise ValueError("the value has a key that is not a string")
+            key_length = _key_length(key)
             if isinstance(item, dict) and item:
                 if depth >= MAX_VALUE_DEPTH:
                     raise ValueError(f"the value is nested deeper than {MAX_VALUE_DEPTH} "
                                      "levels")
-                stack.append((base + len(key) + 1, iter(item.items()), depth + 1))
+                stack.append((base + key_length + 1, iter(item.items()), depth + 1))
                 break
-            total += base + len(key) + _text_length(item, depth)
+            total += base + key_length + _text_length(item, depth)
             if limit is not None and total > limit:
                 raise DataLimitExceeded(total, limit, partial=True)
         else:
             stack.pop()
     return total
+
+
+def _key_length(key: str) -> int:
+    """A key's length in UTF-8 bytes (an ASCII key without encoding it): counted in
+    characters, keys of multi-byte characters held several times ``max_data_bytes``."""
+    if key.isascii():
+        return len(key)
+    try:
+        return len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError("the value has a key with an unpaired UTF-16 surrogate") from None
 
 
 def _text_length(value: Any, depth: int) -> int:
