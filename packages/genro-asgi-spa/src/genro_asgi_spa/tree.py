@@ -8,10 +8,11 @@ with str keys); anything else is a ValueError before the tree changes.
 
 The size of a tree is, for each leaf (a value that is not a non-empty dict), the UTF-8 length
 of its full path (a value's keys may be any characters) plus the UTF-8 length of its JSON text
-(escapes not counted; a typed value's TYTX text), worked out without encoding plain values. It is kept up to date on every ``set`` and
-``delete`` by measuring only the value set and the one it replaces, never the whole tree, so
-the limit costs what the change costs, and the count is exact whatever order the changes come
-in (a subtree replaced by a value, a value by a subtree).
+(escapes not counted; a typed value's TYTX text), worked out without encoding plain values.
+It is kept up to date on every ``set`` and ``delete`` by measuring only the value set and the
+one it replaces, never the whole tree, so the limit costs what the change costs, and the count
+is exact whatever order the changes come in (a subtree replaced by a value, a value by a
+subtree).
 """
 
 from __future__ import annotations
