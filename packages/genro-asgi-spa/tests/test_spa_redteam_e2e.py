@@ -1,17 +1,21 @@
-"""A hostile client over a real uvicorn: what one user may pile up beyond its pages.
+"""A hostile client over a real uvicorn (the ``websockets`` client, WSX and JSON-RPC).
 
-Each attack is a user opening a page, storing data at a level that outlives the page
-(connection, session), closing it and starting again: without a bound per user, one user
-fills the server's ``max_total_data_bytes`` and every other user's ``set`` is refused.
+What one user may pile up beyond its pages (connections and sessions holding data), its change
+rate across new pages, message size, the byte count of a value's keys, a token signed with the
+same key for another purpose, and wrong types of every kind: each refused with a stable code,
+nothing else disturbed.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from genro_toolbox import sign
-from spa_helpers import Clock, make_server
-from test_spa_e2e import LivePage
+from spa_helpers import TOKENS, Clock, make_server
+from test_spa_e2e import TIMEOUT, LivePage
+from websockets.sync.client import connect
 
 from genro_asgi.testing import LiveServer
 from genro_asgi_spa import spa_of
@@ -167,3 +171,49 @@ def test_keys_inside_a_value_are_counted_in_utf8_bytes(tmp_path: Path) -> None:
         size = page.ok("set", level="page", path="k", value={"é" * 100: 1})["size"]
         assert size == len("k.") + 200 + 1
         page.close()
+
+
+def test_protocol_abuse_over_json_rpc_gets_a_clear_error_each_time(tmp_path: Path) -> None:
+    server = make_server(tmp_path)
+    with LiveServer(server) as live, connect(
+            live.ws_url + "/_wsx", subprotocols=["jsonrpc"],  # type: ignore[list-item]
+            additional_headers=[("Authorization", f"Bearer {TOKENS['alice']}")],
+            open_timeout=TIMEOUT, close_timeout=TIMEOUT) as ws:
+        ids = iter(range(1, 1000))
+
+        def rpc(method: str, params: Any) -> dict[str, Any]:
+            msg_id = next(ids)
+            ws.send(json.dumps({"jsonrpc": "2.0", "id": msg_id, "method": method,
+                                "params": params}))
+            while True:
+                frame = json.loads(ws.recv(timeout=TIMEOUT))
+                if frame.get("id") == msg_id:
+                    return frame  # type: ignore[no-any-return]
+
+        def refused(frame: dict[str, Any], status: int, code: str) -> None:
+            assert frame["error"]["code"] == -32000, frame
+            assert frame["error"]["data"]["status"] == status, frame
+            assert frame["error"]["data"]["detail"].startswith(code + ":"), frame
+
+        refused(rpc("_spa.set", {"level": "user", "path": "x", "value": 1}), 401, "spa_no_page")
+        assert "page_id" in rpc("_spa.register", {})["result"]
+        refused(rpc("_spa.register", {}), 409, "spa_already_registered")
+        for method, params in (
+                ("_spa.set", {"level": ["user"], "path": "x", "value": 1}),
+                ("_spa.set", {"level": "user", "path": 5, "value": 1}),
+                ("_spa.get", {"level": None}),
+                ("_spa.send", {"to": ["user"], "topic": "t"}),
+                ("_spa.send", {"to": "page", "topic": "t", "id": ["x"]}),
+                ("_spa.send", {"to": "user", "topic": ["t"]}),
+                ("_spa.send", {"to": "all", "topic": "t"}),
+                ("_spa.unsubscribe", {"subscription": {"a": 1}}),
+                ("_spa.subscribe", {"level": "user", "path": ["a"]})):
+            refused(rpc(method, params), 400, "spa_bad_request")
+        refused(rpc("_spa.pages", {"user_id": "bob"}), 403, "spa_forbidden")
+        refused(rpc("_spa.online", {}), 403, "spa_forbidden")
+        assert rpc("_spa.set", {"level": "user", "path": "x", "value": 1})["result"] == {
+            "size": 2}
+        rpc("_spa.unregister", {})
+        refused(rpc("_spa.whoami", {}), 401, "spa_no_page")
+        refused(rpc("_spa.set", {"level": "user", "path": "x", "value": 2}), 401,
+                "spa_no_page")
