@@ -48,7 +48,7 @@ async def test_a_flood_of_pages_leaves_nothing_once_every_timeout_passed(
         assert backend._sessions_by_connection == {}
         assert backend._sessions_by_user == {} and backend._connections_by_user == {}
         assert spa._by_socket == {} and not any(spa._local.values())
-        assert spa._buckets == {} and spa._user_buckets == {}
+        assert spa._buckets == {} and spa._user_buckets == {} and spa._read_buckets == {}
 
 
 @pytest.mark.parametrize(("limits", "code", "count"), [

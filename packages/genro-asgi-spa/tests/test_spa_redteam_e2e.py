@@ -217,3 +217,24 @@ def test_protocol_abuse_over_json_rpc_gets_a_clear_error_each_time(tmp_path: Pat
         refused(rpc("_spa.whoami", {}), 401, "spa_no_page")
         refused(rpc("_spa.set", {"level": "user", "path": "x", "value": 2}), 401,
                 "spa_no_page")
+
+
+def test_a_users_reads_are_bounded_in_bytes_per_second(tmp_path: Path) -> None:
+    # reads cost no change token: one page pulling a 256 KiB tree in a loop took 100 MB/s
+    # and another user's ping p99 went from 0.3 to 65 ms (an attacker in another process)
+    server = make_server(tmp_path, {"read_bytes_rate": 1024, "read_bytes_burst": 60_000})
+    spa_of(server).clock = Clock()  # stopped: no byte comes back during the test
+    with LiveServer(server) as live:
+        page = LivePage(live, "alice")
+        page.ok("register")
+        page.ok("set", level="user", path="blob", value="x" * 40_000)
+        assert page.ok("get", level="user", path="blob") == "x" * 40_000
+        assert page.ok("subscribe", level="user", path="blob")["value"] == "x" * 40_000
+        _refused(page.call("get", level="user", path="blob"), 429, "spa_rate_limited")
+        _refused(page.call("subscribe", level="user", path=""), 429, "spa_rate_limited")
+        other = LivePage(live, "bob")
+        other.ok("register")
+        other.ok("set", level="user", path="blob", value="y" * 40_000)
+        assert other.ok("get", level="user", path="blob") == "y" * 40_000
+        other.close()
+        page.close()

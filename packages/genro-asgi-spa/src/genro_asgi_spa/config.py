@@ -75,6 +75,12 @@ class SpaConfig(BaseModel):
     max_message_bytes: ByteSize = Field(ByteSize(64 * 1024), ge=64)
     """Bytes of the ``data`` of one message a page sends (measured as a tree's values are);
     more is refused (413)."""
+    read_bytes_rate: ByteSize = Field(ByteSize(4 * 1024 * 1024), ge=1024)
+    """Bytes of data one user may read per second (``get``, ``subscribe``'s value, all its
+    pages together; a token bucket in bytes)..."""
+    read_bytes_burst: ByteSize = Field(ByteSize(16 * 1024 * 1024), ge=1024)
+    """... and at once. A read is let through while the bucket is not empty and then pays
+    what it read (it may leave the bucket in debt); past it: 429."""
     max_path_length: int = Field(200, ge=1, le=1024)
     """Characters in a data path."""
     max_path_depth: int = Field(16, ge=1, le=64)

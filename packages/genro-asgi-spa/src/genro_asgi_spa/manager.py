@@ -161,6 +161,7 @@ class SpaManager:
         self._buckets: dict[str, tuple[float, float]] = {}
         # user id -> (tokens, when): every page of the user, and its registers, together
         self._user_buckets: dict[str, tuple[float, float]] = {}
+        self._read_buckets: dict[str, tuple[float, float]] = {}  # user id -> (bytes, when)
         self._user_locks: dict[str, list[Any]] = {}  # user id -> [lock, holders+waiters]
         self.stats = SpaStats()  # plain counters, read by the metrics collector
 
@@ -503,6 +504,22 @@ class SpaManager:
                            f"{config.user_change_burst})")
         self._user_buckets[user_id] = (user - 1.0, now)
 
+    def check_read(self, context: PageContext) -> None:
+        """Refuse a read (429) while the user's read bucket (bytes) is empty or in debt."""
+        config, now = self.config, self.clock()
+        tokens = _refill(self._read_buckets, context.user_id, float(config.read_bytes_rate),
+                         int(config.read_bytes_burst), now)
+        self._read_buckets[context.user_id] = (tokens, now)
+        if tokens <= 0:
+            raise SpaError("spa_rate_limited", f"more than {int(config.read_bytes_rate)} "
+                           f"bytes read per second by this user (burst "
+                           f"{int(config.read_bytes_burst)})")
+
+    def pay_read(self, context: PageContext, value: Any) -> None:
+        """Charge what a read answered to the user's read bucket (it may go into debt)."""
+        tokens, when = self._read_buckets.get(context.user_id, (0.0, self.clock()))
+        self._read_buckets[context.user_id] = (tokens - value_size(value), when)
+
     def check_path(self, path: Any) -> str:
         problem = check_path(path, self.config.max_path_length, self.config.max_path_depth)
         if problem is not None:
@@ -649,9 +666,11 @@ class SpaManager:
         if len(live.subscriptions) >= self.config.max_subscriptions:
             raise SpaError("spa_too_many_subscriptions",
                            f"at most {self.config.max_subscriptions} subscriptions per page")
+        self.check_read(context)
         sid = live.new_subscription_id()
         live.subscriptions[sid] = (lv, path)
         value = await self.backend.data_get(lv, context.owner(lv), path)
+        self.pay_read(context, value)
         return {"subscription": sid, "level": lv, "path": path, "value": value}
 
     def unsubscribe(self, context: PageContext, subscription: Any) -> None:
@@ -767,6 +786,7 @@ class SpaManager:
             await backend.delete("user", user.user_id)
             await backend.data_drop("user", user.user_id)
             self._user_buckets.pop(user.user_id, None)  # full long since: nothing forgotten
+            self._read_buckets.pop(user.user_id, None)
 
 
 def _refill(buckets: dict[str, tuple[float, float]], key: str, rate: float, burst: int,

@@ -99,7 +99,10 @@ class SpaApp(AsgiApplication):
     async def get(self, request: Request, level: Any, path: Any = "") -> Any:
         context = await self._page(request)
         self.manager.check_level(level)
-        return await context.get(level, path)
+        self.manager.check_read(context)
+        value = await context.get(level, path)
+        self.manager.pay_read(context, value)
+        return value
 
     @route()
     @counts_refusals
