@@ -163,6 +163,20 @@ def test_routes_of_the_demo(tmp_path: Path) -> None:
     assert paths["/shop/restock/{pid}/{quantity}"][1:3] == ["POST", "admin"]
 
 
+def test_plugins_show_what_is_enabled_without_reading_secrets(tmp_path: Path) -> None:
+    site(tmp_path, """\
+        plugins:
+          auth:
+            bearer: {ci: {token: {$file: missing-token.txt}, tags: [admin]}}
+          cors: {allow_origins: ["https://app.example"]}
+        """, app=False)
+    result = run("plugins", str(tmp_path), "--json")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    enabled = {row["name"] for row in json.loads(result.stdout) if row["enabled"]}
+    assert {"auth", "cors", "errors"} <= enabled
+    assert not (tmp_path / "missing-token.txt").exists()
+
+
 def test_routes_with_a_missing_config_file(tmp_path: Path) -> None:
     result = run("routes", str(tmp_path), "--config", "nope.yaml")
     assert result.returncode == 2
