@@ -25,7 +25,6 @@ Select it in config like wsx selects its broker: ``backend: memory`` (the defaul
 
 from __future__ import annotations
 
-import inspect
 import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from genro_toolbox import get_uuid
 
-from genro_asgi.plugins.manager import import_object
+from genro_asgi.components import component_class
 
 from .tree import DataLimitExceeded, DataTree
 
@@ -445,17 +444,5 @@ def _discard(index: dict[str, set[str]], owner: str, item: str) -> None:
 
 def backend_class(spec: str) -> type[SpaBackend]:
     """The ``SpaBackend`` subclass named ``memory`` or ``pkg.module:Class``."""
-    if spec == "memory":
-        return MemoryBackend
-    if ":" not in spec:
-        raise ValueError(f"must be 'memory' or 'pkg.module:Class', got {spec!r}")
-    try:
-        found = import_object(spec)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"cannot import {spec!r}: {exc}") from None
-    if not (isinstance(found, type) and issubclass(found, SpaBackend)):
-        raise ValueError(f"{spec!r} is not a genro_asgi_spa.SpaBackend subclass")
-    if inspect.isabstract(found):
-        missing = ", ".join(sorted(getattr(found, "__abstractmethods__", ())))
-        raise ValueError(f"{spec!r} is abstract (it does not implement {missing})")
-    return found
+    builtins: dict[str, type[SpaBackend]] = {"memory": MemoryBackend}
+    return component_class(spec, SpaBackend, builtins)

@@ -9,11 +9,11 @@ shutdown.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from genro_asgi import CliCommand, ConfigError, Plugin, hookimpl
+from genro_asgi.components import build_component
 
 from .backend import SpaBackend, backend_class
 from .config import SpaConfig
@@ -76,13 +76,5 @@ class SpaPlugin(Plugin):
 
 
 def _make_backend(config: SpaConfig) -> SpaBackend:
-    cls = backend_class(config.backend)
-    try:  # options the class does not take are the config's fault; its own errors are not
-        inspect.signature(cls).bind(**config.backend_options)
-    except TypeError as exc:
-        raise ConfigError(f"plugins.spa.backend_options: {cls.__name__}() {exc}") from None
-    try:
-        return cls(**config.backend_options)
-    except Exception as exc:
-        raise ConfigError(f"plugins.spa.backend: {config.backend} failed to start: "
-                          f"{exc!r}") from None
+    return build_component(backend_class(config.backend), config.backend_options,
+                           "plugins.spa.backend", config.backend)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Literal
 
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator
 
-from genro_asgi.plugins.manager import import_object
+from genro_asgi.components import component_class
 
 from .broker import Broker, MemoryBroker
 from .channels import check_pattern
@@ -101,17 +100,5 @@ class WsxConfig(BaseModel):
 
 def broker_class(spec: str) -> type[Broker]:
     """The ``Broker`` subclass named ``memory`` or ``pkg.module:Class``."""
-    if spec == "memory":
-        return MemoryBroker
-    if ":" not in spec:
-        raise ValueError(f"must be 'memory' or 'pkg.module:Class', got {spec!r}")
-    try:
-        found = import_object(spec)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"cannot import {spec!r}: {exc}") from None
-    if not (isinstance(found, type) and issubclass(found, Broker)):
-        raise ValueError(f"{spec!r} is not a genro_asgi_wsx.Broker subclass")
-    if inspect.isabstract(found):
-        missing = ", ".join(sorted(getattr(found, "__abstractmethods__", ())))
-        raise ValueError(f"{spec!r} is abstract (it does not implement {missing})")
-    return found
+    builtins: dict[str, type[Broker]] = {"memory": MemoryBroker}
+    return component_class(spec, Broker, builtins)

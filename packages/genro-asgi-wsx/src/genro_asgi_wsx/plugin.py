@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from genro_toolbox import tags_match
 
-from genro_asgi import ConfigError, Plugin, hookimpl
+from genro_asgi import Plugin, hookimpl
+from genro_asgi.components import build_component
 
 from . import errors as E
 from .broker import Broker
@@ -186,13 +187,5 @@ class WsxPlugin(Plugin):
 
 
 def _make_broker(config: WsxConfig) -> Broker:
-    cls = broker_class(config.broker)
-    try:  # options the class does not take are the config's fault; its own errors are not
-        inspect.signature(cls).bind(**config.broker_options)
-    except TypeError as exc:
-        raise ConfigError(f"plugins.wsx.broker_options: {cls.__name__}() {exc}") from None
-    try:
-        return cls(**config.broker_options)
-    except Exception as exc:
-        raise ConfigError(f"plugins.wsx.broker: {config.broker} failed to start: "
-                          f"{exc!r}") from None
+    return build_component(broker_class(config.broker), config.broker_options,
+                           "plugins.wsx.broker", config.broker)
