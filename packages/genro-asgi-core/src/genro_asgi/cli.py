@@ -21,6 +21,7 @@ from .config import load_yaml
 from .exceptions import ConfigError, GenroAsgiError
 from .plugins.manager import installed_plugins
 from .server import AsgiServer
+from .terminal import print_table
 
 BUILTIN_COMMANDS = ("serve", "plugins", "routes", "config", "hash-password", "new-plugin")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -156,7 +157,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        _print_table(rows, ("name", "distribution", "version", "enabled", "order", "hooks"))
+        print_table(rows, ("name", "distribution", "version", "enabled", "order", "hooks"))
     if note:
         print(f"genro-asgi: warning: {note}", file=sys.stderr)
     return 0
@@ -232,7 +233,7 @@ def cmd_routes(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        _print_table(rows, ("path", "methods", "auth", "kind"))
+        print_table(rows, ("path", "methods", "auth", "kind"))
     return 0
 
 
@@ -269,19 +270,6 @@ def cmd_new_plugin(args: argparse.Namespace) -> int:
     print(f"created {target}")
     print(f"next: pip install -e {target} && python -m pytest {target / 'tests'}")
     return 0
-
-
-def _print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
-    def text(value: Any) -> str:
-        if isinstance(value, list):
-            return ",".join(map(str, value)) or "-"
-        return "-" if value is None else str(value)
-
-    cells = [[text(row.get(c)) for c in columns] for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
 def run_plugin_command(argv: list[str]) -> int:

@@ -11,13 +11,14 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
+
+from genro_asgi.terminal import print_table, printable
 
 from .client import DebugClient, DebugClientError, worker_addresses
 from .config import DebugConfig
@@ -26,7 +27,6 @@ from .sockets import default_socket_dir
 DEFAULT_SECRET_ENV = "GENRO_ASGI_DEBUG_SECRET"
 POLL = 0.2  # seconds between looks for an incident with attach --wait
 PDB_PROMPT = "(Pdb) "  # what pdb prints when it waits for the next command
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class CliError(Exception):
@@ -119,21 +119,6 @@ def each_worker(targets: Sequence[str], secret: bytes, timeout: float,
     return results
 
 
-def printable(value: object) -> str:
-    """Text from the server (a request path, an exception message) made safe for a terminal:
-    a failing request's path is the client's, and must not send escape sequences to the
-    developer's terminal."""
-    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", str(value))
-
-
-def print_table(rows: list[dict[str, Any]], columns: Sequence[str], out: TextIO) -> None:
-    cells = [["-" if row.get(c) is None else printable(row.get(c)) for c in columns]
-             for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip(),
-          file=out)
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip(), file=out)
 
 
 def cmd_list(args: argparse.Namespace, targets: list[str], secret: bytes, out: TextIO,

@@ -12,23 +12,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from genro_asgi import CliCommand
+from genro_asgi.terminal import print_table, printable
 
 if TYPE_CHECKING:
     from .plugin import SpaPlugin
 
 DEFAULT_TOKEN_ENV = "GENRO_ASGI_SPA_TOKEN"
 MAX_ANSWER = 64 * 1024 * 1024  # bytes read from the server at most (a guard, not a limit)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class SpaCliError(Exception):
@@ -185,26 +183,12 @@ def refusal(url: str, status: int, detail: str) -> str:
     return f"{text} ({hint})" if hint else text
 
 
-def printable(value: object) -> str:
-    """Text from the server (a page title, a user id) made safe for a terminal: it comes
-    from browsers and must not send escape sequences to the operator's terminal."""
-    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", str(value))
-
 
 def _age(now: Any, then: Any) -> str:
     if not isinstance(now, int | float) or not isinstance(then, int | float):
         return "-"
     return f"{max(0.0, now - then):.0f}s"
 
-
-def print_table(rows: list[dict[str, Any]], columns: Sequence[str], out: TextIO) -> None:
-    cells = [["-" if row.get(c) is None else printable(row.get(c)) for c in columns]
-             for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip(),
-          file=out)
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip(), file=out)
 
 
 def _footer(answer: dict[str, Any], shown: int, what: str, out: TextIO) -> None:
