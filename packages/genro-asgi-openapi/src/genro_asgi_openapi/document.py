@@ -358,10 +358,7 @@ class DocumentBuilder:
             if parameters:
                 operation["parameters"] = parameters
             operation["responses"] = self._responses(route, with_body)
-            if self.auth.requires_credential(route.path, route.auth_rule) and self.auth.schemes:
-                operation["security"] = self.auth.alternatives()
-            if route.auth_rule is not None:
-                operation["x-genro-auth-rule"] = route.auth_rule
+            self._security(operation, route)
             return operation
         if with_body and (others or binder.accepts_kwargs):
             operation["requestBody"] = self._body(others, binder.accepts_kwargs, schemas)
@@ -379,13 +376,18 @@ class DocumentBuilder:
         if parameters:
             operation["parameters"] = parameters
         operation["responses"] = self._responses(route, with_body)
+        self._security(operation, route)
+        if route.auth_rule is not None:
+            note = f"Requires an identity whose tags satisfy `{route.auth_rule}`."
+            operation["description"] = (operation.get("description", "") + "\n\n" + note).strip()
+        return operation
+
+    def _security(self, operation: dict[str, Any], route: CompiledRoute) -> None:
+        """The credentials an operation takes, and the tag rule it requires."""
         if self.auth.requires_credential(route.path, route.auth_rule) and self.auth.schemes:
             operation["security"] = self.auth.alternatives()
         if route.auth_rule is not None:
             operation["x-genro-auth-rule"] = route.auth_rule
-            note = f"Requires an identity whose tags satisfy `{route.auth_rule}`."
-            operation["description"] = (operation.get("description", "") + "\n\n" + note).strip()
-        return operation
 
     def _parameter(self, param: Param, where: str, schemas: Mapping[str, Schema]
                    ) -> dict[str, Any]:
