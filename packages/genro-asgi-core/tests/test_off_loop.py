@@ -1,5 +1,6 @@
 """The blocking steps of a request that are not its handler (decoding a large body, finding and
-reading a static file) run in the serving server's own sync pool, like ``def`` handlers: bounded
+reading a static file, an uploaded file's disk I/O) run in the serving server's own sync pool,
+like ``def`` handlers: bounded
 (a full pool answers 503 with ``Retry-After`` instead of queueing without limit), one per
 server, and never in asyncio's process-wide default executor. Outside a server, a ``Request``
 or ``FileResponse`` still works (default executor).
@@ -11,6 +12,7 @@ is bounded by ``SAFETY`` against a hang and is never an assertion about speed.
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from genro_asgi import AsgiApplication, AsgiServer, Request, StaticRouter, route
+from genro_asgi import AsgiApplication, AsgiServer, Request, StaticRouter, UploadFile, route
 from genro_asgi import staticfiles as staticfiles_module
 from genro_asgi.request import DECODE_IN_THREAD_ABOVE
 from genro_asgi.staticfiles import FileResponse
@@ -35,6 +37,7 @@ class Busy(AsgiApplication):
         super().__init__()
         self.entered = threading.Event()
         self.release = threading.Event()
+        self.uploads: list[UploadFile] = []
 
     @route()
     def hold(self) -> str:
@@ -46,6 +49,13 @@ class Busy(AsgiApplication):
     @route(methods=["POST"])
     async def raw_json(self, request: Request) -> int:
         return len(await request.json())
+
+    @route(methods=["POST"])
+    async def upload(self, doc: UploadFile) -> dict[str, Any]:
+        data = await doc.read()
+        await doc.seek(0)
+        self.uploads.append(doc)
+        return {"size": len(data), "head": (await doc.read(4)).decode()}
 
 
 def _thread_names(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[str]:
@@ -60,10 +70,14 @@ def _thread_names(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> lis
     return names
 
 
+UPLOAD = b"head" + b"u" * (256 * 1024)  # over the spool size below: written to disk
+
+
 def _server(tmp_path: Path, **overrides: Any) -> tuple[AsgiServer, Busy]:
     (tmp_path / "public").mkdir(exist_ok=True)
     (tmp_path / "public" / "big.bin").write_bytes(b"z" * (3 * 64 * 1024 + 5))
-    server = AsgiServer(tmp_path, config={}, environ={}, **overrides)
+    server = AsgiServer(tmp_path, config={"server": {"upload_spool_size": "64KiB"}},
+                        environ={}, **overrides)
     app = Busy()
     server.mount("/b", app)
     server.mount("/files", StaticRouter(tmp_path / "public"))
@@ -119,6 +133,55 @@ async def test_a_full_pool_refuses_a_large_body_and_a_static_lookup_with_503(
     assert after.status_code == 200  # room again once the pool has a free worker
 
 
+async def test_an_uploaded_files_disk_io_runs_in_the_servers_pool(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spooled = tempfile.SpooledTemporaryFile
+    calls = {name: _thread_names(monkeypatch, spooled, name)
+             for name in ("write", "read", "seek", "close")}
+    server, app = _server(tmp_path)
+    async with AsyncTestClient(server) as client:
+        answer = await client.post("/b/upload", files={"doc": ("a.bin", UPLOAD)})
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"size": len(UPLOAD), "head": "head"}
+        (upload,) = app.uploads
+        while not upload.closed:  # closed once a worker is free, after the answer
+            await asyncio.sleep(0.01)
+    pool = server.sync.pool.name
+    for name in ("write", "read", "close"):
+        assert calls[name] and all(thread.startswith(pool) for thread in calls[name]), name
+    # the parser rewinds a finished file on the loop (an lseek: no disk access); the
+    # handler's own seek goes to the pool
+    assert calls["seek"][-1].startswith(pool)
+
+
+async def test_a_full_pool_refuses_an_upload_and_its_file_is_still_closed(
+        tmp_path: Path) -> None:
+    server, app = _server(tmp_path, sync_workers=1, sync_queue=0, sync_retry_after=3)
+    opened: list[UploadFile] = []
+    original = UploadFile.__init__
+
+    def record(self: UploadFile, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        opened.append(self)
+
+    async with AsyncTestClient(server) as client:
+        held = asyncio.ensure_future(client.get("/b/hold"))
+        while not app.entered.is_set():
+            await asyncio.sleep(0.01)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(UploadFile, "__init__", record)
+            refused = await client.post("/b/upload", files={"doc": ("a.bin", UPLOAD)})
+        assert refused.status_code == 503, refused.text  # answered while the pool is held
+        assert refused.headers["retry-after"] == "3"
+        assert opened and not app.uploads
+        app.release.set()
+        assert (await asyncio.wait_for(held, SAFETY)).text == "released"
+        while not all(upload.closed for upload in opened):  # queued: closed when free
+            await asyncio.sleep(0.01)
+        served = await client.post("/b/upload", files={"doc": ("a.bin", UPLOAD)})
+    assert served.status_code == 200 and served.json()["size"] == len(UPLOAD)
+
+
 async def test_outside_a_server_the_default_executor_is_used() -> None:
     loop_thread = threading.current_thread().name
     name = await off_loop({}, lambda: threading.current_thread().name)
@@ -138,7 +201,8 @@ async def test_outside_a_server_the_default_executor_is_used() -> None:
 
 
 @pytest.mark.e2e
-def test_over_uvicorn_a_full_pool_refuses_a_large_body(tmp_path: Path) -> None:
+def test_over_uvicorn_a_full_pool_refuses_a_large_body_then_serves_it_and_an_upload(
+        tmp_path: Path) -> None:
     server, app = _server(tmp_path, sync_workers=1, sync_queue=0)
     with LiveServer(server) as live, ThreadPoolExecutor(1) as pool, \
             httpx.Client(base_url=live.url, timeout=SAFETY) as http:
@@ -151,6 +215,9 @@ def test_over_uvicorn_a_full_pool_refuses_a_large_body(tmp_path: Path) -> None:
         served = http.post("/b/raw_json", content=BIG_JSON,
                            headers={"content-type": "application/json"})
         file = http.get("/files/big.bin")
+        uploaded = http.post("/b/upload", files={"doc": ("a.bin", UPLOAD)})
     assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    assert uploaded.status_code == 200
+    assert uploaded.json() == {"size": len(UPLOAD), "head": "head"}
     assert served.status_code == 200 and served.json() == 2
     assert file.status_code == 200 and len(file.content) == 3 * 64 * 1024 + 5

@@ -9,7 +9,7 @@ error propagates.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,10 +80,12 @@ class MultipartReader:
     applies (file writes may go to disk, in a worker thread).
     """
 
-    def __init__(self, boundary: bytes, limits: MultipartLimits) -> None:
+    def __init__(self, boundary: bytes, limits: MultipartLimits,
+                 scope: Mapping[str, Any] | None = None) -> None:
         from python_multipart.multipart import MultipartParser
 
         self.limits = limits
+        self.scope = scope  # the request's: its server's sync pool does the file I/O
         self.items: list[tuple[str, FormValue]] = []
         self.uploads: list[UploadFile] = []
         self._events: list[tuple[str, Any]] = []
@@ -119,13 +121,13 @@ class MultipartReader:
                 raise BadRequest(detail="malformed multipart body: it ends before its "
                                  "closing boundary")
         except BaseException:
-            await self.close()
+            self.close()
             raise
         return self.items
 
-    async def close(self) -> None:
+    def close(self) -> None:
         for upload in self.uploads:
-            await upload.close()
+            upload.discard()
 
     async def _apply(self) -> None:
         events = self._events[:]
@@ -181,7 +183,8 @@ class MultipartReader:
             part.filename = options[b"filename"].decode("utf-8", errors="replace")
             content_type = headers.get("content-type", "application/octet-stream")
             part.upload = UploadFile(part.filename, content_type, headers,
-                                     self.limits.spool_size, self.limits.directory)
+                                     self.limits.spool_size, self.limits.directory,
+                                     self.scope)
             self.uploads.append(part.upload)
 
     async def _data(self, part: _Part, data: bytes) -> None:
@@ -210,14 +213,15 @@ class MultipartReader:
 
 
 async def read_multipart(content_type_header: str, chunks: AsyncIterator[bytes],
-                         limits: MultipartLimits) -> tuple[list[tuple[str, FormValue]],
-                                                           list[UploadFile]]:
-    """The fields and files of a multipart body, in order, and the files opened for it."""
+                         limits: MultipartLimits, scope: Mapping[str, Any] | None = None,
+                         ) -> tuple[list[tuple[str, FormValue]], list[UploadFile]]:
+    """The fields and files of a multipart body, in order, and the files opened for it
+    (their disk I/O in the sync pool of the server serving ``scope``)."""
     try:
         import python_multipart  # noqa: F401
     except ImportError:
         raise UnsupportedMediaType(
             detail=f"multipart/form-data bodies need python-multipart: {EXTRA_HINT}"
         ) from None
-    reader = MultipartReader(boundary_of(content_type_header), limits)
+    reader = MultipartReader(boundary_of(content_type_header), limits, scope)
     return await reader.read(chunks), reader.uploads

@@ -176,13 +176,15 @@ class Request(Connection):
                 raise UnsupportedMediaType(detail="the body is not multipart/form-data")
             self._multipart, self.uploads = await read_multipart(
                 self.headers.get("content-type", ""),
-                self._stream(self.multipart_limits.max_size), self.multipart_limits)
+                self._stream(self.multipart_limits.max_size), self.multipart_limits,
+                self.scope)
         return self._multipart
 
     async def close_uploads(self) -> None:
-        """Close (and so delete) the files of a multipart body."""
+        """Close (and so delete) the files of a multipart body, without waiting for a free
+        worker of the sync pool (``UploadFile.discard``)."""
         for upload in self.uploads:
-            await upload.close()
+            upload.discard()
 
     async def tytx(self) -> Any:
         """The body decoded as TYTX in the transport the client declared (json by default)."""

@@ -67,8 +67,9 @@ def off_loop_step(scope: Mapping[str, Any], fn: Callable[..., Any], /,
 class SyncPool:
     """Worker threads for one server's sync handlers and sync streaming steps.
 
-    Threads start with the server (or at the first call), stop at its shutdown; a pool
-    dropped without a shutdown tells its threads to exit. No state is shared between pools.
+    Threads start on demand, one more whenever a call finds every thread busy, up to
+    ``workers`` (an ``async``-only app starts none); they stop at the server's shutdown, and a
+    pool dropped without a shutdown tells its threads to exit. No state is shared between pools.
     """
 
     def __init__(self, workers: int, queue_size: int, retry_after: int = 1,
@@ -93,15 +94,14 @@ class SyncPool:
         return tuple(self._threads)
 
     def start(self) -> None:
-        """Start the worker threads (again after a ``close``); idempotent."""
+        """Accept calls (again after a ``close``); threads start as calls need them."""
         self.closed = False
-        if self._threads:
-            return
-        for index in range(self.workers):
-            thread = threading.Thread(target=_work, args=(self._jobs,), daemon=True,
-                                      name=f"{self.name}-{index}")
-            thread.start()
-            self._threads.append(thread)
+
+    def _grow(self) -> None:
+        thread = threading.Thread(target=_work, args=(self._jobs,), daemon=True,
+                                  name=f"{self.name}-{len(self._threads)}")
+        thread.start()
+        self._threads.append(thread)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
         """``fn(*args, **kwargs)`` in a worker thread, as a future to await.
@@ -125,11 +125,13 @@ class SyncPool:
 
     def _put(self, fn: Callable[..., Any], args: tuple[Any, ...],
              kwargs: dict[str, Any]) -> asyncio.Future[Any]:
-        if not self._threads:
+        threads = len(self._threads)
+        if self.admitted >= threads:  # no idle thread (admitted: calls running or queued)
             if self.closed:
                 raise ServiceUnavailable(detail="the server is shutting down",
                                          retry_after=self.retry_after)
-            self.start()
+            if threads < self.workers:
+                self._grow()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self.admitted += 1
