@@ -273,7 +273,7 @@ async def test_shutdown_lets_a_running_call_finish_then_stops_the_threads(
     running = asyncio.ensure_future(client.get("/w/hold"))
     await until(gate.entered)
     threads = server.sync.pool.threads
-    assert len(threads) == 1 and threads[0].is_alive()
+    assert len(threads) == 2 and all(t.is_alive() for t in threads)
     stopping = asyncio.ensure_future(client.__aexit__(None, None, None))
     await asyncio.sleep(0)
     gate.release.set()
@@ -306,27 +306,16 @@ async def test_an_async_only_server_starts_no_sync_thread(tmp_path: Path) -> Non
         assert not server.sync.pool.threads
 
 
-async def test_threads_start_as_calls_need_them_up_to_the_pool_size() -> None:
-    pool = SyncPool(2, 4)
+async def test_the_threads_start_together_at_the_first_call() -> None:
+    pool = SyncPool(3, 4)
     pool.start()
-    gates = [Gate(), Gate(), Gate()]
     try:
         assert not pool.threads
-        for _ in range(5):  # one call at a time: one thread serves them all
-            assert await asyncio.wait_for(pool.submit(str, 7), SAFETY) == "7"
-        assert len(pool.threads) == 1
-        held = [pool.submit(gate.hold) for gate in gates]
-        await until(gates[0].entered)
-        await until(gates[1].entered)
-        assert len(pool.threads) == 2  # the third call waits in the queue: no third thread
-        assert not gates[2].entered.is_set()
-        for gate in gates:
-            gate.release.set()
-        await asyncio.wait_for(asyncio.gather(*held), SAFETY)
-        assert len(pool.threads) == 2 and pool.admitted == 0
+        assert await asyncio.wait_for(pool.submit(str, 7), SAFETY) == "7"
+        assert len(pool.threads) == 3 and all(thread.is_alive() for thread in pool.threads)
+        await asyncio.wait_for(pool.submit(str, 8), SAFETY)
+        assert len(pool.threads) == 3
     finally:
-        for gate in gates:
-            gate.release.set()
         await pool.close(SAFETY)
 
 

@@ -67,9 +67,9 @@ def off_loop_step(scope: Mapping[str, Any], fn: Callable[..., Any], /,
 class SyncPool:
     """Worker threads for one server's sync handlers and sync streaming steps.
 
-    Threads start on demand, one more whenever a call finds every thread busy, up to
-    ``workers`` (an ``async``-only app starts none); they stop at the server's shutdown, and a
-    pool dropped without a shutdown tells its threads to exit. No state is shared between pools.
+    The ``workers`` threads start together at the first call (an ``async``-only app starts
+    none) and stop at the server's shutdown; a pool dropped without a shutdown tells its
+    threads to exit. No state is shared between pools.
     """
 
     def __init__(self, workers: int, queue_size: int, retry_after: int = 1,
@@ -94,14 +94,17 @@ class SyncPool:
         return tuple(self._threads)
 
     def start(self) -> None:
-        """Accept calls (again after a ``close``); threads start as calls need them."""
+        """Accept calls (again after a ``close``); the threads start at the first one."""
         self.closed = False
 
-    def _grow(self) -> None:
-        thread = threading.Thread(target=_work, args=(self._jobs,), daemon=True,
-                                  name=f"{self.name}-{len(self._threads)}")
-        thread.start()
-        self._threads.append(thread)
+    def _start_threads(self) -> None:
+        # all of them at once: a hand-off to one of many idle threads measured about 10%
+        # quicker than to a single one (bench: the in-process ``def`` row)
+        for index in range(self.workers):
+            thread = threading.Thread(target=_work, args=(self._jobs,), daemon=True,
+                                      name=f"{self.name}-{index}")
+            thread.start()
+            self._threads.append(thread)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
         """``fn(*args, **kwargs)`` in a worker thread, as a future to await.
@@ -125,13 +128,11 @@ class SyncPool:
 
     def _put(self, fn: Callable[..., Any], args: tuple[Any, ...],
              kwargs: dict[str, Any]) -> asyncio.Future[Any]:
-        threads = len(self._threads)
-        if self.admitted >= threads:  # no idle thread (admitted: calls running or queued)
+        if not self._threads:
             if self.closed:
                 raise ServiceUnavailable(detail="the server is shutting down",
                                          retry_after=self.retry_after)
-            if threads < self.workers:
-                self._grow()
+            self._start_threads()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self.admitted += 1
