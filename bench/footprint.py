@@ -13,6 +13,8 @@
   temporary directory with its own debug secret).
 - ``--base REV`` adds the genro-asgi rows of another commit (a git worktree, its packages
   first on ``PYTHONPATH``), so before and after are side by side in one run.
+- Children run with cached bytecode, as a deployed worker does (``bench/bytecode.py``: the
+  sources are compiled first, and ``PYTHONDONTWRITEBYTECODE`` is not passed on).
 - ``--importtime``: ``python -X importtime`` of an app's imports (``from genro_asgi import
   AsgiApplication, AsgiServer, route``), the slowest modules by cumulative time.
 
@@ -43,6 +45,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from bench.bytecode import deployed_env, precompile  # noqa: E402
 from bench.through_uvicorn import HOST, free_port  # noqa: E402
 
 STARTUP_TIMEOUT = 60.0
@@ -122,8 +125,11 @@ class Tree:
     root: Path
 
     def env(self) -> dict[str, str]:
+        """The children's environment: this tree's sources first, bytecode cached (as a
+        deployed worker has it, see bench/bytecode.py)."""
         sources = sorted(str(p) for p in (self.root / "packages").glob("*/src"))
-        return {**os.environ, "PYTHONPATH": os.pathsep.join([*sources, str(REPO_ROOT)])}
+        return deployed_env({**os.environ,
+                             "PYTHONPATH": os.pathsep.join([*sources, str(REPO_ROOT)])})
 
 
 @dataclass(frozen=True)
@@ -182,7 +188,8 @@ def report_imports(figures: dict[str, dict[str, float]]) -> None:
 def print_importtime(top: int) -> None:
     statement = dict((key, stmt) for key, _, stmt in IMPORTS)["genro_app"]
     done = subprocess.run([sys.executable, "-X", "importtime", "-c", statement],
-                          capture_output=True, text=True, timeout=120, check=True)
+                          capture_output=True, text=True, timeout=120, check=True,
+                          env=deployed_env())
     rows = []
     for line in done.stderr.splitlines():
         match = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)", line)
@@ -375,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
                                  capture_output=True, text=True, check=True).stdout.strip()
             print(f"head = working tree at {rev}" + (f", base = {args.base}" if args.base
                                                       else ""))
+            precompile(tree.root for tree in trees)
             if not args.skip_imports:
                 report_imports(measure_imports(trees, args.imports))
             if args.importtime:

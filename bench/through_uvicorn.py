@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bench.apps import ENDPOINTS, HELLO_TEXT, JSON_PAYLOAD, Framework
+from bench.bytecode import deployed_env, precompile
 from bench.machine import CLK_TCK, machine_busy_seconds, wait_for_quiet
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -112,10 +113,11 @@ class UvicornServer:
         return f"http://{HOST}:{self.port}{path}"
 
     def start(self) -> None:
+        precompile([REPO_ROOT])  # a deployed worker's bytecode (bench/bytecode.py)
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             self.command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=self._log,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            stderr=subprocess.STDOUT, start_new_session=True, env=deployed_env(),
         )
 
     def wait_ready(self) -> None:
