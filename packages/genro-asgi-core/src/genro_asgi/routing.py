@@ -374,12 +374,9 @@ class Dispatcher:
         """Who answers ``path``, as ``__call__`` decides: (a mount's prefix, True), (the route
         table's key that matched, False: ``path`` without trailing slashes and the segments
         peeled off as arguments), or None when nothing does (a 404)."""
-        if self.mounts and path.startswith(self.mount_starts):
-            for prefix, under, _app in self.mounts:
-                if path == prefix or path.startswith(under) or (
-                    prefix == "/" and not self._routable(path)
-                ):
-                    return prefix, True
+        prefix = self._mount_of(path)
+        if prefix is not None:
+            return prefix, True
         if path in self.table:
             return path, False
         route, segments = self._resolve(path)
@@ -387,6 +384,31 @@ class Dispatcher:
             return None
         key = "/" + path.strip("/")
         return (key.rsplit("/", len(segments))[0] if segments else key) or "/", False
+
+    def route_template(self, scope: Mapping[str, Any]) -> str | None:
+        """What ``__call__`` records as ``envelope.route`` for ``scope``, without calling
+        anything: a mount's prefix, the matched route's path, or None (no match, or a
+        WebSocket that no mount serves). Bounded like the dispatch: ``MAX_PATH_SEGMENTS``."""
+        path: str = scope["path"]
+        prefix = self._mount_of(path)
+        if prefix is not None:
+            return prefix
+        if scope["type"] != "http":
+            return None
+        route = self.table.get(path)
+        if route is None:
+            route = self._resolve(path)[0]
+        return None if route is None else route.path
+
+    def _mount_of(self, path: str) -> str | None:
+        """The prefix of the mounted ASGI app that ``__call__`` hands ``path`` to, or None."""
+        if self.mounts and path.startswith(self.mount_starts):
+            for prefix, under, _app in self.mounts:
+                if path == prefix or path.startswith(under) or (
+                    prefix == "/" and not self._routable(path)
+                ):
+                    return prefix
+        return None
 
     def _routable(self, path: str) -> bool:
         """Whether the route table answers ``path`` (an ASGI app at "/" is only a fallback)."""

@@ -346,6 +346,18 @@ class AsgiServer:
         assert self._dispatcher is not None
         return self._dispatcher.served_by(path)
 
+    def route_template(self, scope: Mapping[str, Any]) -> str | None:
+        """The ``route`` the dispatcher records on the envelope of ``scope`` (a mount's prefix
+        or the matched route's path, never the raw path), or None when nothing matches: looked
+        up without calling anything, for a request answered before the dispatcher (a 401 of
+        the auth plugin, a CORS preflight). Bounded like the dispatch (``MAX_PATH_SEGMENTS``)."""
+        dispatcher = self._dispatcher
+        if dispatcher is None:
+            self.build()
+            dispatcher = self._dispatcher
+            assert dispatcher is not None
+        return dispatcher.route_template(scope)
+
     async def identify(self, source: Connection | Scope) -> Identity | None:
         """Who presents the credentials in ``source`` (a connection, or a scope with headers).
 
