@@ -29,7 +29,9 @@ class Clock:
 
 
 def make_server(tmp_path: Path, spa: dict[str, Any] | None = None, *, auth: bool = True,
-                wsx: dict[str, Any] | None = None, recorder: bool = False) -> AsgiServer:
+                wsx: dict[str, Any] | None = None, recorder: bool = False,
+                anonymous: bool = False) -> AsgiServer:
+    """``anonymous``: the auth plugin and wsx let calls without a credential through."""
     plugins: dict[str, Any] = {}
     if recorder:
         plugins["recorder"] = {"module": "spa_helpers:Recorder"}
@@ -37,8 +39,9 @@ def make_server(tmp_path: Path, spa: dict[str, Any] | None = None, *, auth: bool
         plugins["auth"] = {"bearer": {
             "alice": {"token": TOKENS["alice"], "tags": ["user"]},
             "bob": {"token": TOKENS["bob"], "tags": ["user"]},
-            "root": {"token": TOKENS["root"], "tags": ["admin"]}}}
-    plugins["wsx"] = {"heartbeat_interval": 0, **(wsx or {})}
+            "root": {"token": TOKENS["root"], "tags": ["admin"]}}, "anonymous": anonymous}
+    plugins["wsx"] = {"heartbeat_interval": 0, **({"require_identity": False} if anonymous else {}),
+                      **(wsx or {})}
     plugins["spa"] = {"sweep_interval": 3600, "cookie_secret": "test-secret-0123456789",
                       **(spa or {})}
     return AsgiServer(tmp_path, config={"plugins": plugins}, environ={})
@@ -156,3 +159,10 @@ class YieldingBackend(MemoryBackend):
     async def pages(self, **filters: Any) -> Any:
         await asyncio.sleep(0)
         return await super().pages(**filters)
+
+
+class NoCountBackend(MemoryBackend):
+    """The memory backend, but it cannot count anonymous users (``anonymous_users`` is None)."""
+
+    async def anonymous_users(self) -> None:  # type: ignore[override]
+        return None

@@ -307,9 +307,14 @@ async def test_clients_that_leave_without_data_leave_nothing_behind(tmp_path: Pa
         assert [c.connection_id for c in await backend.connections()] == [
             kept["connection_id"]]
         clock.advance(10)
-        await spa.sweep()  # offline, and without user data: gone
-        assert await backend.users() == []
+        await spa.sweep()  # offline, and without data: gone; the keeper's user record stays
+        # with its connection (max_anonymous_users counts it) until anonymous_ttl is over
+        assert [u.user_id for u in await backend.users()] == [kept["user_id"]]
         assert await backend.data_get("connection", kept["connection_id"], "cart") == [1]
+        clock.advance(spa.config.anonymous_ttl)
+        await spa.sweep()
+        assert await backend.users() == [] and await backend.connections() == []
+        assert await backend.data_get("connection", kept["connection_id"], "cart") is None
 
 
 async def test_two_registers_at_once_on_one_socket_make_one_page(tmp_path: Path) -> None:

@@ -272,6 +272,13 @@ class SpaBackend(ABC):
         default) when it cannot tell cheaply: that limit is then not enforced."""
         return None
 
+    async def anonymous_users(self) -> int | None:
+        """How many anonymous user records (``UserRecord.anonymous``) this backend holds, for
+        ``max_anonymous_users``; it must not cost a scan (it is asked at each anonymous
+        visitor's first page). None (the default) when it cannot tell cheaply: that limit is
+        then not enforced (the manager warns at startup when anonymous pages are allowed)."""
+        return None
+
     # -- delivery -----------------------------------------------------------------------------
 
     @abstractmethod
@@ -295,6 +302,7 @@ class MemoryBackend(SpaBackend):
         # session and connection ids by user (the per-user limits count them at each register)
         self._sessions_by_user: dict[str, set[str]] = {}
         self._connections_by_user: dict[str, set[str]] = {}
+        self._anonymous: set[str] = set()  # ids of the anonymous user records
         self._trees: dict[tuple[str, str], DataTree] = {}
         self._total = 0  # bytes of every tree
         self._sink: DeliverySink | None = None
@@ -335,6 +343,8 @@ class MemoryBackend(SpaBackend):
         elif isinstance(record, ConnectionRecord):
             self._connections_by_user.setdefault(record.user_id, set()).add(
                 record.connection_id)
+        elif record.anonymous:
+            self._anonymous.add(record.user_id)
 
     def _unindex(self, record: Record) -> None:
         if isinstance(record, PageRecord):
@@ -346,6 +356,8 @@ class MemoryBackend(SpaBackend):
             _discard(self._sessions_by_user, record.user_id, record.session_id)
         elif isinstance(record, ConnectionRecord):
             _discard(self._connections_by_user, record.user_id, record.connection_id)
+        else:
+            self._anonymous.discard(record.user_id)
 
     async def pages(self, *, user_id: str | None = None, connection_id: str | None = None,
                     session_id: str | None = None) -> list[PageRecord]:
@@ -426,6 +438,9 @@ class MemoryBackend(SpaBackend):
 
     async def data_total(self) -> int:
         return self._total
+
+    async def anonymous_users(self) -> int:
+        return len(self._anonymous)
 
     # -- delivery -----------------------------------------------------------------------------
 

@@ -24,6 +24,16 @@ class SpaConfig(BaseModel):
     allow_anonymous: bool = False
     """Register pages without an identity (each browser connection is then its own user,
     ``anon:<connection id>``). Off: a page without an identity is refused."""
+    max_anonymous_users: int = Field(10_000, ge=1)
+    """Anonymous users this server holds (live, or with records or data not yet expired: the
+    backend's count); a page that would make one more is refused (``spa_anonymous_full``,
+    503, ``Retry-After``). Authenticated users are never counted nor refused by it."""
+    anonymous_ttl: float = Field(300.0, ge=0)
+    """Seconds an anonymous user without pages keeps its records and data (its connection,
+    sessions and user record go together), instead of ``session_idle``, ``connection_idle``
+    and ``user_retention``."""
+    anonymous_retry_after: int = Field(30, ge=1, le=3600)
+    """The ``Retry-After`` seconds of ``spa_anonymous_full``."""
     cookie_name: str = Field("spa_connection_id", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     """The cookie naming the browser connection (signed with ``cookie_secret``)."""
     cookie_secret: SecretStr | None = None
@@ -62,6 +72,10 @@ class SpaConfig(BaseModel):
     max_total_data_bytes: ByteSize = Field(ByteSize(256 * 1024 * 1024), ge=1024)
     """Bytes of data in all the trees of this server (when the backend can count them: the
     memory backend does); past it a ``set`` is refused (503) until data expires."""
+    anonymous_data_share: float = Field(0.25, gt=0, le=1)
+    """The part of ``max_total_data_bytes`` anonymous users may fill: their ``set`` is refused
+    (503) once the server's data passes it, so whatever they store, signed-in users keep the
+    rest."""
     change_rate: float = Field(50.0, gt=0)
     """Changes and messages per second one page may send (token bucket refill)..."""
     change_burst: int = Field(100, ge=1)

@@ -31,13 +31,16 @@ CODES: dict[str, int] = {
     "spa_rate_limited": 429,  # the page's change rate (token bucket)
     "spa_unavailable": 503,  # the backend cannot answer now
     "spa_server_full": 503,  # the server's data of every tree passed max_total_data_bytes
+    "spa_anonymous_full": 503,  # the server holds max_anonymous_users anonymous users
 }
 
 
 class SpaError(HTTPException):
-    """A refusal with a stable ``code`` (a key of ``CODES``) and a message for people."""
+    """A refusal with a stable ``code`` (a key of ``CODES``) and a message for people; with
+    ``retry_after``, a ``Retry-After`` header (over WSX: ``retry_after`` in the error)."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(CODES[code], f"{code}: {message}")
+    def __init__(self, code: str, message: str, retry_after: int | None = None) -> None:
+        headers = None if retry_after is None else {"Retry-After": str(retry_after)}
+        super().__init__(CODES[code], f"{code}: {message}", headers)
         self.code = code
         self.message = message

@@ -117,6 +117,11 @@ class PageContext:
     def user_id(self) -> str:
         return self.page.user_id
 
+    @property
+    def anonymous(self) -> bool:
+        """Whether the page's user is an anonymous visitor (``anon:<its connection id>``)."""
+        return self.page.user_id == f"anon:{self.page.connection_id}"
+
     def owner(self, level: str) -> str:
         """The id owning this page's tree at ``level``."""
         if not isinstance(level, str) or level not in _OWNER_FIELD:
@@ -127,7 +132,8 @@ class PageContext:
         return await self.manager.get_data(level, self.owner(level), path, default)
 
     async def set(self, level: str, path: str, value: Any) -> int:
-        return await self.manager.set_data(level, self.owner(level), path, value)
+        return await self.manager.set_data(level, self.owner(level), path, value,
+                                           anonymous=self.anonymous)
 
     async def delete(self, level: str, path: str = "") -> bool:
         return await self.manager.delete_data(level, self.owner(level), path)
@@ -163,6 +169,11 @@ class SpaManager:
         self._user_buckets: dict[str, tuple[float, float]] = {}
         self._read_buckets: dict[str, tuple[float, float]] = {}  # user id -> (bytes, when)
         self._user_locks: dict[str, list[Any]] = {}  # user id -> [lock, holders+waiters]
+        # anonymous user ids admitted by a register that has not written their record yet
+        # (on a backend that yields, concurrent first pages would all pass the count)
+        self._anonymous_pending: dict[int, str] = {}  # id(socket) -> anonymous user id
+        self._anonymous_refused = 0  # refusals since the last warning (one a minute at most)
+        self._anonymous_warned_at: float | None = None
         self.stats = SpaStats()  # plain counters, read by the metrics collector
 
     @property
@@ -180,6 +191,9 @@ class SpaManager:
 
     async def start(self) -> None:
         await self.backend.start(self._on_delivery)
+        if self.config.allow_anonymous and await self.backend.anonymous_users() is None:
+            logger.warning("spa: the backend %s cannot count anonymous users: "
+                           "max_anonymous_users is not enforced", type(self.backend).__name__)
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="spa-sweeper")
 
     async def close(self) -> None:
@@ -229,6 +243,7 @@ class SpaManager:
             return await self._register(socket, identity, token, page_id, session_id, info)
         finally:
             self._registering.discard(key)
+            self._anonymous_pending.pop(key, None)
 
     async def _register(self, socket: PageSocket, identity: Identity | None,
                         token: str | None, page_id: Any, session_id: Any,
@@ -273,6 +288,10 @@ class SpaManager:
             connection_id = get_uuid()
             minted = self.connection_token(connection_id)
         user_id = identity.id if identity is not None else f"anon:{connection_id}"
+        # a new anonymous user is counted against max_anonymous_users before anything is
+        # spent or written: a refused visitor leaves no record, bucket or lock behind
+        if identity is None:
+            await self._admit_anonymous(id(socket), user_id)
         self.spend_register(user_id)
         # the limits count what the backend holds, then write: one user's registers take
         # turns in this process, or concurrent ones on a backend that yields (NATS) all
@@ -305,6 +324,7 @@ class SpaManager:
                                                         now, now))
             self._attach(record, socket)
             came_online = await self._user_seen(user_id, identity is None, now)
+            self._anonymous_pending.pop(id(socket), None)  # its record now counts it
         if not resumed:
             await self.server.plugins.call("genro_asgi_spa_page_opened", strict=False,
                                            server=self.server, page=record)
@@ -318,6 +338,28 @@ class SpaManager:
         if minted is not None:
             answer["connection_token"] = minted
         return answer
+
+    async def _admit_anonymous(self, key: int, user_id: str) -> None:
+        """Refuse a new anonymous user once the backend holds ``max_anonymous_users`` of them
+        (503, ``Retry-After``); admitted, it holds a place until its register ends (``key``:
+        the socket's), by which time its user record is written and counted."""
+        if await self.backend.get("user", user_id) is not None:
+            return  # already held (and counted): a returning visitor is never refused
+        held = await self.backend.anonymous_users()
+        config = self.config
+        if held is not None and held + len(self._anonymous_pending) \
+                >= config.max_anonymous_users:
+            self._anonymous_refused += 1
+            now = self.clock()
+            if self._anonymous_warned_at is None or now - self._anonymous_warned_at >= 60:
+                # a flood is logged once a minute, not once per visitor
+                logger.warning("spa: %d anonymous users held (max_anonymous_users): %d new "
+                               "anonymous visitors refused", held, self._anonymous_refused)
+                self._anonymous_warned_at, self._anonymous_refused = now, 0
+            raise SpaError("spa_anonymous_full", f"the server holds all the anonymous users it "
+                           f"may ({config.max_anonymous_users}): sign in, or try later",
+                           retry_after=config.anonymous_retry_after)
+        self._anonymous_pending[key] = user_id
 
     @asynccontextmanager
     async def _user_lock(self, user_id: str) -> AsyncIterator[None]:
@@ -540,16 +582,24 @@ class SpaManager:
         return await self.backend.data_get(self.check_level(level), owner,
                                            self.check_path(path), default)
 
-    async def set_data(self, level: str, owner: str, path: str, value: Any) -> int:
+    async def set_data(self, level: str, owner: str, path: str, value: Any, *,
+                       anonymous: bool = False) -> int:
         """Set a value and tell the pages under ``owner`` that subscribed to a covering
-        path; the tree's new size in bytes."""
+        path; the tree's new size in bytes. ``anonymous``: set by an anonymous visitor,
+        refused past ``anonymous_data_share`` of ``max_total_data_bytes``."""
         lv, path = self.check_level(level), self.check_path(path)
         if not path:
             raise SpaError("spa_bad_request", "set needs a path (delete '' clears the tree)")
         total = await self.backend.data_total()
-        if total is not None and total >= self.config.max_total_data_bytes:
+        config = self.config
+        if total is not None and total >= config.max_total_data_bytes:
             logger.warning("spa: the server's data is full (%d bytes); a set refused", total)
             raise SpaError("spa_server_full", "the server holds all the data it may: try later")
+        if anonymous and total is not None \
+                and total >= config.max_total_data_bytes * config.anonymous_data_share:
+            # not logged per set: a flood would log each; the refusals are counted by code
+            raise SpaError("spa_server_full", "the server holds all the data anonymous "
+                           "visitors may store: sign in, or try later")
         try:
             size = await self.backend.data_set(lv, owner, path, value,
                                                int(self.config.max_data_bytes))
@@ -780,13 +830,31 @@ class SpaManager:
             await self.server.plugins.call("genro_asgi_spa_user_offline", strict=False,
                                            server=self.server, user=offline)
             user = offline
-        if user.offline_at is not None and not await backend.pages(user_id=user.user_id) \
-                and (now - user.offline_at >= config.user_retention
-                     or not await backend.data_size("user", user.user_id)):
-            await backend.delete("user", user.user_id)
-            await backend.data_drop("user", user.user_id)
-            self._user_buckets.pop(user.user_id, None)  # full long since: nothing forgotten
-            self._read_buckets.pop(user.user_id, None)
+        if user.offline_at is None or await backend.pages(user_id=user.user_id):
+            return
+        if user.anonymous:
+            # its connection and sessions go with it, anonymous_ttl after it went offline
+            # (or, holding no data, at once): the user record, which max_anonymous_users
+            # counts, is never gone while anything of the visitor is left
+            sessions = await backend.sessions(user_id=user.user_id)
+            connections = await backend.connections(user_id=user.user_id)
+            if now - user.offline_at < config.anonymous_ttl and (
+                    sessions or connections
+                    or await backend.data_size("user", user.user_id)):
+                return
+            for session in sessions:
+                await backend.delete("session", session.session_id)
+                await backend.data_drop("session", session.session_id)
+            for connection in connections:
+                await backend.delete("connection", connection.connection_id)
+                await backend.data_drop("connection", connection.connection_id)
+        elif now - user.offline_at < config.user_retention \
+                and await backend.data_size("user", user.user_id):
+            return
+        await backend.delete("user", user.user_id)
+        await backend.data_drop("user", user.user_id)
+        self._user_buckets.pop(user.user_id, None)  # full long since: nothing forgotten
+        self._read_buckets.pop(user.user_id, None)
 
 
 def _refill(buckets: dict[str, tuple[float, float]], key: str, rate: float, burst: int,
