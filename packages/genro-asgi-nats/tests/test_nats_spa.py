@@ -286,3 +286,24 @@ def test_metrics_count_deliveries_processes_and_pending_writes(
         assert got["nats_spa_deliveries_not_sent_total[]"] == 0
         assert got["nats_spa_pending_writes[]"] == 0
         assert got["nats_spa_adoptions_total[]"] == 0
+
+
+def test_anonymous_visitors_are_bounded_per_cluster(
+        tmp_path: Path, nats_server: NatsServer, pages: list[Page]) -> None:
+    # each process counts the anonymous users of both in its copy of the records: one on a
+    # and one on b fill two places for both (a count per process would let a third in on a)
+    spa = {"max_anonymous_users": 2}
+    with LiveServer(make(tmp_path, nats_server.url, "a", spa=spa)) as a, \
+            LiveServer(make(tmp_path, nats_server.url, "b", spa=spa)) as b:
+        first, second = open_page(pages, a), open_page(pages, b)
+        for live, other in ((a, second), (b, first)):
+            eventually(lambda live=live, other=other: probe(live, "user",
+                                                            user_id=other.info["user_id"]))
+        for live in (a, b):
+            late = Page(live)
+            pages.append(late)
+            status, message = late.call("register")
+            assert status == 503 and str(message).startswith("spa_anonymous_full:"), message
+        # a visitor already held opens more pages
+        again = open_page(pages, a, connection=first.info["connection_token"])
+        assert again.info["user_id"] == first.info["user_id"]

@@ -702,6 +702,10 @@ class NatsSpaBackend(SpaBackend):
     async def users(self, *, online: bool | None = None) -> list[UserRecord]:
         return await self.replica.records.users(online=online)
 
+    async def anonymous_users(self) -> int:
+        """Every process's anonymous users, from the local replica: the cluster's count."""
+        return await self.replica.records.anonymous_users()
+
     async def own(self, kind: RecordKind) -> list[Record]:
         return [r for r in await self._all(self.replica, kind)
                 if r.process_id == self.process_id]
