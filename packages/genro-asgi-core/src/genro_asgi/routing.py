@@ -423,7 +423,8 @@ class Dispatcher:
             return found, []
         if key.count("/") > MAX_PATH_SEGMENTS:
             return None, []
-        head, segments = key, list[str]()
+        head = key
+        segments: list[str] = []  # not list[str](): a generic alias call, ~0.3 us per 404
         while True:
             head, segment = head.rsplit("/", 1)
             if not head:
