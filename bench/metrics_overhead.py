@@ -6,7 +6,9 @@ so that uvicorn imports it by string like any other benchmarked app. Four measur
 reported as on/off ratios:
 
 - ``--instructions``: the in-process request loops under valgrind's callgrind, one counter
-  dump per variant (deterministic: the figure to compare on a shared machine);
+  dump per variant (deterministic: the figure to compare on a shared machine); ``--path``
+  requests another path (``/nowhere``: a 404), ``--refused`` turns the auth plugin on in every
+  variant and sends no credential (a 401 answered before the dispatcher);
 - ``--server-instructions``: each whole uvicorn server under callgrind, loaded by wrk (user-space
   instructions per request of uvicorn + uvloop + httptools + the app);
 - in-process: the ASGI callable driven directly (no socket), us per GET, interleaved rounds;
@@ -16,6 +18,7 @@ reported as on/off ratios:
 Run from the repository root::
 
     .venv/bin/python bench/metrics_overhead.py [--rounds 5] [--instructions]
+        [--path /hello] [--refused]
         [--server-instructions] [--skip-timing | --skip-inprocess | --skip-uvicorn]
         [--json PATH]
 """
@@ -51,6 +54,7 @@ FRAMEWORKS = tuple(Framework(key, f"bench.metrics_overhead:app_{key}", LABELS[ke
                    for key in VARIANTS)
 CALLGRIND_TIMEOUT = 1800
 WARMUP = 300
+REFUSING = {"auth": {"bearer": {"bench": {"token": "bench-token-0123456789", "tags": []}}}}
 _apps: dict[str, Any] = {}
 
 
@@ -78,14 +82,15 @@ def __getattr__(name: str) -> Any:
 
 # -- instructions, in-process -------------------------------------------------------------------
 
-async def _child(requests: int) -> list[str]:
+async def _child(requests: int, path: str, refused: bool) -> list[str]:
     """Inside valgrind: warm every variant up, then run each loop between two dump markers."""
     from bench.inprocess import Lifespan, _null_app, _receive, _send, http_scope
 
-    apps = {key: build_app(plugins) for key, plugins in VARIANTS.items()}
+    extra = REFUSING if refused else {}
+    apps = {key: build_app({**extra, **plugins}) for key, plugins in VARIANTS.items()}
     lifespans = [Lifespan(app) for app in apps.values()]
     phases: list[tuple[str, Any]] = [("harness", _null_app), *apps.items()]
-    scope = http_scope("/hello")
+    scope = http_scope(path)
     for lifespan in lifespans:
         await lifespan.start()
     try:
@@ -103,8 +108,9 @@ async def _child(requests: int) -> list[str]:
     return [key for key, _ in phases]
 
 
-def instructions_in_process(requests: int) -> dict[str, float]:
-    """Instructions per ``GET /hello`` of each variant, net of the harness's own."""
+def instructions_in_process(requests: int, path: str = "/hello",
+                             refused: bool = False) -> dict[str, float]:
+    """Instructions per ``GET path`` of each variant, net of the harness's own."""
     if shutil.which("valgrind") is None:
         raise RuntimeError("valgrind is not installed: apt-get install -y valgrind")
     with tempfile.TemporaryDirectory(prefix="genro-metrics-cg-") as tmp:
@@ -112,7 +118,8 @@ def instructions_in_process(requests: int) -> dict[str, float]:
         completed = subprocess.run(
             ["valgrind", "--tool=callgrind", "--dump-before=os_getppid*",
              f"--callgrind-out-file={out}", sys.executable, str(Path(__file__).resolve()),
-             "--child", "--requests", str(requests)],
+             "--child", "--requests", str(requests), "--path", path,
+             *(["--refused"] if refused else [])],
             capture_output=True, text=True, check=False, cwd=REPO_ROOT,
             timeout=CALLGRIND_TIMEOUT)
         match = re.search(r"^PHASES (.*)$", completed.stdout, re.MULTILINE)
@@ -149,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="requests per loop under callgrind")
     parser.add_argument("--instructions", action="store_true",
                         help="count in-process instructions under callgrind (deterministic)")
+    parser.add_argument("--path", default="/hello", help="the path --instructions requests")
+    parser.add_argument("--refused", action="store_true",
+                        help="--instructions with the auth plugin on and no credential (401)")
     parser.add_argument("--server-instructions", action="store_true",
                         help="count whole-server instructions under callgrind (a few minutes)")
     parser.add_argument("--skip-timing", action="store_true",
@@ -159,14 +169,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print("PHASES " + json.dumps(asyncio.run(_child(args.requests))), flush=True)
+        print("PHASES " + json.dumps(asyncio.run(_child(args.requests, args.path,
+                                                        args.refused))), flush=True)
         return 0
     output: dict[str, Any] = {}
     if args.instructions:
-        counted = instructions_in_process(args.requests)
+        counted = instructions_in_process(args.requests, args.path, args.refused)
         output["instructions_in_process"] = counted
-        _report("in-process instructions per GET /hello (callgrind, net of the harness; "
-                "deterministic)", counted, "instr", higher_is_better=False)
+        _report(f"in-process instructions per GET {args.path}"
+                f"{' refused by auth (401)' if args.refused else ''} (callgrind, net of the "
+                "harness; deterministic)", counted, "instr", higher_is_better=False)
     if args.server_instructions:
         from bench.instructions import run_server_instructions
 

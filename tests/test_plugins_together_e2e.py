@@ -94,8 +94,9 @@ def test_all_four_plugins_do_their_work(url: str) -> None:
                for s in families["http_requests"].samples if s.name == "http_requests_total"}
     assert counted[("/api/item", "200")] == 3.0  # the route template, never /api/item/1
     assert counted[("/api/hello", "200")] == 2.0
-    # refused by auth and answered by cors before any route was looked up: no template yet
-    assert counted[("<unmatched>", "401")] == 1.0
-    assert counted[("<unmatched>", "204")] == 1.0
+    # refused by auth and answered by cors before the dispatcher: the template of their path
+    assert counted[("/api/hello", "401")] == 1.0
+    assert counted[("/api/hello", "204")] == 1.0
+    assert not any(route == "<unmatched>" for route, _ in counted)
     assert counted[("/api/big", "200")] == 1.0
     assert not any(route.startswith("/api/item/") for route, _ in counted)

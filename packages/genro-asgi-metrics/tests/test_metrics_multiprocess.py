@@ -69,3 +69,26 @@ def test_env_variable_enables_multiprocess_scrapes(tmp_path: Path,
     assert any(p.name.startswith("counter_") for p in directory.iterdir())
     # shutdown marked this process dead: its live gauges are gone
     assert not list(directory.glob(f"gauge_livesum_{os.getpid()}.db"))
+
+
+def test_refused_requests_get_their_route_in_multiprocess_mode(
+        tmp_path: Path, isolated: pytest.MonkeyPatch) -> None:
+    """The shared store labels a 401 of the auth plugin with its route, as the local one."""
+    directory = tmp_path / "prom"
+    directory.mkdir()
+    isolated.setenv(ENV, str(directory))
+    server = AsgiServer(tmp_path, config={"plugins": {
+        "auth": {"bearer": {"ops": {"token": "ops-token-0123456789", "tags": []}}},
+        "metrics": {}}}, environ={})
+    server.mount("/shop", Shop())
+    admitted = {**IDENTITY, "authorization": "Bearer ops-token-0123456789"}
+    with TestClient(server) as client:
+        for path in ("/shop/price/cup", "/shop/price/pot", "/missing", "/shop/products"):
+            assert client.get(path).status_code == 401
+        text = client.get("/metrics", headers=admitted).text
+    assert value(text, "http_requests_total", method="GET", route="/shop/price",
+                 status="401") == 2
+    assert value(text, "http_requests_total", method="GET", route="/shop/products",
+                 status="401") == 1
+    assert value(text, "http_requests_total", method="GET", route=UNMATCHED,
+                 status="401") == 1

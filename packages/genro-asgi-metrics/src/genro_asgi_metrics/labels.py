@@ -1,9 +1,10 @@
 """Metric names and help texts, label bounding, and the per-request series index.
 
 Labels are bounded so that no client can grow the registry: ``route`` is a route template, a
-mount prefix or ``<unmatched>``; ``method`` is a standard method or ``OTHER``; ``status`` is the
-code sent or ``none``. ``SeriesIndex`` maps what an observer reads off an envelope to the series
-of its label set with three dict subscripts, and keeps unknown methods out of the index.
+mount prefix or ``<unmatched>`` (for a request answered before the dispatcher, the template its
+path would have matched); ``method`` is a standard method or ``OTHER``; ``status`` is the code
+sent or ``none``. ``SeriesIndex`` maps what an observer reads off an envelope to the series of
+its label set with three dict subscripts, and keeps unknown methods out of the index.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ OTHER = "OTHER"
 KNOWN_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 STUCK_LEVELS = ("warning", "critical")
+# with no route, these are <unmatched> without a lookup: the dispatcher's 404 matched nothing,
+# and a 414's path is over server.max_url_size (the protocol refused it before any app)
+UNMATCHED_STATUSES = frozenset({404, 414})
 TASK_KINDS = frozenset({"state", "progress"})
 TASK_STATES = frozenset({"pending", "running", "done", "failed", "cancelled", "timed_out"})
 
@@ -69,16 +73,27 @@ def path_filter(paths: Iterable[str]) -> Callable[[str], bool]:
 class SeriesIndex(Generic[S]):
     """``by_method[method][route][status]``: the series an observer records into.
 
-    ``route`` and ``status`` are the envelope's own values (``None`` for no match / no
+    ``route`` and ``status`` are the envelope's own values (``None`` for no route / no
     response). The observers subscript ``by_method`` directly; a ``KeyError`` (labels seen
-    for the first time, an unknown method, a WebSocket scope, which has no method) lands in
-    ``miss``, which answers and, for standard methods, fills the index. A ``None`` series
-    means "not counted" (not HTTP, or the exposition's own route).
+    for the first time, an unknown method, a WebSocket scope, which has no method, or no
+    route) lands in ``miss``, which answers and, for standard methods, fills the index. A
+    ``None`` series means "not counted" (not HTTP, or the exposition's own route).
+
+    A request with no route matched nothing (the dispatcher's 404) or never reached the
+    dispatcher's match (a 401 of the auth plugin, a CORS preflight). A 404 (or a 414) is
+    ``<unmatched>`` and indexed under ``None``, as before: the scan's label, at no extra cost.
+    Any other status asks ``route_of(scope)`` (the server's ``route_template``) for the
+    template its path matches; the answer depends on the path, so those are never indexed
+    under ``None``: they always reach ``miss``, which looks the template up and then the
+    index under it (``<unmatched>`` is its own key there: no template has that name).
+    Dispatched requests pay nothing for it.
     """
 
-    def __init__(self, make: Callable[[Labels], S], skipped_route: Callable[[str], bool]) -> None:
+    def __init__(self, make: Callable[[Labels], S], skipped_route: Callable[[str], bool],
+                 route_of: Callable[[Mapping[str, Any]], str | None]) -> None:
         self.make = make
         self.skipped_route = skipped_route
+        self.route_of = route_of
         self.by_method: dict[str, dict[str | None, dict[int | None, S | None]]] = {}
         self.series: dict[Labels, S] = {}
         """Every series by its label set, for the scrape."""
@@ -87,6 +102,12 @@ class SeriesIndex(Generic[S]):
         if scope.get("type") != "http":
             return None
         method: str = scope["method"]
+        if route is None and status not in UNMATCHED_STATUSES:
+            route = self.route_of(scope) or UNMATCHED
+            try:
+                return self.by_method[method][route][status]
+            except KeyError:  # labels seen for the first time, or an unknown method
+                pass
         found: S | None = None
         if route is None or not self.skipped_route(route):
             labels = (label_method(method), UNMATCHED if route is None else route,

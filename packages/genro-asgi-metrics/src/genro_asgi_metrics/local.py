@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
@@ -98,14 +98,15 @@ class LocalMetrics:
 
     def __init__(self, *, duration_buckets: Sequence[float], size_buckets: Sequence[float],
                  in_progress: Callable[[], int], websockets_open: Callable[[], int],
-                 skipped_route: Callable[[str], bool]) -> None:
+                 skipped_route: Callable[[str], bool],
+                 route_of: Callable[[Mapping[str, Any]], str | None]) -> None:
         self._duration_bounds = finite(duration_buckets)
         self._size_bounds = finite(size_buckets)
         self._in_progress = in_progress
         self._websockets_open = websockets_open
         buckets = len(self._duration_bounds) + 1, len(self._size_bounds) + 1
         self.index: SeriesIndex[LocalSeries] = SeriesIndex(
-            lambda labels: LocalSeries(*buckets), skipped_route)
+            lambda labels: LocalSeries(*buckets), skipped_route, route_of)
         self._errors: dict[str, Tally] = {}
         self._stuck = {level: Tally() for level in STUCK_LEVELS}
         self._tasks: dict[tuple[str, str], Tally] = {}
@@ -136,7 +137,7 @@ class LocalMetrics:
             route, status = envelope.route, envelope.status
             try:
                 series = by_method[scope["method"]][route][status]
-            except KeyError:  # new labels, an unknown method, or a WebSocket (no method)
+            except KeyError:  # new labels, an unknown method, a WebSocket (no method), no route
                 series = miss(scope, route, status)
             if series is None:
                 return

@@ -90,12 +90,14 @@ class MetricsPlugin(Plugin):
         if self.multiprocess_dir is None:
             local = LocalMetrics(in_progress=self._in_progress,
                                  websockets_open=self._websockets_open,
-                                 skipped_route=self._is_exposition_route, **buckets)
+                                 skipped_route=self._is_exposition_route,
+                                 route_of=self.server.route_template, **buckets)
             self.registry.register(local)
             return local
         # created after the environment is set: the values live in the directory's files and
         # each scrape aggregates them, so they join no registry
-        shared = SharedMetrics(None, skipped_route=self._is_exposition_route, **buckets)
+        shared = SharedMetrics(None, skipped_route=self._is_exposition_route,
+                               route_of=self.server.route_template, **buckets)
         self._gauges = shared.in_progress, shared.ws_active
         return shared
 

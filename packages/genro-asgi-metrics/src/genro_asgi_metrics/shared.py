@@ -7,7 +7,7 @@ The observer finds its series like the one-process store does (``SeriesIndex``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
@@ -61,7 +61,8 @@ class SharedMetrics:
 
     def __init__(self, registry: CollectorRegistry | None, *,
                  duration_buckets: Sequence[float], size_buckets: Sequence[float],
-                 skipped_route: Callable[[str], bool]) -> None:
+                 skipped_route: Callable[[str], bool],
+                 route_of: Callable[[Mapping[str, Any]], str | None]) -> None:
         reg: Any = registry
         self.requests_total = Counter("http_requests_total", DOC_REQUESTS,
                                       ("method", "route", "status"), registry=reg)
@@ -86,7 +87,8 @@ class SharedMetrics:
                                    ("kind", "state"), registry=reg)
         for level in STUCK_LEVELS:
             self.stuck_total.labels(level)
-        self.index: SeriesIndex[SharedSeries] = SeriesIndex(self._series, skipped_route)
+        self.index: SeriesIndex[SharedSeries] = SeriesIndex(self._series, skipped_route,
+                                                             route_of)
         self._errors: dict[type, Any] = {}
 
     def _series(self, labels: Labels) -> SharedSeries:
@@ -111,7 +113,7 @@ class SharedMetrics:
             route, status = envelope.route, envelope.status
             try:
                 series = by_method[scope["method"]][route][status]
-            except KeyError:  # new labels, an unknown method, or a WebSocket (no method)
+            except KeyError:  # new labels, an unknown method, a WebSocket (no method), no route
                 series = miss(scope, route, status)
             if series is not None:
                 series.record(monotonic() - envelope.created_at, envelope.request_size,
