@@ -105,6 +105,18 @@ def test_each_answer_gets_the_route_its_path_matches(tmp_path: Any) -> None:
                  route="/api/users") == 4
 
 
+def test_a_503_while_draining_gets_its_route(tmp_path: Any) -> None:
+    """The dispatcher refuses a draining server's requests before its match: the template."""
+    server = build(tmp_path)
+    with TestClient(server) as client:
+        server.draining = True
+        ask(client, "GET", "/api/item/4", 503, ADMIN)
+        ask(client, "GET", "/nowhere", 503, ADMIN)
+        server.draining = False
+        text = client.get("/metrics", headers={**IDENTITY, **ADMIN}).text
+    assert counts(text) == {("GET", "/api/item", "503"): 1, ("GET", UNMATCHED, "503"): 1}
+
+
 def test_a_refused_scrape_is_not_counted(tmp_path: Any) -> None:
     """The exposition's own route, refused by auth, is its route: not counted, as a scrape."""
     with TestClient(build(tmp_path)) as client:
