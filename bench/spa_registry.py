@@ -55,7 +55,10 @@ from genro_asgi_nats.testing import NatsServer
 
 SECRET = "bench-cookie-secret-0123456789-abcdef"
 LIMITS = {"max_pages_per_user": 2000, "max_pages_per_connection": 2000,
-          "change_rate": 1e6, "change_burst": 1_000_000, "grace_period": 60.0}
+          "max_sessions_per_user": 2000, "change_rate": 1e6, "change_burst": 1_000_000,
+          "user_change_rate": 1e6, "user_change_burst": 1_000_000, "grace_period": 60.0,
+          # every round's anonymous users stay in the NATS bucket (the cluster's count)
+          "max_anonymous_users": 1_000_000}
 
 
 class Socket:
