@@ -182,6 +182,37 @@ async def test_a_full_pool_refuses_an_upload_and_its_file_is_still_closed(
     assert served.status_code == 200 and served.json()["size"] == len(UPLOAD)
 
 
+async def test_a_refused_upload_is_closed_at_once_not_pinned_until_the_pool_frees(
+        tmp_path: Path) -> None:
+    # the write that would have moved the file to disk was refused: its content is still in
+    # memory (up to upload_spool_size each), so it is closed with the 503, not queued behind
+    # the busy pool (where each refused upload pinned its spool until a worker was free)
+    server, app = _server(tmp_path, sync_workers=1, sync_queue=0)
+    opened: list[UploadFile] = []
+    original = UploadFile.__init__
+
+    def record(self: UploadFile, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        opened.append(self)
+
+    async with AsyncTestClient(server) as client:
+        held = asyncio.ensure_future(client.get("/b/hold"))
+        while not app.entered.is_set():
+            await asyncio.sleep(0.01)
+        try:
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(UploadFile, "__init__", record)
+                for _ in range(3):
+                    refused = await client.post("/b/upload", files={"doc": ("a.bin", UPLOAD)})
+                    assert refused.status_code == 503, refused.text
+            assert len(opened) == 3 and all(upload.closed for upload in opened)
+            assert all(not upload.on_disk for upload in opened)
+            assert server.sync.pool.admitted == 1  # the held call: nothing queued for them
+        finally:
+            app.release.set()
+        assert (await asyncio.wait_for(held, SAFETY)).text == "released"
+
+
 async def test_outside_a_server_the_default_executor_is_used() -> None:
     loop_thread = threading.current_thread().name
     name = await off_loop({}, lambda: threading.current_thread().name)

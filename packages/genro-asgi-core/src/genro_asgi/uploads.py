@@ -22,6 +22,7 @@ from tempfile import SpooledTemporaryFile
 from typing import IO, Any
 
 from .datastructures import Headers
+from .exceptions import ServiceUnavailable
 from .sync_pool import SCOPE_KEY, SyncPool, off_loop, off_loop_step
 
 logger = logging.getLogger("genro_asgi.uploads")
@@ -63,7 +64,13 @@ class UploadFile:
         are refused with 503 when the server's sync pool is full)."""
         self.size += len(data)
         if self.on_disk:
-            await off_loop(self._scope, self.file.write, data)
+            try:
+                await off_loop(self._scope, self.file.write, data)
+            except ServiceUnavailable:
+                # refused before it ran: a first disk write leaves the content in memory, so
+                # discard() closes it now instead of queueing it (and its spool) in the pool
+                self.size -= len(data)
+                raise
         else:
             self.file.write(data)
 
