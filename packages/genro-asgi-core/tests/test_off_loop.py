@@ -58,6 +58,14 @@ class Busy(AsgiApplication):
         return {"size": len(data), "head": (await doc.read(4)).decode()}
 
 
+async def eventually(check: Any, what: str) -> None:
+    """Wait until ``check()`` holds, bounded by SAFETY: a regression fails, never hangs."""
+    deadline = asyncio.get_running_loop().time() + SAFETY
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, f"never: {what}"
+        await asyncio.sleep(0.01)
+
+
 def _thread_names(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[str]:
     names: list[str] = []
     original = getattr(owner, name)
@@ -115,8 +123,7 @@ async def test_a_full_pool_refuses_a_large_body_and_a_static_lookup_with_503(
     server, app = _server(tmp_path, sync_workers=1, sync_queue=0, sync_retry_after=3)
     async with AsyncTestClient(server) as client:
         held = asyncio.ensure_future(client.get("/b/hold"))
-        while not app.entered.is_set():
-            await asyncio.sleep(0.01)
+        await eventually(app.entered.is_set, "the held handler started")
         decoded = await client.post("/b/raw_json", content=BIG_JSON,
                                     headers={"content-type": "application/json"})
         found = await client.get("/files/big.bin")
@@ -144,8 +151,8 @@ async def test_an_uploaded_files_disk_io_runs_in_the_servers_pool(
         assert answer.status_code == 200, answer.text
         assert answer.json() == {"size": len(UPLOAD), "head": "head"}
         (upload,) = app.uploads
-        while not upload.closed:  # closed once a worker is free, after the answer
-            await asyncio.sleep(0.01)
+        # closed once a worker is free, after the answer
+        await eventually(lambda: upload.closed, "the upload closed")
     pool = server.sync.pool.name
     for name in ("write", "read", "close"):
         assert calls[name] and all(thread.startswith(pool) for thread in calls[name]), name
@@ -166,8 +173,7 @@ async def test_a_full_pool_refuses_an_upload_and_its_file_is_still_closed(
 
     async with AsyncTestClient(server) as client:
         held = asyncio.ensure_future(client.get("/b/hold"))
-        while not app.entered.is_set():
-            await asyncio.sleep(0.01)
+        await eventually(app.entered.is_set, "the held handler started")
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(UploadFile, "__init__", record)
             refused = await client.post("/b/upload", files={"doc": ("a.bin", UPLOAD)})
@@ -176,8 +182,8 @@ async def test_a_full_pool_refuses_an_upload_and_its_file_is_still_closed(
         assert opened and not app.uploads
         app.release.set()
         assert (await asyncio.wait_for(held, SAFETY)).text == "released"
-        while not all(upload.closed for upload in opened):  # queued: closed when free
-            await asyncio.sleep(0.01)
+        await eventually(lambda: all(upload.closed for upload in opened),  # when free
+                         "the refused uploads closed")
         served = await client.post("/b/upload", files={"doc": ("a.bin", UPLOAD)})
     assert served.status_code == 200 and served.json()["size"] == len(UPLOAD)
 
@@ -197,8 +203,7 @@ async def test_a_refused_upload_is_closed_at_once_not_pinned_until_the_pool_free
 
     async with AsyncTestClient(server) as client:
         held = asyncio.ensure_future(client.get("/b/hold"))
-        while not app.entered.is_set():
-            await asyncio.sleep(0.01)
+        await eventually(app.entered.is_set, "the held handler started")
         try:
             with pytest.MonkeyPatch.context() as patch:
                 patch.setattr(UploadFile, "__init__", record)
