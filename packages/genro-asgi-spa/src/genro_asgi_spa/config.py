@@ -30,8 +30,8 @@ class SpaConfig(BaseModel):
     503, ``Retry-After``). Authenticated users are never counted nor refused by it."""
     anonymous_ttl: float = Field(300.0, ge=0)
     """Seconds an anonymous user without pages keeps its records and data (its connection,
-    sessions and user record go together), instead of ``session_idle``, ``connection_idle``
-    and ``user_retention``."""
+    sessions and user record go together), instead of ``connection_idle`` and
+    ``user_retention`` (a session still goes at ``session_idle`` when that comes first)."""
     anonymous_retry_after: int = Field(30, ge=1, le=3600)
     """The ``Retry-After`` seconds of ``spa_anonymous_full``."""
     cookie_name: str = Field("spa_connection_id", pattern=r"^[A-Za-z0-9_-]{1,64}$")
