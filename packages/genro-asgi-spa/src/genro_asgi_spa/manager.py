@@ -343,12 +343,14 @@ class SpaManager:
         """Refuse a new anonymous user once the backend holds ``max_anonymous_users`` of them
         (503, ``Retry-After``); admitted, it holds a place until its register ends (``key``:
         the socket's), by which time its user record is written and counted."""
-        if await self.backend.get("user", user_id) is not None:
-            return  # already held (and counted): a returning visitor is never refused
         held = await self.backend.anonymous_users()
         config = self.config
         if held is not None and held + len(self._anonymous_pending) \
                 >= config.max_anonymous_users:
+            # looked up only at the cap (on NATS a miss is a round trip): a returning
+            # visitor, already held and counted, is never refused
+            if await self.backend.get("user", user_id) is not None:
+                return
             self._anonymous_refused += 1
             now = self.clock()
             if self._anonymous_warned_at is None or now - self._anonymous_warned_at >= 60:
@@ -359,6 +361,8 @@ class SpaManager:
             raise SpaError("spa_anonymous_full", f"the server holds all the anonymous users it "
                            f"may ({config.max_anonymous_users}): sign in, or try later",
                            retry_after=config.anonymous_retry_after)
+        # (a returning visitor below the cap holds a place too while it registers: counted
+        # twice for those milliseconds, which can only refuse early, never admit past the cap)
         self._anonymous_pending[key] = user_id
 
     @asynccontextmanager
