@@ -12,8 +12,10 @@ is bounded by ``SAFETY`` against a hang and is never an assertion about speed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 import threading
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -118,12 +120,21 @@ async def test_a_static_file_is_found_and_read_in_the_servers_pool(
     assert reads and all(name.startswith(pool) for name in reads)
 
 
-async def test_a_full_pool_refuses_a_large_body_and_a_static_lookup_with_503(
-        tmp_path: Path) -> None:
-    server, app = _server(tmp_path, sync_workers=1, sync_queue=0, sync_retry_after=3)
+@contextlib.asynccontextmanager
+async def held_pool(server: AsgiServer, app: Busy,
+                    ) -> AsyncIterator[tuple[AsyncTestClient, asyncio.Future[Any]]]:
+    """A client of ``server`` whose sync pool is busy with ``/b/hold`` (``held``) until the
+    test sets ``app.release``."""
     async with AsyncTestClient(server) as client:
         held = asyncio.ensure_future(client.get("/b/hold"))
         await eventually(app.entered.is_set, "the held handler started")
+        yield client, held
+
+
+async def test_a_full_pool_refuses_a_large_body_and_a_static_lookup_with_503(
+        tmp_path: Path) -> None:
+    server, app = _server(tmp_path, sync_workers=1, sync_queue=0, sync_retry_after=3)
+    async with held_pool(server, app) as (client, held):
         decoded = await client.post("/b/raw_json", content=BIG_JSON,
                                     headers={"content-type": "application/json"})
         found = await client.get("/files/big.bin")
@@ -161,9 +172,9 @@ async def test_an_uploaded_files_disk_io_runs_in_the_servers_pool(
     assert calls["seek"][-1].startswith(pool)
 
 
-async def test_a_full_pool_refuses_an_upload_and_its_file_is_still_closed(
-        tmp_path: Path) -> None:
-    server, app = _server(tmp_path, sync_workers=1, sync_queue=0, sync_retry_after=3)
+@contextlib.contextmanager
+def recording_uploads() -> Iterator[list[UploadFile]]:
+    """The UploadFile objects created inside the block, in order."""
     opened: list[UploadFile] = []
     original = UploadFile.__init__
 
@@ -171,11 +182,16 @@ async def test_a_full_pool_refuses_an_upload_and_its_file_is_still_closed(
         original(self, *args, **kwargs)
         opened.append(self)
 
-    async with AsyncTestClient(server) as client:
-        held = asyncio.ensure_future(client.get("/b/hold"))
-        await eventually(app.entered.is_set, "the held handler started")
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(UploadFile, "__init__", record)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(UploadFile, "__init__", record)
+        yield opened
+
+
+async def test_a_full_pool_refuses_an_upload_and_its_file_is_still_closed(
+        tmp_path: Path) -> None:
+    server, app = _server(tmp_path, sync_workers=1, sync_queue=0, sync_retry_after=3)
+    async with held_pool(server, app) as (client, held):
+        with recording_uploads() as opened:
             refused = await client.post("/b/upload", files={"doc": ("a.bin", UPLOAD)})
         assert refused.status_code == 503, refused.text  # answered while the pool is held
         assert refused.headers["retry-after"] == "3"
@@ -194,19 +210,9 @@ async def test_a_refused_upload_is_closed_at_once_not_pinned_until_the_pool_free
     # memory (up to upload_spool_size each), so it is closed with the 503, not queued behind
     # the busy pool (where each refused upload pinned its spool until a worker was free)
     server, app = _server(tmp_path, sync_workers=1, sync_queue=0)
-    opened: list[UploadFile] = []
-    original = UploadFile.__init__
-
-    def record(self: UploadFile, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        opened.append(self)
-
-    async with AsyncTestClient(server) as client:
-        held = asyncio.ensure_future(client.get("/b/hold"))
-        await eventually(app.entered.is_set, "the held handler started")
+    async with held_pool(server, app) as (client, held):
         try:
-            with pytest.MonkeyPatch.context() as patch:
-                patch.setattr(UploadFile, "__init__", record)
+            with recording_uploads() as opened:
                 for _ in range(3):
                     refused = await client.post("/b/upload", files={"doc": ("a.bin", UPLOAD)})
                     assert refused.status_code == 503, refused.text
