@@ -28,8 +28,6 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,7 +36,7 @@ from typing import Any
 import httpx
 import websockets
 
-from genro_asgi.testing import free_port
+from bench.served import ServedProcess
 from genro_asgi_nats.testing import NatsServer
 
 APP = '''
@@ -60,41 +58,19 @@ class Pub(AsgiApplication):
 '''
 
 
-class Server:
-    def __init__(self, root: Path, name: str, nats_url: str | None) -> None:
-        directory = root / name
-        directory.mkdir()
-        (directory / "benchapp.py").write_text(APP)
-        plugins = (f'  nats: {{servers: ["{nats_url}"], subject_prefix: bench}}\n'
-                   f'  wsx: {{broker: "genro_asgi_nats:NatsBroker", heartbeat_interval: 0}}\n'
-                   if nats_url else '  wsx: {heartbeat_interval: 0}\n')
-        (directory / "config.yaml").write_text(
-            "logging: {level: WARNING}\nplugins:\n" + plugins +
-            'apps:\n  pub: {module: "benchapp:Pub"}\n')
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.ws = f"ws://127.0.0.1:{self.port}/_wsx"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "genro_asgi", "serve", str(directory), "--port",
-             str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{self.url}/pub/health", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError(f"server {name} did not start") from None
-                time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+def serve_site(root: Path, name: str, nats_url: str | None) -> ServedProcess:
+    """This benchmark's site in ``root / name``, served by one `genro-asgi serve` process
+    (the memory broker when ``nats_url`` is None)."""
+    directory = root / name
+    directory.mkdir()
+    (directory / "benchapp.py").write_text(APP)
+    plugins = (f'  nats: {{servers: ["{nats_url}"], subject_prefix: bench}}\n'
+               f'  wsx: {{broker: "genro_asgi_nats:NatsBroker", heartbeat_interval: 0}}\n'
+               if nats_url else '  wsx: {heartbeat_interval: 0}\n')
+    (directory / "config.yaml").write_text(
+        "logging: {level: WARNING}\nplugins:\n" + plugins +
+        'apps:\n  pub: {module: "benchapp:Pub"}\n')
+    return ServedProcess(directory, "/pub/health")
 
 
 async def subscribe(url: str, channel: str) -> Any:
@@ -109,7 +85,7 @@ def stamp_of(frame: str) -> int:
     return int(json.loads(json.loads(frame[6:])["data"])["t"])
 
 
-async def latency(publisher: Server, subscriber: Server, count: int) -> list[float]:
+async def latency(publisher: ServedProcess, subscriber: ServedProcess, count: int) -> list[float]:
     ws = await subscribe(subscriber.ws, "lat")
     samples: list[float] = []
     async with httpx.AsyncClient(timeout=30) as http:
@@ -122,7 +98,7 @@ async def latency(publisher: Server, subscriber: Server, count: int) -> list[flo
     return samples
 
 
-async def fan_out(publisher: Server, targets: list[Server], subscribers: int,
+async def fan_out(publisher: ServedProcess, targets: list[ServedProcess], subscribers: int,
                   burst: int) -> float:
     sockets = []
     for index in range(subscribers):
@@ -166,8 +142,8 @@ def main() -> None:
         "nats": {"p50": [], "p99": [], "max": [], "fanout": []}}
     with tempfile.TemporaryDirectory() as tmp, NatsServer() as nats:
         root = Path(tmp)
-        servers = {"memory": [Server(root, "mem", None)],
-                   "nats": [Server(root, "a", nats.url), Server(root, "b", nats.url)]}
+        servers = {"memory": [serve_site(root, "mem", None)],
+                   "nats": [serve_site(root, "a", nats.url), serve_site(root, "b", nats.url)]}
         try:
             for round_no in range(args.rounds):
                 for variant in ("memory", "nats"):

@@ -34,7 +34,6 @@ import gc
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,14 +42,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import wait_for_quiet
+from bench.served import ServedProcess
 from genro_asgi import AsgiServer
-from genro_asgi.testing import AsyncTestClient, free_port
+from genro_asgi.testing import AsyncTestClient
 from genro_asgi_nats.testing import NatsServer
 
 SECRET = "bench-cookie-secret-0123456789-abcdef"
@@ -163,38 +162,16 @@ class Health(AsgiApplication):
 '''
 
 
-class Server:
-    def __init__(self, root: Path, name: str, nats_url: str | None) -> None:
-        directory = root / name
-        directory.mkdir()
-        (directory / "healthapp.py").write_text(APP)
-        config = spa_config(nats_url)
-        config["apps"] = {"app": {"module": "healthapp:Health"}}
-        (directory / "config.yaml").write_text(json.dumps(config))
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.ws = f"ws://127.0.0.1:{self.port}/_wsx"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "genro_asgi", "serve", str(directory), "--port",
-             str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{self.url}/app/health", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError(f"server {name} did not start") from None
-                time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+def serve_site(root: Path, name: str, nats_url: str | None) -> ServedProcess:
+    """This benchmark's site in ``root / name``, served by one `genro-asgi serve` process
+    (the memory backend when ``nats_url`` is None)."""
+    directory = root / name
+    directory.mkdir()
+    (directory / "healthapp.py").write_text(APP)
+    config = spa_config(nats_url)
+    config["apps"] = {"app": {"module": "healthapp:Health"}}
+    (directory / "config.yaml").write_text(json.dumps(config))
+    return ServedProcess(directory, "/app/health")
 
 
 class Page:
@@ -203,7 +180,8 @@ class Page:
         self.next_id = 0
 
     @classmethod
-    async def open(cls, server: Server, token: str | None = None) -> tuple[Page, dict[str, Any]]:
+    async def open(cls, server: ServedProcess,
+                   token: str | None = None) -> tuple[Page, dict[str, Any]]:
         page = cls(await websockets.connect(server.ws, subprotocols=["wsx"],  # type: ignore[list-item]
                                             max_queue=None))
         info = await page.call("register", **({"connection": token} if token else {}))
@@ -232,7 +210,8 @@ class Page:
                 return json.loads(frame["data"])  # type: ignore[no-any-return]
 
 
-async def latency(sender_server: Server, receiver_server: Server, count: int) -> list[float]:
+async def latency(sender_server: ServedProcess, receiver_server: ServedProcess,
+                  count: int) -> list[float]:
     sender, info = await Page.open(sender_server)
     receiver, _ = await Page.open(receiver_server, info["connection_token"])
     await asyncio.sleep(0.3)  # the pages are in every replica
@@ -247,7 +226,7 @@ async def latency(sender_server: Server, receiver_server: Server, count: int) ->
     return samples
 
 
-async def fan_out(group: list[Server], pages: int, burst: int) -> float:
+async def fan_out(group: list[ServedProcess], pages: int, burst: int) -> float:
     writer, info = await Page.open(group[0])
     readers = []
     for index in range(pages):
@@ -316,8 +295,9 @@ def main() -> None:
                       f"user delivery {got['user_delivery_us']:.0f} us, fan-out "
                       f"{got['fanout_ms']:.2f} ms", flush=True)
         if not args.in_process_only:
-            servers = {"memory": [Server(root, "mem", None)],
-                       "nats": [Server(root, "a", nats.url), Server(root, "b", nats.url)]}
+            servers = {"memory": [serve_site(root, "mem", None)],
+                       "nats": [serve_site(root, "a", nats.url),
+                                serve_site(root, "b", nats.url)]}
             try:
                 for round_no in range(args.rounds):
                     for variant in ("memory", "nats"):
